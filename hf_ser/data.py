@@ -1,0 +1,278 @@
+"""From a recipe's data keys to a `datasets.DatasetDict` of train / validation / test, plus a report of what was used.
+
+Flow: corpus records -> label selection -> `Dataset.map` that decodes every file once to check it (fixed work) ->
+split by speaker -> `set_transform` that decodes, crops and augments on the fly (random work, redrawn every epoch).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict
+
+from .arguments import DataArguments
+from .audio import AudioDecodeError, crop_or_pad, load_audio
+from .augment import augment, build_augmenter
+from .corpora import CORPORA, load_records
+
+logger = logging.getLogger(__name__)
+
+SILENCE_PEAK = 1e-4
+MIN_DURATION_SECONDS = 0.03  # below one wav2vec2 receptive field (25 ms) there is nothing to encode
+SPEAKER_INDEPENDENT = "speaker-independent"
+SPEAKER_DEPENDENT = "speaker-dependent"
+
+
+@dataclass
+class CorpusReport:
+    """What went into each split, what was skipped and why; written to `output_dir/data_report.json`."""
+
+    dataset: str
+    labels: list = field(default_factory=list)
+    protocol: str = SPEAKER_INDEPENDENT
+    splits: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def skip(self, path: str, reason: str) -> None:
+        self.skipped.append({"path": path, "reason": reason})
+
+    def save(self, output_dir: str | Path) -> Path:
+        path = Path(output_dir) / "data_report.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))
+        return path
+
+    def summary(self) -> str:
+        lines = [f"{self.dataset}: {self.protocol}; labels {self.labels}"]
+        for name, split in self.splits.items():
+            lines.append(f"  {name}: {split['items']} items, {split['seconds'] / 60:.1f} min, speakers {split['speakers']}")
+        lines.append(f"  skipped {len(self.skipped)} item(s)" + (":" if self.skipped else ""))
+        lines += [f"    {item['path']}: {item['reason']}" for item in self.skipped]
+        lines += [f"  note: {item['path']}: {item['reason']}" for item in self.notes]
+        return "\n".join(lines)
+
+
+def _audio_source(example: dict):
+    """What `load_audio` reads for a row: the file path, or in-memory bytes for Hub datasets."""
+    blob = example.get("bytes")
+    return io.BytesIO(blob) if blob else example["path"]
+
+
+def _corpus_records(args: DataArguments) -> list[dict]:
+    if args.dataset == "demo":
+        from .demo_corpus import DEMO_SPEAKER_PATTERN, generate_demo_corpus
+
+        root = Path(args.data_dir or Path.home() / ".cache" / "hf_ser" / "demo_corpus")
+        return load_records("audiofolder", str(generate_demo_corpus(root)), speaker_pattern=DEMO_SPEAKER_PATTERN)
+    if args.dataset in CORPORA:
+        return load_records(args.dataset, args.data_dir, manifest=args.manifest, speaker_pattern=args.speaker_pattern)
+    return _hub_records(args)
+
+
+def _hub_records(args: DataArguments) -> list[dict]:
+    """Any `datasets` dataset (Hub id or local dataset folder) with an audio and a label column; all splits pooled,
+    since hf-ser splits by speaker itself."""
+    from datasets import Audio, concatenate_datasets, load_dataset
+
+    loaded = load_dataset(args.dataset, args.dataset_config_name)
+    pooled = concatenate_datasets(list(loaded.values())) if isinstance(loaded, DatasetDict) else loaded
+    for column in (args.audio_column, args.label_column, args.speaker_column):
+        if column and column not in pooled.column_names:
+            raise KeyError(f"dataset {args.dataset!r} has no column {column!r} (columns: {pooled.column_names})")
+    pooled = pooled.cast_column(args.audio_column, Audio(decode=False))
+    label_feature = pooled.features[args.label_column]
+    records = []
+    for row in pooled:
+        label = row[args.label_column]
+        if isinstance(label_feature, ClassLabel) and label is not None:
+            label = label_feature.int2str(label)
+        audio = row[args.audio_column]
+        records.append(
+            {
+                "path": audio.get("path") or f"{args.dataset}[{len(records)}]",
+                "bytes": audio.get("bytes"),
+                "label": None if label is None else str(label),
+                "speaker": str(row[args.speaker_column]) if args.speaker_column else None,
+            }
+        )
+    return records
+
+
+def select_labels(records: list[dict], args: DataArguments, report: CorpusReport) -> tuple[list[dict], list[str]]:
+    """Rename labels with `label_map`, keep those in `labels`; every dropped record is reported."""
+    kept, seen_paths = [], set()
+    for record in records:
+        label = record["label"]
+        label = args.label_map.get(label, label) if label is not None else None
+        if label is None:
+            report.skip(record["path"], "missing label")
+        elif args.labels and label not in args.labels:
+            report.skip(record["path"], f"label {label!r} is not in the label set {args.labels}")
+        elif record["path"] in seen_paths and not record.get("bytes"):
+            report.skip(record["path"], "listed twice; the first entry is kept")
+        else:
+            seen_paths.add(record["path"])
+            kept.append({**record, "label": label})
+    label_names = list(args.labels) if args.labels else sorted({record["label"] for record in kept})
+    return kept, label_names
+
+
+def _inspect(example: dict, sampling_rate: int) -> dict:
+    """Decode once to find files that cannot be trained on; duration for length grouping."""
+    try:
+        waveform = load_audio(_audio_source(example), sampling_rate)
+    except AudioDecodeError as error:
+        return {"duration": 0.0, "problem": str(error).split(": ", 1)[-1], "note": ""}
+    duration = len(waveform) / sampling_rate
+    if duration < MIN_DURATION_SECONDS:
+        return {"duration": duration, "problem": f"shorter than {MIN_DURATION_SECONDS} s ({duration:.3f} s)", "note": ""}
+    note = "silent (peak below 1e-4)" if np.abs(waveform).max() < SILENCE_PEAK else ""
+    return {"duration": duration, "problem": "", "note": note}
+
+
+def build_corpus(args: DataArguments, seed: int = 42) -> tuple[DatasetDict, list[str], CorpusReport]:
+    """The recipe's corpus as train / validation / test `Dataset`s with columns path, label, speaker, duration."""
+    report = CorpusReport(dataset=args.dataset)
+    records, label_names = select_labels(_corpus_records(args), args, report)
+    if not records:
+        raise ValueError(f"dataset {args.dataset!r}: no usable records (skipped: {report.skipped[:3]}...)")
+    columns = {key: [record.get(key) for record in records] for key in ("path", "label", "speaker")}
+    if any(record.get("bytes") for record in records):
+        columns["bytes"] = [record.get("bytes") for record in records]
+    dataset = Dataset.from_dict(columns).map(
+        _inspect, fn_kwargs={"sampling_rate": args.sampling_rate}, desc="Checking audio", load_from_cache_file=False
+    )
+    for row in dataset.select_columns(["path", "problem", "note"]):
+        if row["problem"]:
+            if args.on_bad_audio == "error":
+                raise AudioDecodeError(f"{row['path']}: {row['problem']} (set on_bad_audio: skip to drop and report)")
+            report.skip(row["path"], row["problem"])
+        elif row["note"]:
+            report.notes.append({"path": row["path"], "reason": row["note"]})
+    dataset = dataset.filter(lambda problem: not problem, input_columns="problem").remove_columns(["problem", "note"])
+    dataset = dataset.cast_column("label", ClassLabel(names=label_names))
+    report.labels = label_names
+    splits, report.protocol = split_corpus(dataset, args, seed)
+    for name, split in splits.items():
+        report.splits[name] = {
+            "items": len(split),
+            "seconds": float(sum(split["duration"])),
+            "speakers": sorted({s for s in split["speaker"] if s is not None}),
+            "per_label": dict(Counter(label_names[i] for i in split["label"])),
+        }
+    if args.max_train_samples is not None:
+        splits["train"] = splits["train"].select(range(min(args.max_train_samples, len(splits["train"]))))
+    if report.skipped:
+        logger.warning("Skipped %d bad item(s); all are listed in data_report.json", len(report.skipped))
+    return splits, label_names, report
+
+
+def check_disjoint_speakers(speaker_sets: dict[str, set]) -> None:
+    """Refuse a split in which a speaker appears in two of train / validation / test."""
+    names = list(speaker_sets)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            shared = speaker_sets[first] & speaker_sets[second]
+            if shared:
+                raise ValueError(
+                    f"speaker(s) {sorted(shared)} are in both {first} and {second}: that leaks speakers into "
+                    "evaluation. Fix the speaker lists, or set speaker_dependent: true to accept it knowingly."
+                )
+
+
+def split_corpus(dataset: Dataset, args: DataArguments, seed: int) -> tuple[DatasetDict, str]:
+    speakers = dataset["speaker"]
+    known = [s for s in speakers if s is not None]
+    if args.speaker_dependent or not known:
+        return _split_by_file(dataset, args, seed), SPEAKER_DEPENDENT
+    if len(known) < len(speakers):
+        raise ValueError(f"{len(speakers) - len(known)} item(s) have no speaker; give every item one or none")
+    all_speakers = sorted(set(known))
+    chosen = {"train": args.train_speakers, "validation": args.validation_speakers, "test": args.test_speakers}
+    for name, listed in chosen.items():
+        unknown = sorted(set(listed or []) - set(all_speakers))
+        if unknown:
+            raise ValueError(f"{name}_speakers {unknown} are not in the corpus (its speakers: {all_speakers})")
+    if args.validation_speakers is None and args.test_speakers is None:
+        order = list(all_speakers)
+        random.Random(seed).shuffle(order)
+        n_test = max(1, round(args.test_fraction * len(order)))
+        n_validation = max(1, round(args.validation_fraction * len(order)))
+        if n_test + n_validation >= len(order):
+            raise ValueError(f"{len(order)} speakers are too few for a speaker-independent train/validation/test split")
+        chosen["test"], chosen["validation"] = order[:n_test], order[n_test : n_test + n_validation]
+    elif args.validation_speakers is None or args.test_speakers is None:
+        raise ValueError("give both validation_speakers and test_speakers (or neither, for an automatic split)")
+    held_out = set(chosen["validation"]) | set(chosen["test"])
+    chosen["train"] = chosen["train"] or [s for s in all_speakers if s not in held_out]
+    check_disjoint_speakers({name: set(value) for name, value in chosen.items()})
+    splits = DatasetDict()
+    for name, members in chosen.items():
+        members = set(members)
+        splits[name] = dataset.filter(lambda speaker: speaker in members, input_columns="speaker")
+        if len(splits[name]) == 0:
+            raise ValueError(f"the {name} split is empty (speakers {sorted(members)})")
+    return splits, SPEAKER_INDEPENDENT
+
+
+def _split_by_file(dataset: Dataset, args: DataArguments, seed: int) -> DatasetDict:
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(dataset))
+    labels = np.asarray(dataset["label"])
+    held_out = args.validation_fraction + args.test_fraction
+    train, rest = train_test_split(indices, test_size=held_out, stratify=labels, random_state=seed)
+    validation, test = train_test_split(
+        rest, test_size=args.test_fraction / held_out, stratify=labels[rest], random_state=seed
+    )
+    return DatasetDict(
+        train=dataset.select(np.sort(train)), validation=dataset.select(np.sort(validation)), test=dataset.select(np.sort(test))
+    )
+
+
+def make_transform(feature_extractor, args: DataArguments, train: bool) -> Callable[[dict], dict]:
+    """The `set_transform` function: decode, crop (random for training, centred for evaluation), augment (training
+    only), then the model's feature extractor."""
+    augmenter = build_augmenter(args.augmentations) if train else None
+    sampling_rate = args.sampling_rate
+    window = args.max_duration_seconds if train else args.eval_max_duration_seconds
+    input_name = feature_extractor.model_input_names[0]
+
+    def transform(batch: dict) -> dict:
+        waveforms = []
+        for index in range(len(batch["path"])):
+            example = {key: values[index] for key, values in batch.items()}
+            waveform = load_audio(_audio_source(example), sampling_rate)
+            if window:
+                waveform = crop_or_pad(
+                    waveform, int(window * sampling_rate), random=train, pad=train and args.pad_to_max_duration
+                )
+            waveforms.append(augment(augmenter, waveform, sampling_rate) if train else waveform)
+        features = feature_extractor(waveforms, sampling_rate=sampling_rate, return_attention_mask=True)
+        output = {input_name: list(features[input_name]), "label": batch["label"]}
+        if input_name != "input_values":  # fixed-size features (Whisper): keep the mask over real frames
+            output["attention_mask"] = list(features["attention_mask"])
+        return output
+
+    return transform
+
+
+def attach_transforms(splits: DatasetDict, feature_extractor, args: DataArguments) -> DatasetDict:
+    for name, split in splits.items():
+        split.set_transform(make_transform(feature_extractor, args, train=name == "train"))
+    return splits
+
+
+def balanced_class_weights(train: Dataset, num_labels: int) -> list[float]:
+    """Inverse class frequency, normalised so the weights average to one (scikit-learn's `balanced`)."""
+    counts = np.bincount(np.asarray(train["label"]), minlength=num_labels).astype(float)
+    return [float(w) for w in len(train) / (num_labels * np.clip(counts, 1, None))]

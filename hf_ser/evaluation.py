@@ -1,0 +1,39 @@
+"""Final evaluation of a trained model: metrics files and confusion matrices for validation and test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from datasets import DatasetDict
+from transformers import Trainer
+
+from .metrics import save_confusion_matrix, ser_scores
+
+SPLIT_PREFIXES = {"validation": "eval", "test": "test"}
+
+
+def evaluate_and_save(trainer: Trainer, splits: DatasetDict, label_names: list[str], output_dir: str, protocol: str) -> dict:
+    """Write `eval_results.json`, `test_results.json` (keys `eval_wa`, `test_ua`, ...), `confusion_matrix.json`
+    and one confusion-matrix PNG per split; returns all metrics."""
+    results, matrices = {}, {}
+    for split, prefix in SPLIT_PREFIXES.items():
+        if split not in splits:
+            continue
+        prediction = trainer.predict(splits[split], metric_key_prefix=prefix)
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        scores = ser_scores(np.argmax(logits, -1), prediction.label_ids, num_labels=len(label_names), confusion=True)
+        matrices[split] = scores["confusion_matrix"]
+        metrics = {**prediction.metrics, f"{prefix}_samples": len(splits[split])}
+        trainer.log_metrics(prefix, metrics)
+        trainer.save_metrics(prefix, metrics)
+        results.update(metrics)
+        if trainer.is_world_process_zero():
+            name = "confusion_matrix" if split == "test" else f"confusion_matrix_{split}"
+            title = f"{split} ({protocol}): UA {scores['ua']:.1%}, WA {scores['wa']:.1%}"
+            save_confusion_matrix(matrices[split], label_names, Path(output_dir) / f"{name}.png", title)
+    if trainer.is_world_process_zero():
+        payload = {"labels": label_names, "protocol": protocol, **matrices}
+        (Path(output_dir) / "confusion_matrix.json").write_text(json.dumps(payload, indent=2))
+    return results

@@ -1,0 +1,63 @@
+"""WA, UA, macro-F1 and confusion matrices, through the local `evaluate` module in `hf_ser/ser_metric`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+SER_METRIC_PATH = Path(__file__).parent / "ser_metric"
+
+
+@lru_cache(maxsize=1)
+def load_ser_metric():
+    import evaluate
+
+    return evaluate.load(str(SER_METRIC_PATH))
+
+
+def ser_scores(
+    predictions: Sequence[int], references: Sequence[int], num_labels: int | None = None, confusion: bool = False
+) -> dict:
+    return load_ser_metric().compute(
+        predictions=[int(p) for p in predictions],
+        references=[int(r) for r in references],
+        num_labels=num_labels,
+        return_confusion_matrix=confusion,
+    )
+
+
+def compute_metrics(eval_prediction) -> dict:
+    """`Trainer(compute_metrics=...)`: scalar metrics only, so every logger accepts them."""
+    logits = eval_prediction.predictions
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return ser_scores(np.argmax(logits, axis=-1), eval_prediction.label_ids)
+
+
+def save_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path, title: str) -> None:
+    """A row-normalised confusion-matrix PNG with the counts written in."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(matrix, dtype=float)
+    normalised = counts / np.clip(counts.sum(axis=1, keepdims=True), 1, None)
+    size = 1.0 + 0.7 * len(labels)
+    figure, axes = plt.subplots(figsize=(size + 1.5, size))
+    image = axes.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            axes.text(j, i, f"{int(counts[i, j])}", ha="center", va="center",
+                      color="white" if normalised[i, j] > 0.5 else "black", fontsize=8)
+    figure.colorbar(image, ax=axes, fraction=0.046, label="share of true class")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,245 @@
+"""Wav2Vec2SER: a speech encoder from `AutoModel`, masked frame pooling and the seed's MLP head.
+
+This file travels with every checkpoint as remote code: it imports only torch, transformers and its configuration.
+"""
+
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from .configuration_wav2vec2_ser import Wav2Vec2SERConfig
+
+
+class SafeBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d that accepts a training batch of one example.
+
+    Batch statistics of a single example are undefined (PyTorch raises). For such a batch this layer normalises with
+    its running statistics, as in evaluation, and leaves them untouched; gradients still flow through the affine
+    parameters. Any batch of two or more behaves exactly like `nn.BatchNorm1d`.
+    """
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.training and hidden.shape[0] == 1:
+            return F.batch_norm(
+                hidden, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+            )
+        return super().forward(hidden)
+
+
+class SERHead(nn.Sequential):
+    """The seed's classifier: [Linear -> BatchNorm1d -> ReLU -> Dropout] per hidden size, then Linear to the labels."""
+
+    def __init__(self, input_size: int, hidden_sizes: list, num_labels: int, dropout: float, batch_norm: bool = True):
+        layers = []
+        for size in hidden_sizes:
+            layers += [nn.Linear(input_size, size)]
+            if batch_norm:
+                layers += [SafeBatchNorm1d(size)]
+            layers += [nn.ReLU(), nn.Dropout(dropout)]
+            input_size = size
+        layers += [nn.Linear(input_size, num_labels)]
+        super().__init__(*layers)
+
+
+class AttentiveStatisticsPooling(nn.Module):
+    """Attention-weighted mean and standard deviation over valid frames (Okabe et al., Interspeech 2018)."""
+
+    def __init__(self, hidden_size: int, attention_hidden: int):
+        super().__init__()
+        self.scorer = nn.Sequential(
+            nn.Linear(hidden_size, attention_hidden), nn.Tanh(), nn.Linear(attention_hidden, 1)
+        )
+
+    def forward(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        scores = self.scorer(frames).squeeze(-1).float()
+        scores = scores.masked_fill(~frame_mask, torch.finfo(scores.dtype).min)
+        weights = scores.softmax(dim=-1).unsqueeze(-1).to(frames.dtype)
+        mean = (weights * frames).sum(dim=1)
+        variance = (weights * (frames - mean.unsqueeze(1)) ** 2).sum(dim=1)
+        return torch.cat([mean, variance.clamp(min=1e-6).sqrt()], dim=-1)
+
+
+def masked_mean(frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+    weights = frame_mask.unsqueeze(-1).to(frames.dtype)
+    return (frames * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+class Wav2Vec2SERPreTrainedModel(PreTrainedModel):
+    config_class = Wav2Vec2SERConfig
+    base_model_prefix = "ser"
+    main_input_name = "input_values"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    def save_pretrained(self, *args, **kwargs):
+        # `register_for_auto_class` records one Auto class; the checkpoint must resolve with AutoModel as well.
+        if getattr(self, "_auto_class", None) is not None:
+            entry = f"{Path(__file__).stem}.{type(self).__name__}"
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), "AutoModel": entry}
+        return super().save_pretrained(*args, **kwargs)
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # Only the layers this file adds; the encoder keeps its own initialisation (or its pretrained weights).
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm1d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+            if module.running_mean is not None:
+                module.running_mean.zero_()
+                module.running_var.fill_(1.0)
+                module.num_batches_tracked.zero_()
+        elif isinstance(module, Wav2Vec2SER) and module.layer_weights is not None:
+            module.layer_weights.fill_(1.0 / module.layer_weights.numel())
+
+
+def build_encoder(backbone_config) -> nn.Module:
+    """The encoder part of any audio model AutoModel knows; for Whisper only its encoder."""
+    if backbone_config.model_type == "whisper":
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        return WhisperEncoder(backbone_config)
+    return AutoModel.from_config(backbone_config)
+
+
+class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
+    """Speech emotion recognition: encoder -> masked pooling over frames -> MLP head -> logits."""
+
+    def __init__(self, config: Wav2Vec2SERConfig):
+        super().__init__(config)
+        self.encoder = build_encoder(config.backbone_config)
+        hidden = config.encoder_hidden_size
+        num_layers = config.encoder_num_layers + 1  # the embedding output counts as a layer
+        self.layer_weights = nn.Parameter(torch.ones(num_layers) / num_layers) if config.use_weighted_layer_sum else None
+        if config.pooling == "attentive_stats":
+            self.attentive_pooling = AttentiveStatisticsPooling(hidden, config.attention_pooling_hidden)
+            pooled_size = 2 * hidden
+        else:
+            self.attentive_pooling = None
+            pooled_size = hidden
+        self.head = SERHead(
+            pooled_size, config.head_hidden_sizes, config.num_labels, config.head_dropout, config.head_batch_norm
+        )
+        self.post_init()
+        if config.freeze_feature_encoder:
+            self.freeze_feature_encoder()
+
+    @classmethod
+    def from_backbone(
+        cls, name_or_path: str, num_labels: Optional[int] = None, id2label: Optional[dict] = None, **kwargs
+    ) -> "Wav2Vec2SER":
+        """A new SER model around pretrained encoder weights (Hub id or local folder); the head starts random.
+
+        Keyword arguments that name `Wav2Vec2SERConfig` fields configure the head; the rest (e.g. `cache_dir`,
+        `revision`) go to `from_pretrained` of the encoder.
+        """
+        config_keys = set(Wav2Vec2SERConfig().to_dict()) | {"label2id"}
+        config_kwargs = {key: kwargs.pop(key) for key in list(kwargs) if key in config_keys}
+        backbone_overrides = config_kwargs.pop("backbone_overrides", None) or {}
+        backbone_config = AutoConfig.from_pretrained(name_or_path, **kwargs, **backbone_overrides)
+        if id2label is not None:
+            id2label = {int(i): label for i, label in id2label.items()}
+            num_labels = len(id2label)
+            config_kwargs.setdefault("label2id", {label: i for i, label in id2label.items()})
+        config = Wav2Vec2SERConfig(
+            backbone_config=backbone_config, num_labels=num_labels, id2label=id2label, **config_kwargs
+        )
+        model = cls(config)
+        encoder_class = type(model.encoder)
+        pretrained = encoder_class.from_pretrained(name_or_path, config=backbone_config, **kwargs)
+        missing, unexpected = model.encoder.load_state_dict(pretrained.state_dict(), strict=False)
+        if missing:
+            raise ValueError(f"{name_or_path} lacks encoder weights: {missing[:5]}...")
+        if config.freeze_feature_encoder:
+            model.freeze_feature_encoder()
+        return model
+
+    def freeze_feature_encoder(self) -> None:
+        """Stop gradients through the convolutional waveform encoder (wav2vec2 family; Whisper's two convs)."""
+        if hasattr(self.encoder, "freeze_feature_encoder"):
+            self.encoder.freeze_feature_encoder()
+        elif hasattr(self.encoder, "conv1"):
+            for module in (self.encoder.conv1, self.encoder.conv2):
+                for parameter in module.parameters():
+                    parameter.requires_grad = False
+
+    def freeze_encoder(self, frozen: bool = True) -> None:
+        """Freeze (or unfreeze) the whole encoder; the feature encoder stays frozen when the config says so."""
+        for parameter in self.encoder.parameters():
+            parameter.requires_grad = not frozen
+        if not frozen and self.config.freeze_feature_encoder:
+            self.freeze_feature_encoder()
+
+    def _encoder_takes_attention_mask(self) -> bool:
+        # Group-norm wav2vec2 checkpoints (base) were trained on unpadded audio and must not get a mask;
+        # layer-norm ones (large-lv60, HuBERT-large, WavLM) need it. See the Wav2Vec2 docs on `attention_mask`.
+        return getattr(self.config.backbone_config, "feat_extract_norm", "layer") == "layer"
+
+    def frame_mask(self, num_frames: int, attention_mask: Optional[torch.Tensor], batch_size: int, device) -> torch.Tensor:
+        """Boolean (batch, frames) mask of encoder frames that come from real (unpadded) input."""
+        if attention_mask is None:
+            return torch.ones(batch_size, num_frames, dtype=torch.bool, device=device)
+        if hasattr(self.encoder, "_get_feature_vector_attention_mask"):
+            return self.encoder._get_feature_vector_attention_mask(num_frames, attention_mask).bool()
+        # Whisper: the mask is over mel frames; the encoder's second convolution halves them (stride 2).
+        lengths = (attention_mask.sum(-1) - 1) // 2 + 1
+        return torch.arange(num_frames, device=device)[None, :] < lengths[:, None]
+
+    def forward(
+        self,
+        input_values: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+        input_features: Optional[torch.Tensor] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+        **kwargs,
+    ) -> Union[tuple, SequenceClassifierOutput]:
+        r"""
+        input_values (`torch.FloatTensor` of shape `(batch, samples)`): raw 16 kHz waveforms (wav2vec2 family).
+        input_features (`torch.FloatTensor` of shape `(batch, mels, frames)`): log-Mel features (Whisper).
+        attention_mask (`torch.LongTensor`): 1 for real samples (or mel frames), 0 for padding. Always used for
+            pooling; passed to the encoder only when the encoder was trained with it.
+        labels (`torch.LongTensor` of shape `(batch,)`): class ids; the loss is cross-entropy.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        inputs = input_features if input_features is not None else input_values
+        if inputs is None:
+            raise ValueError("Wav2Vec2SER needs `input_values` (waveforms) or `input_features` (Whisper log-Mel)")
+        want_all_layers = self.config.use_weighted_layer_sum or bool(output_hidden_states)
+        encoder_mask = attention_mask if self._encoder_takes_attention_mask() else None
+        if self.config.backbone_config.model_type == "whisper":
+            encoder_mask = None  # Whisper's encoder ignores masks; padding is handled by pooling below.
+        outputs = self.encoder(
+            inputs, attention_mask=encoder_mask, output_hidden_states=want_all_layers, return_dict=True
+        )
+        if self.config.use_weighted_layer_sum:
+            stacked = torch.stack(outputs.hidden_states, dim=0)
+            weights = self.layer_weights.softmax(dim=-1).to(stacked.dtype).view(-1, 1, 1, 1)
+            frames = (stacked * weights).sum(dim=0)
+        else:
+            frames = outputs.last_hidden_state
+        mask = self.frame_mask(frames.shape[1], attention_mask, frames.shape[0], frames.device)
+        pooled = self.attentive_pooling(frames, mask) if self.attentive_pooling is not None else masked_mean(frames, mask)
+        logits = self.head(pooled)
+
+        loss = None
+        if labels is not None:
+            weight = None
+            if self.config.class_weights is not None:
+                weight = torch.tensor(self.config.class_weights, dtype=torch.float32, device=logits.device)
+            loss = F.cross_entropy(logits.float(), labels.view(-1), weight=weight)
+
+        hidden_states = outputs.hidden_states if output_hidden_states else None
+        if not return_dict:
+            output = (logits,) + ((hidden_states,) if hidden_states is not None else ())
+            return ((loss,) + output) if loss is not None else output
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states)

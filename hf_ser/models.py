@@ -1,0 +1,91 @@
+"""Build the model and its feature extractor from the recipe's model keys."""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModelForAudioClassification,
+    PreTrainedModel,
+    Wav2Vec2FeatureExtractor,
+    WhisperFeatureExtractor,
+)
+
+from .arguments import DataArguments, ModelArguments
+from .configuration_wav2vec2_ser import Wav2Vec2SERConfig
+from .modeling_wav2vec2_ser import Wav2Vec2SER
+
+logger = logging.getLogger(__name__)
+
+
+def _label_maps(label_names: list[str]) -> dict:
+    return {"id2label": dict(enumerate(label_names)), "label2id": {name: i for i, name in enumerate(label_names)}}
+
+
+def build_feature_extractor(model_args: ModelArguments, sampling_rate: int, backbone_config=None):
+    """The pretrained backbone's own extractor when there is one; else one that matches the architecture."""
+    if model_args.model_name_or_path:
+        return AutoFeatureExtractor.from_pretrained(model_args.model_name_or_path)
+    if model_args.backbone:
+        extractor = AutoFeatureExtractor.from_pretrained(model_args.backbone)
+        extractor.return_attention_mask = True  # pooling needs it; the model decides what the encoder gets
+        return extractor
+    if model_args.model_type == "ser-cnn":  # normalises inside the model; raw waveforms in
+        return Wav2Vec2FeatureExtractor(sampling_rate=sampling_rate, do_normalize=False, return_attention_mask=True)
+    if backbone_config is not None and backbone_config.model_type == "whisper":
+        # Whisper's encoder takes exactly 2 * max_source_positions mel frames (10 ms hop): 30 s for real checkpoints.
+        extractor = WhisperFeatureExtractor(feature_size=backbone_config.num_mel_bins, sampling_rate=sampling_rate)
+        extractor.nb_max_frames = 2 * backbone_config.max_source_positions
+        extractor.n_samples = extractor.nb_max_frames * extractor.hop_length
+        extractor.chunk_length = extractor.n_samples / sampling_rate
+        return extractor
+    return Wav2Vec2FeatureExtractor(sampling_rate=sampling_rate, do_normalize=True, return_attention_mask=True)
+
+
+def build_model(
+    model_args: ModelArguments, label_names: list[str], class_weights: Optional[list[float]] = None
+) -> PreTrainedModel:
+    labels = _label_maps(label_names)
+    if model_args.model_name_or_path:
+        model = AutoModelForAudioClassification.from_pretrained(model_args.model_name_or_path)
+        if model.config.id2label != labels["id2label"]:
+            raise ValueError(
+                f"{model_args.model_name_or_path} was trained on labels {list(model.config.id2label.values())}, "
+                f"the data has {label_names}"
+            )
+        return model
+    if model_args.model_type == "ser-cnn":
+        from .configuration_ser_cnn import SERCNNConfig
+        from .modeling_ser_cnn import SERCNN
+
+        config = SERCNNConfig(class_weights=class_weights, **labels, **model_args.model_config)
+        return SERCNN(config)
+    if model_args.model_type != "wav2vec2-ser":
+        raise ValueError(f"model_type {model_args.model_type!r}: use `wav2vec2-ser` or `ser-cnn`")
+    head = dict(
+        pooling=model_args.pooling,
+        use_weighted_layer_sum=model_args.use_weighted_layer_sum,
+        head_hidden_sizes=model_args.head_hidden_sizes,
+        head_dropout=model_args.head_dropout,
+        head_batch_norm=model_args.head_batch_norm,
+        freeze_feature_encoder=model_args.freeze_feature_encoder,
+        class_weights=class_weights,
+        **model_args.model_config,
+    )
+    if model_args.backbone:
+        return Wav2Vec2SER.from_backbone(model_args.backbone, **labels, **head)
+    if not model_args.backbone_config:
+        raise ValueError("set `backbone` (pretrained encoder) or `backbone_config` (random encoder from a config)")
+    return Wav2Vec2SER(Wav2Vec2SERConfig(backbone_config=model_args.backbone_config, **labels, **head))
+
+
+def backbone_config_of(model_args: ModelArguments):
+    """The encoder config a recipe asks for, without building the model (to pick the feature extractor)."""
+    if model_args.backbone:
+        return AutoConfig.from_pretrained(model_args.backbone)
+    if model_args.backbone_config:
+        return Wav2Vec2SERConfig(backbone_config=model_args.backbone_config).backbone_config
+    return None

@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny real architectures built from configs and small generated corpora. No network."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EMODB_DIR = REPO_ROOT.parent / "shared" / "data" / "emodb"
+
+# A wav2vec2-architecture encoder small enough to train in seconds on a CPU (layer-norm flavour, takes masks).
+TINY_WAV2VEC2 = {
+    "model_type": "wav2vec2",
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": [16, 16, 16],
+    "conv_stride": [5, 4, 4],
+    "conv_kernel": [10, 4, 4],
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 2,
+    "feat_extract_norm": "layer",
+    "do_stable_layer_norm": True,
+    "mask_time_prob": 0.0,
+}
+
+
+@pytest.fixture
+def tiny_backbone_config():
+    return dict(TINY_WAV2VEC2)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """An audiofolder of the generated demo signals: 4 speakers x 4 emotions x 3 clips."""
+    from hf_ser.demo_corpus import generate_demo_corpus
+
+    return generate_demo_corpus(tmp_path_factory.mktemp("corpus") / "demo", speakers=4, per_emotion=3, seed=1)
+
+
+@pytest.fixture
+def tiny_train_argv(tiny_corpus, tmp_path, tiny_backbone_config):
+    """Command-line arguments of a complete, seconds-long training run on `tiny_corpus`."""
+    import json
+
+    return [
+        "--dataset", "audiofolder", "--data_dir", str(tiny_corpus), "--speaker_pattern", r"spk(?P<speaker>\d+)_",
+        "--validation_speakers", "03", "--test_speakers", "04",
+        "--backbone_config", json.dumps(tiny_backbone_config), "--head_hidden_sizes", "16", "8",
+        "--max_duration_seconds", "1.0", "--output_dir", str(tmp_path / "run"),
+        "--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8",
+        "--learning_rate", "1e-3", "--report_to", "none", "--disable_tqdm", "true", "--seed", "7",
+    ]
+
+
+def requires_emodb():
+    return pytest.mark.skipif(
+        not (EMODB_DIR / "wav").is_dir(), reason=f"EmoDB corpus not found at {EMODB_DIR} (CI provides it)"
+    )

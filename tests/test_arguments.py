@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import pytest
+
+from hf_ser.arguments import load_recipe, parse_args
+
+from conftest import REPO_ROOT
+
+RECIPES = sorted((REPO_ROOT / "recipes").glob("*.yaml"))
+
+
+def test_there_are_recipes():
+    names = {p.stem for p in RECIPES}
+    assert {"demo", "emodb", "wav2vec2", "wav2vec2-base", "wav2vec2-large-960h-lv60-self", "large"} <= names
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_every_recipe_parses(recipe):
+    model_args, data_args, training_args = parse_args([str(recipe)])
+    assert training_args.remove_unused_columns is False
+    assert training_args.metric_for_best_model == "ua"
+    assert data_args.dataset
+
+
+def test_seed_columns_keep_the_seed_hyperparameters():
+    expected = {
+        "wav2vec2": (5e-5, 16, 100, 0.01, 0.3, {"TimeStretch", "PitchShift", "AddGaussianNoise", "TimeMask"}),
+        "wav2vec2-base": (1e-4, 32, 30, 0.01, 0.3, {"AddGaussianNoise"}),
+        "wav2vec2-large-960h-lv60-self": (2e-4, 16, 30, 5e-5, 0.3, {"AddGaussianNoise"}),
+        "large": (1e-4, 16, 200, 1e-4, 0.6, {"AddGaussianNoise"}),
+    }
+    for name, (lr, batch, epochs, decay, dropout, augmentations) in expected.items():
+        model_args, data_args, training_args = parse_args([str(REPO_ROOT / "recipes" / f"{name}.yaml")])
+        assert (training_args.learning_rate, training_args.per_device_train_batch_size) == (lr, batch)
+        assert (training_args.num_train_epochs, training_args.weight_decay) == (epochs, decay)
+        assert model_args.head_dropout == dropout and model_args.head_hidden_sizes == [512, 256]
+        assert {a["name"] for a in data_args.augmentations} == augmentations
+        assert data_args.max_duration_seconds == 6.0 and training_args.optim == "adamw_torch"
+
+
+def test_command_line_overrides_beat_the_recipe():
+    recipe = str(REPO_ROOT / "recipes" / "demo.yaml")
+    model_args, data_args, training_args = parse_args(
+        [recipe, "--learning_rate", "3e-4", "--head_hidden_sizes", "64", "--dataset", "emodb",
+         "--augmentations", '[{"name": "TimeMask", "p": 1.0}]', "--freeze_feature_encoder", "true"]
+    )
+    assert training_args.learning_rate == 3e-4
+    assert model_args.head_hidden_sizes == [64]
+    assert data_args.dataset == "emodb"
+    assert data_args.augmentations == [{"name": "TimeMask", "p": 1.0}]
+    assert model_args.freeze_feature_encoder is True
+    assert model_args.backbone_config["hidden_size"] == 64  # untouched recipe values survive
+
+
+def test_scientific_notation_without_a_dot_is_a_float(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("learning_rate: 2e-5\nweight_decay: 1e-4\n")
+    _, _, training_args = parse_args([str(recipe)])
+    assert training_args.learning_rate == 2e-5 and training_args.weight_decay == 1e-4
+
+
+def test_unknown_recipe_key_is_named(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("learning_rat: 1.0e-4\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown recipe key 'learning_rat' \(did you mean 'learning_rate'\?\)"):
+        load_recipe(recipe)
+
+
+def test_unknown_command_line_key_is_an_error():
+    with pytest.raises(ValueError, match=r"unknown command-line option\(s\) \['--no_such_key', '1'\]"):
+        parse_args([str(REPO_ROOT / "recipes" / "demo.yaml"), "--no_such_key", "1"])
+
+
+def test_missing_recipe_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        parse_args([str(tmp_path / "nope.yaml")])
+
+
+def test_test_metric_cannot_select_models():
+    with pytest.raises(ValueError, match="test split never selects"):
+        parse_args(["--metric_for_best_model", "test_ua"])

@@ -1,0 +1,129 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from hf_ser.arguments import DataArguments
+from hf_ser.audio import load_audio
+from hf_ser.augment import build_augmenter
+from hf_ser.collator import SERDataCollator
+from hf_ser.data import SPEAKER_DEPENDENT, SPEAKER_INDEPENDENT, attach_transforms, build_corpus
+from transformers import Wav2Vec2FeatureExtractor
+
+SPEAKERS = r"spk(?P<speaker>\d+)_"
+
+
+def corpus_args(corpus, **kwargs):
+    return DataArguments(dataset="audiofolder", data_dir=str(corpus), speaker_pattern=SPEAKERS, **kwargs)
+
+
+def test_audiofolder_split_by_speaker(tiny_corpus, tmp_path):
+    splits, labels, report = build_corpus(corpus_args(tiny_corpus, validation_speakers=["03"], test_speakers=["04"]))
+    assert labels == ["angry", "happy", "neutral", "sad"]
+    assert {name: len(split) for name, split in splits.items()} == {"train": 24, "validation": 12, "test": 12}
+    assert set(splits["train"]["speaker"]) == {"01", "02"} and set(splits["test"]["speaker"]) == {"04"}
+    assert report.protocol == SPEAKER_INDEPENDENT and report.skipped == []
+    saved = json.loads(report.save(tmp_path).read_text())
+    assert saved["splits"]["test"]["speakers"] == ["04"] and saved["splits"]["train"]["items"] == 24
+
+
+def test_automatic_speaker_split_is_disjoint_and_seeded(tiny_corpus):
+    first, _, _ = build_corpus(corpus_args(tiny_corpus, validation_fraction=0.25, test_fraction=0.25), seed=3)
+    again, _, _ = build_corpus(corpus_args(tiny_corpus, validation_fraction=0.25, test_fraction=0.25), seed=3)
+    speakers = {name: set(split["speaker"]) for name, split in first.items()}
+    assert all(len(s) == 1 for n, s in speakers.items() if n != "train") and len(speakers["train"]) == 2
+    assert speakers == {name: set(split["speaker"]) for name, split in again.items()}
+
+
+def test_speaker_in_two_splits_is_refused(tiny_corpus):
+    with pytest.raises(ValueError, match=r"speaker\(s\) \['03'\] are in both train and validation"):
+        build_corpus(corpus_args(tiny_corpus, train_speakers=["01", "03"], validation_speakers=["03"], test_speakers=["04"]))
+
+
+def test_unknown_speaker_is_named(tiny_corpus):
+    with pytest.raises(ValueError, match=r"test_speakers \['99'\] are not in the corpus"):
+        build_corpus(corpus_args(tiny_corpus, validation_speakers=["03"], test_speakers=["99"]))
+
+
+def test_without_speakers_split_is_stratified_and_labelled_speaker_dependent(tiny_corpus):
+    args = DataArguments(dataset="audiofolder", data_dir=str(tiny_corpus), validation_fraction=0.25, test_fraction=0.25)
+    splits, labels, report = build_corpus(args)
+    assert report.protocol == SPEAKER_DEPENDENT
+    assert len(splits["train"]) == 24 and len(splits["validation"]) == 12 and len(splits["test"]) == 12
+    assert sorted(np.bincount(splits["test"]["label"])) == [3, 3, 3, 3]
+
+
+def test_label_selection_and_renaming_report_every_dropped_item(tiny_corpus):
+    args = corpus_args(tiny_corpus, labels=["joy", "sad"], label_map={"happy": "joy"},
+                       validation_speakers=["03"], test_speakers=["04"])
+    splits, labels, report = build_corpus(args)
+    assert labels == ["joy", "sad"]
+    assert len(report.skipped) == 24 and all("not in the label set" in s["reason"] for s in report.skipped)
+    assert sum(len(s) for s in splits.values()) == 24
+
+
+def test_csv_manifest_with_relative_paths(tiny_corpus, tmp_path):
+    rows = ["path,label,speaker"] + [
+        f"{p.relative_to(tiny_corpus)},{p.parent.name},{p.name[3:5]}" for p in sorted(tiny_corpus.glob("*/*.wav"))
+    ]
+    manifest = tiny_corpus / "manifest.csv"
+    manifest.write_text("\n".join(rows))
+    splits, labels, _ = build_corpus(DataArguments(dataset="csv", manifest=str(manifest),
+                                                   validation_speakers=["03"], test_speakers=["04"]))
+    assert len(splits["train"]) == 24 and labels == ["angry", "happy", "neutral", "sad"]
+    manifest.unlink()
+
+
+def test_decoding_downmixes_and_resamples(tmp_path):
+    t = np.arange(44100) / 44100
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 440 * t)], axis=1) * 0.5
+    for name, fmt in (("a.wav", "WAV"), ("a.flac", "FLAC"), ("a.ogg", "OGG")):
+        soundfile.write(tmp_path / name, stereo, 44100, format=fmt)
+        audio = load_audio(tmp_path / name)
+        assert audio.dtype == np.float32 and audio.ndim == 1
+        assert abs(len(audio) - 16000) <= 1 and 0.45 < np.abs(audio).max() < 0.55
+
+
+def test_augmentation_changes_training_audio_and_never_evaluation_audio(tiny_corpus):
+    args = corpus_args(tiny_corpus, validation_speakers=["03"], test_speakers=["04"], max_duration_seconds=10.0,
+                       augmentations=[{"name": "AddGaussianNoise", "p": 1.0, "min_amplitude": 0.05, "max_amplitude": 0.05}])
+    splits, _, _ = build_corpus(args)
+    extractor = Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=True)
+    attach_transforms(splits, extractor, args)
+    for name in ("train", "validation", "test"):
+        split = splits[name]
+        raw = load_audio(split.with_format(None)[0]["path"])
+        first, second = split[0]["input_values"], split[0]["input_values"]
+        if name == "train":
+            assert np.abs(first - raw).mean() > 0.02 and not np.allclose(first, second)
+        else:
+            np.testing.assert_array_equal(first, raw)
+
+
+def test_training_crop_is_random_and_evaluation_uses_the_whole_clip(tiny_corpus):
+    args = corpus_args(tiny_corpus, validation_speakers=["03"], test_speakers=["04"], max_duration_seconds=0.5)
+    splits, _, _ = build_corpus(args)
+    attach_transforms(splits, Wav2Vec2FeatureExtractor(do_normalize=False), args)
+    crops = [splits["train"][0]["input_values"] for _ in range(5)]
+    assert all(len(c) == 8000 for c in crops) and len({c[:50].tobytes() for c in crops}) > 1
+    assert len(splits["test"][0]["input_values"]) == round(splits["test"].with_format(None)[0]["duration"] * 16000)
+
+
+def test_collator_pads_dynamically_with_a_mask():
+    collator = SERDataCollator(Wav2Vec2FeatureExtractor(do_normalize=False))
+    batch = collator([{"input_values": np.ones(5, np.float32), "label": 1},
+                      {"input_values": np.ones(3, np.float32), "label": 0}])
+    assert batch["input_values"].shape == (2, 5)
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+    assert batch["labels"].tolist() == [1, 0]
+
+
+def test_seed_augmentations_are_available_and_bad_ones_named():
+    compose = build_augmenter([{"name": n, "p": 1.0} for n in ("TimeStretch", "PitchShift", "AddGaussianNoise", "TimeMask")])
+    out = compose(samples=np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1, sample_rate=16000)
+    assert out.shape == (16000,)
+    with pytest.raises(ValueError, match=r"augmentations\[0\]: audiomentations has no transform 'Nope'"):
+        build_augmenter([{"name": "Nope"}])
+    with pytest.raises(ValueError, match=r"augmentations\[0\] \(TimeStretch\)"):
+        build_augmenter([{"name": "TimeStretch", "min_speed": 2}])

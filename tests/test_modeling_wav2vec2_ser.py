@@ -1,0 +1,192 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor, pipeline
+
+import hf_ser
+from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
+from hf_ser.modeling_wav2vec2_ser import SERHead
+
+LABELS = {0: "anger", 1: "happiness", 2: "neutral", 3: "sadness"}
+
+
+def make_model(backbone_config, **kwargs):
+    config = Wav2Vec2SERConfig(
+        backbone_config=backbone_config, id2label=LABELS, label2id={v: k for k, v in LABELS.items()}, **kwargs
+    )
+    torch.manual_seed(0)
+    return Wav2Vec2SER(config)
+
+
+def test_seed_head_has_the_seeds_parameter_count():
+    head = SERHead(1024, [512, 256], num_labels=4, dropout=0.3)
+    assert sum(p.numel() for p in head.parameters()) == 658_692
+    kinds = [type(layer).__name__ for layer in head]
+    assert kinds == ["Linear", "SafeBatchNorm1d", "ReLU", "Dropout"] * 2 + ["Linear"]
+
+
+def test_model_head_matches_seed_at_large_hidden_size():
+    config = Wav2Vec2SERConfig(backbone_config={"model_type": "wav2vec2", "hidden_size": 1024}, num_labels=4)
+    head = SERHead(config.encoder_hidden_size, config.head_hidden_sizes, config.num_labels, config.head_dropout)
+    assert sum(p.numel() for p in head.parameters()) == 658_692
+
+
+@pytest.mark.parametrize("pooling", ["mean", "attentive_stats"])
+def test_padding_does_not_change_an_items_logits(tiny_backbone_config, pooling):
+    # Layer-norm encoders take the mask, so padding is invisible. Group-norm ones (wav2vec2-base) normalise over the
+    # padded signal by design and are trained without masks; only their pooling ignores the padded frames.
+    model = make_model(tiny_backbone_config, pooling=pooling).eval()
+    audio = torch.randn(2, 16000)
+    mask = torch.ones(2, 16000, dtype=torch.long)
+    mask[1, 9000:] = 0
+    audio[1, 9000:] = 0.0  # what the collator puts there
+    batched = model(audio, attention_mask=mask).logits
+    alone = model(audio[1:, :9000]).logits
+    assert torch.allclose(batched[1], alone[0], atol=1e-5)
+
+
+def test_group_norm_encoder_gets_no_attention_mask(tiny_backbone_config):
+    seen = {}
+    model = make_model({**tiny_backbone_config, "feat_extract_norm": "group", "do_stable_layer_norm": False})
+    model.encoder.register_forward_pre_hook(lambda m, a, k: seen.update(k), with_kwargs=True)
+    model.eval()(torch.randn(2, 8000), attention_mask=torch.ones(2, 8000, dtype=torch.long))
+    assert seen["attention_mask"] is None
+    layer_model = make_model(tiny_backbone_config)
+    layer_model.encoder.register_forward_pre_hook(lambda m, a, k: seen.update(k), with_kwargs=True)
+    layer_model.eval()(torch.randn(2, 8000), attention_mask=torch.ones(2, 8000, dtype=torch.long))
+    assert seen["attention_mask"] is not None
+
+
+def test_loss_and_class_weights(tiny_backbone_config):
+    model = make_model(tiny_backbone_config, class_weights=[1.0, 2.0, 1.0, 0.5]).eval()
+    out = model(torch.randn(3, 8000), labels=torch.tensor([0, 1, 3]))
+    expected = torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 1, 3]), weight=torch.tensor([1.0, 2.0, 1.0, 0.5]))
+    assert torch.allclose(out.loss, expected)
+    with pytest.raises(ValueError, match="class_weights"):
+        Wav2Vec2SERConfig(backbone_config=tiny_backbone_config, num_labels=4, class_weights=[1.0])
+
+
+def test_training_batch_of_one_uses_running_statistics(tiny_backbone_config):
+    model = make_model(tiny_backbone_config).train()
+    batch_norm = model.head[1]
+    before = batch_norm.running_mean.clone()
+    out = model(torch.randn(1, 8000), labels=torch.tensor([2]))
+    out.loss.backward()
+    assert torch.equal(batch_norm.running_mean, before)
+    assert model.head[0].weight.grad is not None
+
+
+def test_feature_encoder_frozen_by_default(tiny_backbone_config):
+    model = make_model(tiny_backbone_config)
+    assert not any(p.requires_grad for p in model.encoder.feature_extractor.parameters())
+    unfrozen = make_model(tiny_backbone_config, freeze_feature_encoder=False)
+    assert all(p.requires_grad for p in unfrozen.encoder.feature_extractor.parameters())
+
+
+def test_weighted_layer_sum_learns_layer_weights(tiny_backbone_config):
+    model = make_model(tiny_backbone_config, use_weighted_layer_sum=True).train()
+    assert model.layer_weights.shape == (tiny_backbone_config["num_hidden_layers"] + 1,)
+    model(torch.randn(2, 8000), labels=torch.tensor([0, 1])).loss.backward()
+    assert model.layer_weights.grad is not None and model.layer_weights.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "backbone",
+    [
+        {"model_type": "hubert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+         "intermediate_size": 64, "conv_dim": [16, 16], "conv_stride": [5, 4], "conv_kernel": [10, 4],
+         "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2},
+        {"model_type": "wavlm", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+         "intermediate_size": 64, "conv_dim": [16, 16], "conv_stride": [5, 4], "conv_kernel": [10, 4],
+         "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2, "num_buckets": 32},
+        {"model_type": "data2vec-audio", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+         "intermediate_size": 64, "conv_dim": [16, 16], "conv_stride": [5, 4], "conv_kernel": [10, 4],
+         "num_conv_pos_embeddings": 4, "conv_pos_kernel_size": 4, "num_conv_pos_embedding_groups": 2},
+    ],
+    ids=["hubert", "wavlm", "data2vec-audio"],
+)
+def test_other_encoder_families(backbone):
+    model = make_model(backbone).eval()
+    assert model(torch.randn(2, 8000)).logits.shape == (2, 4)
+
+
+def test_whisper_encoder_with_log_mel_features():
+    from hf_ser.arguments import ModelArguments
+    from hf_ser.models import build_feature_extractor
+
+    backbone = {"model_type": "whisper", "d_model": 32, "encoder_layers": 1, "encoder_attention_heads": 2,
+                "decoder_layers": 1, "decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64,
+                "num_mel_bins": 80, "max_source_positions": 100}
+    model = make_model(backbone).eval()
+    extractor = build_feature_extractor(ModelArguments(backbone_config=backbone), 16000, model.config.backbone_config)
+    features = extractor([torch.randn(8000).numpy(), torch.randn(16000).numpy()], sampling_rate=16000,
+                         return_attention_mask=True, return_tensors="pt")
+    assert features["input_features"].shape == (2, 80, 200)
+    out = model(input_features=features["input_features"], attention_mask=features["attention_mask"])
+    assert out.logits.shape == (2, 4)
+
+
+def save_checkpoint(model, folder):
+    model.save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
+
+
+def test_checkpoint_loads_with_hf_ser_and_auto_classes(tiny_backbone_config, tmp_path):
+    model = make_model(tiny_backbone_config).eval()
+    save_checkpoint(model, tmp_path)
+    files = {p.name for p in tmp_path.iterdir()}
+    assert {"model.safetensors", "config.json", "preprocessor_config.json",
+            "configuration_wav2vec2_ser.py", "modeling_wav2vec2_ser.py"} <= files
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert set(config.auto_map) == {"AutoConfig", "AutoModel", "AutoModelForAudioClassification"}
+    audio = torch.randn(2, 12000)
+    expected = model(audio).logits
+    for auto_class in (AutoModel, AutoModelForAudioClassification):
+        loaded = auto_class.from_pretrained(tmp_path).eval()
+        assert type(loaded) is Wav2Vec2SER
+        assert torch.equal(loaded(audio).logits, expected)
+
+
+def test_checkpoint_loads_without_hf_ser_via_remote_code(tiny_backbone_config, tmp_path):
+    model = make_model(tiny_backbone_config).eval()
+    save_checkpoint(model, tmp_path / "ckpt")
+    torch.manual_seed(1)
+    audio = torch.randn(2, 12000)
+    torch.save(audio, tmp_path / "audio.pt")
+    torch.save(model(audio).logits, tmp_path / "expected.pt")
+    script = textwrap.dedent(f"""
+        import importlib.abc, sys, torch
+        class BlockHfSer(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "hf_ser" or name.startswith("hf_ser."):
+                    raise ImportError("hf_ser is not importable in this process")
+        sys.meta_path.insert(0, BlockHfSer())
+        from transformers import AutoModel, AutoModelForAudioClassification, pipeline
+        audio, expected = torch.load({str(tmp_path / 'audio.pt')!r}), torch.load({str(tmp_path / 'expected.pt')!r})
+        for auto_class in (AutoModel, AutoModelForAudioClassification):
+            model = auto_class.from_pretrained({str(tmp_path / 'ckpt')!r}, trust_remote_code=True).eval()
+            assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+            assert torch.equal(model(audio).logits, expected)
+        classifier = pipeline("audio-classification", model={str(tmp_path / 'ckpt')!r}, trust_remote_code=True)
+        print(sorted(p["label"] for p in classifier(audio[0].numpy(), top_k=None)))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == str(sorted(LABELS.values()))
+
+
+def test_pipeline_returns_label_names(tiny_backbone_config, tmp_path):
+    model = make_model(tiny_backbone_config).eval()
+    save_checkpoint(model, tmp_path)
+    classifier = pipeline("audio-classification", model=str(tmp_path))
+    predictions = classifier(torch.randn(16000).numpy(), top_k=None)
+    assert {p["label"] for p in predictions} == set(LABELS.values())
+    assert abs(sum(p["score"] for p in predictions) - 1.0) < 1e-4
+
+
+def test_hf_ser_registers_its_model_types():
+    assert AutoConfig.for_model("wav2vec2-ser").__class__ is Wav2Vec2SERConfig
+    assert hf_ser.SERCNNConfig.model_type == "ser-cnn"

@@ -1,0 +1,82 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForAudioClassification, pipeline
+
+from hf_ser.train import main as train_main
+
+from conftest import EMODB_DIR, REPO_ROOT, requires_emodb
+
+RESULT_FILES = {"eval_results.json", "test_results.json", "confusion_matrix.json", "confusion_matrix.png",
+                "data_report.json", "model.safetensors", "config.json", "preprocessor_config.json",
+                "modeling_wav2vec2_ser.py", "configuration_wav2vec2_ser.py"}
+
+
+@pytest.mark.slow
+def test_end_to_end_training_writes_results_and_a_loadable_model(tiny_train_argv, tmp_path):
+    results = train_main(tiny_train_argv)
+    run = tmp_path / "run"
+    assert RESULT_FILES <= {p.name for p in run.iterdir()}
+    test_results = json.loads((run / "test_results.json").read_text())
+    assert {"test_wa", "test_ua", "test_macro_f1"} <= set(test_results)
+    assert 0.0 <= test_results["test_ua"] <= 1.0 and results["test_ua"] == test_results["test_ua"]
+    eval_results = json.loads((run / "eval_results.json").read_text())
+    assert {"eval_wa", "eval_ua", "eval_macro_f1"} <= set(eval_results)
+    matrix = json.loads((run / "confusion_matrix.json").read_text())
+    assert sum(map(sum, matrix["test"])) == 12 and matrix["labels"] == ["angry", "happy", "neutral", "sad"]
+    # the best checkpoint was chosen on validation UA and the log shows validation only during training
+    state = json.loads(next(run.glob("checkpoint-*/trainer_state.json")).read_text())
+    assert state["best_metric"] is not None
+    assert all(not key.startswith("test_") for entry in state["log_history"] for key in entry)
+    classifier = pipeline("audio-classification", model=str(run))
+    assert {p["label"] for p in classifier(torch.randn(16000).numpy(), top_k=None)} == set(matrix["labels"])
+
+
+@pytest.mark.slow
+def test_training_twice_with_one_seed_gives_identical_metrics(tiny_train_argv, tmp_path):
+    first = train_main(tiny_train_argv + ["--num_train_epochs", "1"])
+    second = train_main(tiny_train_argv + ["--num_train_epochs", "1", "--output_dir", str(tmp_path / "again")])
+    assert first["test_ua"] == second["test_ua"] and first["eval_loss"] == second["eval_loss"]
+
+
+@pytest.mark.slow
+def test_train_script_runs_under_accelerate_launch(tiny_train_argv, tmp_path):
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no",
+               str(REPO_ROOT / "hf_ser" / "train.py"), *tiny_train_argv, "--num_train_epochs", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "test_results.json").read_text())["test_samples"] == 12
+
+
+@pytest.mark.slow
+def test_demo_recipe_runs_as_a_plain_script(tmp_path):
+    command = [sys.executable, str(REPO_ROOT / "hf_ser" / "train.py"), str(REPO_ROOT / "recipes" / "demo.yaml"),
+               "--data_dir", str(tmp_path / "demo_corpus"), "--output_dir", str(tmp_path / "demo"),
+               "--max_steps", "3", "--eval_strategy", "steps", "--eval_steps", "3", "--save_strategy", "steps",
+               "--save_steps", "3", "--disable_tqdm", "true"]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "demo" / "data_report.json").read_text())
+    assert report["splits"]["test"]["speakers"] == ["08"] and report["protocol"] == "speaker-independent"
+    assert (tmp_path / "demo" / "test_results.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.emodb
+@requires_emodb()
+def test_emodb_speaker_split_training(tmp_path):
+    argv = [str(REPO_ROOT / "recipes" / "emodb.yaml"), "--data_dir", str(EMODB_DIR), "--output_dir", str(tmp_path / "emodb"),
+            "--num_train_epochs", "1", "--max_duration_seconds", "1.5", "--disable_tqdm", "true"]
+    results = train_main(argv)
+    report = json.loads((tmp_path / "emodb" / "data_report.json").read_text())
+    assert report["splits"]["test"]["speakers"] == ["03", "08"]
+    assert report["splits"]["validation"]["speakers"] == ["09", "10"]
+    assert report["splits"]["test"]["items"] == 49 + 58 and report["skipped"] == []
+    assert sum(s["items"] for s in report["splits"].values()) == 535
+    assert results["test_samples"] == 107 and 0.0 <= results["test_ua"] <= 1.0
