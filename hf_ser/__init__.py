@@ -24,4 +24,6 @@ for _config_class, _model_class in ARCHITECTURES:
     _config_class.register_for_auto_class()
     _model_class.register_for_auto_class("AutoModelForAudioClassification")
 
-__all__ = ["Wav2Vec2SERConfig", "Wav2Vec2SER", "SERCNNConfig", "SERCNN", "__version__"]
+from .predict import predict_timeline  # noqa: E402  (after the registration it relies on)
+
+__all__ = ["Wav2Vec2SERConfig", "Wav2Vec2SER", "SERCNNConfig", "SERCNN", "predict_timeline", "__version__"]

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
+import os
+import re
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,6 +20,9 @@ from typing import Any, Optional
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from .scaling import cpu_processes_launched, launched_world_size
+
+logger = logging.getLogger(__name__)
 
 def _json_field(value):
     """Complex recipe values (lists of dicts, dicts) travel through argparse as JSON text."""
@@ -60,10 +66,17 @@ class ModelArguments:
         default=None,
         metadata={"help": "`balanced` weighs the loss by inverse training-class frequency; unset: plain loss."},
     )
+    peft: dict | str | None = field(
+        default=None,
+        metadata={"help": "LoRA through PEFT: LoraConfig keys, e.g. {r: 8, lora_alpha: 16, lora_dropout: 0.05, "
+                  "target_modules: attention}; target_modules `attention` / `attention+ffn` pick the encoder's "
+                  "layers per backbone family; the head and pooling train fully (docs/stability.md)."},
+    )
 
     def __post_init__(self):
         self.backbone_config = _json_field(self.backbone_config)
         self.model_config = _json_field(self.model_config) or {}
+        self.peft = _json_field(self.peft)
         if self.class_weights not in (None, "balanced"):
             raise ValueError(f"class_weights={self.class_weights!r}: use `balanced` or leave it unset")
 
@@ -72,10 +85,16 @@ class ModelArguments:
 class DataArguments:
     dataset: str = field(
         default="emodb",
-        metadata={"help": "Corpus: emodb, audiofolder, csv, jsonl, demo (generated smoke corpus), or a Hub dataset id."},
+        metadata={"help": "Corpus in its official layout under data_dir: emodb, ravdess, iemocap, crema_d; or "
+                  "audiofolder, csv, jsonl, demo (generated smoke corpus), or a Hub dataset id (docs/corpora.md)."},
     )
     data_dir: Optional[str] = field(default=None, metadata={"help": "Where the corpus lives (its official layout)."})
     manifest: Optional[str] = field(default=None, metadata={"help": "CSV/JSONL manifest for `csv`/`jsonl`."})
+    allow_absolute_paths: bool = field(
+        default=False,
+        metadata={"help": "Let manifest rows use absolute paths or `..` to reach audio outside the manifest's folder "
+                  "(refused by default, so a manifest cannot point hf-ser at arbitrary files)."},
+    )
     speaker_pattern: Optional[str] = field(
         default=None, metadata={"help": "Regex that finds the speaker in a file name (audiofolder)."}
     )
@@ -153,11 +172,44 @@ class SERTrainingArguments(TrainingArguments):
     early_stopping_patience: Optional[int] = field(
         default=None, metadata={"help": "Stop after this many evaluations without validation improvement."}
     )
+    sync_batch_norm: bool = field(
+        default=False,
+        metadata={"help": "With several processes, BatchNorm statistics over the global batch (torch.nn.SyncBatchNorm; "
+                  "GPUs only). Off: each process normalises over its own batch (docs/scaling.md)."},
+    )
+    # build_corpus precomputes each clip's duration in `map`: `train_sampling_strategy: group_by_length` reads it.
+    length_column_name: str = field(
+        default="duration", metadata={"help": "Column of clip lengths for `train_sampling_strategy: group_by_length`."}
+    )
+    encoder_learning_rate: Optional[float] = field(
+        default=None,
+        metadata={"help": "Learning rate of the encoder's parameters (LoRA adapters included); the head and pooling "
+                  "use `learning_rate`. Unset: one learning rate for all."},
+    )
+    freeze_encoder_steps: int = field(
+        default=0, metadata={"help": "Train only the head (and pooling) for this many optimizer steps, then unfreeze "
+                             "the encoder (the feature encoder stays as freeze_feature_encoder says)."}
+    )
+    precise_bn_batches: int = field(
+        default=0,
+        metadata={"help": "Before each evaluation, recompute BatchNorm statistics over this many batches of clean "
+                  "(non-augmented) training windows instead of using running averages; 0: off (docs/recipes.md)."},
+    )
 
     def __post_init__(self):
+        if not self.use_cpu and cpu_processes_launched():
+            # Without `use_cpu`, transformers sets up no data parallelism for CPU processes: each would train alone on
+            # all the data and they would overwrite each other's files. With it, accelerate runs DDP over gloo.
+            logger.info("%s processes launched without a GPU: data-parallel training on CPU (gloo)", launched_world_size())
+            self.use_cpu = True
         super().__post_init__()
         if self.metric_for_best_model and self.metric_for_best_model.startswith("test"):
             raise ValueError("metric_for_best_model must be a validation metric: the test split never selects models")
+        if self.hub_token:
+            # The Trainer pickles these arguments into training_args.bin in every checkpoint; huggingface_hub reads
+            # HF_TOKEN when pushing, so the token moves there and never reaches a file.
+            os.environ["HF_TOKEN"] = self.hub_token
+            self.hub_token = None
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, SERTrainingArguments)
@@ -202,10 +254,27 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[ModelArguments, DataAr
     """`RECIPE.yaml [--key value ...]` (or only `--key value ...`) into the three argument dataclasses."""
     argv = list(sys.argv[1:] if argv is None else argv)
     recipe_argv: list[str] = []
-    if argv and argv[0].endswith((".yaml", ".yml")):
-        for key, value in load_recipe(argv.pop(0)).items():
-            recipe_argv += _as_argv(key, value)
+    recipe_path, recipe = None, {}
     parser = HfArgumentParser(ARGUMENT_CLASSES)
+    if argv and argv[0].endswith((".yaml", ".yml")):
+        recipe_path = argv.pop(0)
+        overridden = {token.lstrip("-").split("=")[0].replace("-", "_") for token in argv if token.startswith("--")}
+        recipe = {key: value for key, value in load_recipe(recipe_path).items() if key not in overridden}
+        for key, value in recipe.items():
+            tokens = _as_argv(key, value)
+            action = parser._option_string_actions.get(f"--{key}")
+            if len(tokens) > 2 and action is not None and action.nargs is None:
+                raise ValueError(f"{recipe_path}: recipe key {key!r} takes one value, got the list {value}")
+            recipe_argv += tokens
+
+    def error(message: str):
+        # argparse would print usage and exit; name the key and where its bad value came from instead.
+        match = re.search(r"argument --(\w+)", message)
+        from_recipe = match and match[1] in recipe
+        source = f"recipe {recipe_path}" if from_recipe else "command line"
+        raise ValueError(f"{source}: {message}")
+
+    parser.error = error
     # argparse keeps the last occurrence of an option: command-line overrides follow the recipe's values.
     *parsed, unknown = parser.parse_args_into_dataclasses(args=recipe_argv + argv, return_remaining_strings=True)
     if unknown:

@@ -59,16 +59,24 @@ def probe_audio(path: str | os.PathLike) -> AudioInfo:
     return AudioInfo(duration=float(info.duration), sampling_rate=int(info.samplerate), channels=int(info.channels))
 
 
-def crop_or_pad(waveform: np.ndarray, num_samples: int, random: bool = False, pad: bool = False) -> np.ndarray:
+def crop_or_pad(
+    waveform: np.ndarray, num_samples: int, random: bool = False, pad: bool = False, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """A window of at most `num_samples`: at a random offset for training, centred otherwise.
 
-    The random offset uses NumPy's global generator, which the Trainer seeds per run and per dataloader worker, so
-    crops are reproducible. Shorter clips come back as they are (the collator pads each batch to its longest clip)
-    unless `pad` is set, which zero-pads them to exactly `num_samples` (the seed's fixed-length input).
+    The random offset comes from `rng` (training passes a generator keyed by seed, epoch and file, so crops are
+    reproducible across resumes), else from NumPy's global generator. Shorter clips come back as they are (the
+    collator pads each batch to its longest clip) unless `pad` is set, which zero-pads them to exactly `num_samples`
+    (the seed's fixed-length input).
     """
     length = len(waveform)
     if length > num_samples:
-        start = np.random.randint(0, length - num_samples + 1) if random else (length - num_samples) // 2
+        if not random:
+            start = (length - num_samples) // 2
+        elif rng is not None:
+            start = int(rng.integers(0, length - num_samples + 1))
+        else:
+            start = np.random.randint(0, length - num_samples + 1)
         return waveform[start : start + num_samples]
     if pad and length < num_samples:
         return np.pad(waveform, (0, num_samples - length))

@@ -9,6 +9,7 @@ A recipe lists transforms as `{name: <audiomentations class>, p: <probability>, 
 
 from __future__ import annotations
 
+import random
 from typing import Optional
 
 import numpy as np
@@ -45,7 +46,19 @@ def build_augmenter(specs: Optional[list]):
     return audiomentations.Compose(transforms)
 
 
-def augment(augmenter, waveform: np.ndarray, sampling_rate: int) -> np.ndarray:
+def augment(augmenter, waveform: np.ndarray, sampling_rate: int, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    """Apply `augmenter`; with `rng`, its draws are seeded from it (reproducible per item and epoch)."""
     if augmenter is None:
         return waveform
-    return augmenter(samples=waveform, sample_rate=sampling_rate).astype(np.float32, copy=False)
+    if rng is None:
+        return augmenter(samples=waveform, sample_rate=sampling_rate).astype(np.float32, copy=False)
+    # audiomentations draws from the global `random` and `np.random`: seed them from `rng` for this call, then put
+    # the caller's global state back so nothing else (the Trainer's own RNG bookkeeping) is disturbed.
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        random.seed(int(rng.integers(2**63)))
+        np.random.seed(int(rng.integers(2**32)))
+        return augmenter(samples=waveform, sample_rate=sampling_rate).astype(np.float32, copy=False)
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)

@@ -1,6 +1,14 @@
 """`hf-ser` command line: one subcommand per task, each a thin layer over a library function.
 
     hf-ser train RECIPE.yaml [--key value ...]
+    hf-ser evaluate MODEL [RECIPE.yaml] --output_dir DIR [--split test] [--key value ...]
+    hf-ser push RUN_DIR --repo-id NAME [--private]
+    hf-ser cv RECIPE.yaml [--folds leave-one-speaker-out | leave-one-session-out | K] [--key value ...]
+    hf-ser compare RUN_OR_CV_DIR... --output DIR
+    hf-ser seeds RECIPE.yaml --seeds 1 2 3 [--key value ...]
+    hf-ser merge-lora RUN_DIR OUT_DIR
+    hf-ser predict MODEL AUDIO... [--window S --hop S] [--format table|json|csv] [--output FILE] [--plot PNG]
+    hf-ser export-onnx MODEL OUT_DIR
 """
 
 from __future__ import annotations
@@ -16,8 +24,77 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
+def _cv(argv: list[str]) -> int:
+    from .cross_validation import main as cv_main
+
+    cv_main(argv)
+    return 0
+
+
+def _compare(argv: list[str]) -> int:
+    from .compare import main as compare_main
+
+    compare_main(argv)
+    return 0
+
+
+def _seeds(argv: list[str]) -> int:
+    from .seeds import main as seeds_main
+
+    seeds_main(argv)
+    return 0
+
+
+def _merge_lora(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0].startswith("-"):
+        print("usage: hf-ser merge-lora RUN_DIR OUT_DIR", file=sys.stderr)
+        return 2
+    from .lora import merge_lora
+
+    print(merge_lora(*argv))
+    return 0
+
+
+def _evaluate(argv: list[str]) -> int:
+    from .evaluate_model import main as evaluate_main
+
+    evaluate_main(argv)
+    return 0
+
+
+def _push(argv: list[str]) -> int:
+    from .publish import main as push_main
+
+    push_main(argv)
+    return 0
+
+
+def _predict(argv: list[str]) -> int:
+    from .predict import main as predict_main
+
+    return predict_main(argv)
+
+
+def _export_onnx(argv: list[str]) -> int:
+    from .onnx_export import main as export_main
+
+    return export_main(argv)
+
+
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "train": (_train, "train a model from a recipe: hf-ser train RECIPE.yaml [--key value ...]"),
+    "evaluate": (_evaluate, "score a saved model on a corpus: hf-ser evaluate MODEL [RECIPE.yaml] --output_dir DIR "
+                            "[--split test|validation|train|all] [--key value ...]"),
+    "push": (_push, "publish a run folder with its model card: hf-ser push RUN_DIR --repo-id NAME [--private]"),
+    "cv": (_cv, "speaker-independent cross-validation: hf-ser cv RECIPE.yaml [--folds leave-one-speaker-out | "
+                "leave-one-session-out | K] [--key value ...]"),
+    "compare": (_compare, "compare runs and CV results: hf-ser compare RUN_OR_CV_DIR... --output DIR"),
+    "seeds": (_seeds, "one recipe over several seeds, mean ± std: hf-ser seeds RECIPE.yaml --seeds 1 2 3 "
+                      "[--key value ...]"),
+    "merge-lora": (_merge_lora, "fold a LoRA run's adapter into a plain checkpoint: hf-ser merge-lora RUN_DIR OUT_DIR"),
+    "predict": (_predict, "emotions of audio files or folders: hf-ser predict MODEL AUDIO... [--window S --hop S] "
+                          "[--format table|json|csv] [--output FILE] [--plot PNG] [--backend torch|onnx]"),
+    "export-onnx": (_export_onnx, "export a model to ONNX (dynamic batch/time): hf-ser export-onnx MODEL OUT_DIR"),
 }
 
 

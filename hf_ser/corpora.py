@@ -1,12 +1,15 @@
 """Corpus adapters: each reads a corpus's own layout and names into one list of records.
 
 A record is `{"path": str, "label": str, "speaker": str | None}`; `hf_ser.data` turns records into a `datasets.Dataset`.
+An item the adapter recognises but cannot use (a RAVDESS song, an IEMOCAP utterance without a majority label) is a
+record with `label: None` and a `skip_reason`, which the data report lists.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from pathlib import Path
 from typing import Callable, Optional
@@ -54,6 +57,164 @@ def emodb_records(data_dir: Path, **_) -> list[Record]:
     return records
 
 
+def _skipped(path: Path | str, reason: str) -> Record:
+    """A record that `hf_ser.data.select_labels` drops and lists in the data report with `reason`."""
+    return {"path": str(path), "label": None, "speaker": None, "skip_reason": reason}
+
+
+RAVDESS_EMOTIONS = {
+    "01": "neutral",
+    "02": "calm",
+    "03": "happy",
+    "04": "sad",
+    "05": "angry",
+    "06": "fearful",
+    "07": "disgust",
+    "08": "surprised",
+}
+# modality (01 audio-video, 02 video-only, 03 audio-only) - vocal channel (01 speech, 02 song) - emotion - intensity
+# (01 normal, 02 strong) - statement (01 "Kids are talking by the door", 02 "Dogs are sitting by the door") -
+# repetition - actor (01-24; odd male, even female).
+RAVDESS_NAME = re.compile(
+    r"^(?P<modality>0[123])-(?P<channel>0[12])-(?P<emotion>0[1-8])-(?P<intensity>0[12])-(?P<statement>0[12])"
+    r"-(?P<repetition>0[12])-(?P<actor>\d\d)$"
+)
+
+
+def ravdess_records(data_dir: Path, **_) -> list[Record]:
+    """RAVDESS (Livingstone & Russo, 2018) speech: `Actor_12/03-01-05-01-02-01-12.wav`, 8 emotions, 24 actors.
+
+    The speaker is the actor (`"12"`). Song files (vocal channel 02, the separate "Audio_Song" download) are
+    skipped and reported, so `data_dir` may hold both downloads. Merge calm into neutral with `label_map: {calm:
+    neutral}` for the common 7-class set.
+    """
+    data_dir = _require_dir(data_dir, "ravdess")
+    records = []
+    for path in _audio_files(data_dir):
+        match = RAVDESS_NAME.match(path.stem)
+        if match is None:
+            raise ValueError(
+                f"{path}: not a RAVDESS file name (expected modality-channel-emotion-intensity-statement-repetition-"
+                "actor, e.g. 03-01-05-01-02-01-12.wav)"
+            )
+        if match["channel"] == "02":
+            records.append(_skipped(path, "RAVDESS song (vocal channel 02); hf-ser uses the speech recordings"))
+            continue
+        records.append({"path": str(path), "label": RAVDESS_EMOTIONS[match["emotion"]], "speaker": match["actor"]})
+    if not records:
+        raise FileNotFoundError(f"no RAVDESS .wav files under {data_dir} (expected Actor_XX/03-01-...-XX.wav)")
+    return records
+
+
+IEMOCAP_EMOTIONS = {
+    "neu": "neutral",
+    "hap": "happy",
+    "exc": "excited",
+    "sad": "sad",
+    "ang": "angry",
+    "fru": "frustrated",
+    "sur": "surprised",
+    "fea": "fearful",
+    "dis": "disgusted",
+    "oth": "other",
+}
+IEMOCAP_NO_AGREEMENT = "xxx"
+# `[6.2901 - 8.2357]<TAB>Ses01F_impro01_F000<TAB>neu<TAB>[2.5000, 2.5000, 2.5000]`: one line per utterance.
+IEMOCAP_EVALUATION_LINE = re.compile(r"^\[[\d.]+ - [\d.]+\]\s+(?P<utterance>Ses\S+)\s+(?P<code>\w+)\s+\[")
+# Ses01F_impro01_M003: session 01, markers on the female actor, utterance 003 spoken by the male actor.
+IEMOCAP_UTTERANCE = re.compile(r"^Ses(?P<session>\d\d)[FM]_.+_(?P<gender>[FM])\d+$")
+
+
+def _iemocap_labels(session_dir: Path) -> dict[str, tuple[str, Path]]:
+    """Utterance name -> (label code, EmoEvaluation file) for one session."""
+    labels = {}
+    for text_file in sorted((session_dir / "dialog" / "EmoEvaluation").glob("*.txt")):
+        if text_file.name.startswith("._"):  # macOS resource forks shipped in some copies of the release
+            continue
+        for line_number, line in enumerate(text_file.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            match = IEMOCAP_EVALUATION_LINE.match(line)
+            if match is None:
+                continue
+            code = match["code"]
+            if code not in IEMOCAP_EMOTIONS and code != IEMOCAP_NO_AGREEMENT:
+                raise ValueError(f"{text_file}:{line_number}: unknown IEMOCAP label code {code!r} in {line!r}")
+            labels[match["utterance"]] = (code, text_file)
+    return labels
+
+
+def iemocap_records(data_dir: Path, **_) -> list[Record]:
+    """IEMOCAP (Busso et al., 2008): `Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_M003.wav`, labelled by
+    `Session1/dialog/EmoEvaluation/Ses01F_impro01.txt`.
+
+    The speaker is the session plus the gender of the actor who speaks the utterance (`Ses01M` above: the letter
+    before the utterance index, not the one after `Ses01`, which marks who wore the motion-capture markers), so the
+    10 speakers can be split like sessions. Utterances without a majority label (`xxx`) and wav files without an
+    evaluation line are skipped and reported. The standard 4-class set: `labels: [neutral, happy, sad, angry]`,
+    `label_map: {excited: happy}`.
+    """
+    data_dir = _require_dir(data_dir, "iemocap")
+    sessions = sorted(p for p in data_dir.glob("Session*") if p.is_dir())
+    if not sessions:
+        raise FileNotFoundError(f"no Session1..Session5 folders under {data_dir} (the IEMOCAP_full_release folder)")
+    records = []
+    for session_dir in sessions:
+        labels = _iemocap_labels(session_dir)
+        evaluation_dir = session_dir / "dialog" / "EmoEvaluation"
+        seen = set()
+        for path in _audio_files(session_dir / "sentences" / "wav"):
+            name = path.stem
+            match = IEMOCAP_UTTERANCE.match(name)
+            if match is None or name not in labels:
+                reason = "not an IEMOCAP utterance name" if match is None else f"no line for it in {evaluation_dir}"
+                records.append(_skipped(path, reason))
+                continue
+            seen.add(name)
+            code, text_file = labels[name]
+            if code == IEMOCAP_NO_AGREEMENT:
+                records.append(_skipped(path, f"no majority emotion (xxx) in {text_file.name}"))
+                continue
+            speaker = f"Ses{match['session']}{match['gender']}"
+            records.append({"path": str(path), "label": IEMOCAP_EMOTIONS[code], "speaker": speaker})
+        for name in sorted(set(labels) - seen):
+            expected = session_dir / "sentences" / "wav" / name.rsplit("_", 1)[0] / f"{name}.wav"
+            records.append(_skipped(expected, f"listed in {labels[name][1].name} but the wav file is missing"))
+    if not any(record["label"] for record in records):
+        raise FileNotFoundError(
+            f"no labelled IEMOCAP utterances under {data_dir} (expected SessionN/sentences/wav/<dialog>/<utt>.wav "
+            "and SessionN/dialog/EmoEvaluation/<dialog>.txt)"
+        )
+    return records
+
+
+CREMA_D_EMOTIONS = {
+    "ANG": "anger",
+    "DIS": "disgust",
+    "FEA": "fear",
+    "HAP": "happy",
+    "NEU": "neutral",
+    "SAD": "sad",
+}
+# 1001_DFA_ANG_XX: actor 1001-1091, sentence (12 three-letter codes), emotion, level (LO, MD, HI, XX unspecified).
+CREMA_D_NAME = re.compile(
+    r"^(?P<speaker>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>ANG|DIS|FEA|HAP|NEU|SAD)_(?P<level>[A-Z]{1,2})$"
+)
+
+
+def crema_d_records(data_dir: Path, **_) -> list[Record]:
+    """CREMA-D (Cao et al., 2014): `AudioWAV/1001_DFA_ANG_XX.wav`, 6 emotions, 91 actors (speaker `"1001"`)."""
+    data_dir = _require_dir(data_dir, "crema_d")
+    wav_dir = data_dir / "AudioWAV" if (data_dir / "AudioWAV").is_dir() else data_dir
+    records = []
+    for path in _audio_files(wav_dir):
+        match = CREMA_D_NAME.match(path.stem)
+        if match is None:
+            raise ValueError(f"{path}: not a CREMA-D file name (expected e.g. 1001_DFA_ANG_XX.wav)")
+        records.append({"path": str(path), "label": CREMA_D_EMOTIONS[match["emotion"]], "speaker": match["speaker"]})
+    if not records:
+        raise FileNotFoundError(f"no CREMA-D .wav files under {wav_dir}")
+    return records
+
+
 def _speaker_from_name(path: Path, pattern: Optional[str]) -> Optional[str]:
     if not pattern:
         return None
@@ -78,11 +239,26 @@ def audiofolder_records(data_dir: Path, speaker_pattern: Optional[str] = None, *
     return records
 
 
-def manifest_records(data_dir: Path, manifest: Optional[str] = None, **_) -> list[Record]:
+def _inside_root(path: str, root: Path, manifest_path: Path, line_number: int, allow_absolute_paths: bool) -> str:
+    """The row's audio path under the manifest's folder; `..` or absolute paths are refused unless allowed, so a
+    manifest cannot make hf-ser read files outside the dataset it describes."""
+    root = root.absolute()
+    joined = Path(os.path.normpath(root / path))  # lexical: symlinks inside the root stay allowed
+    if not allow_absolute_paths and (Path(path).is_absolute() or not joined.is_relative_to(root)):
+        raise ValueError(
+            f"{manifest_path}: row {line_number} path {path!r} points outside the dataset root {str(root)!r}; "
+            "use paths relative to the manifest's folder, or set allow_absolute_paths: true if you trust the manifest"
+        )
+    return str(joined)
+
+
+def manifest_records(
+    data_dir: Path, manifest: Optional[str] = None, allow_absolute_paths: bool = False, **_
+) -> list[Record]:
     """A CSV or JSON-lines manifest with `path`, `label` and optionally `speaker` columns.
 
     `manifest` is the file (or `data_dir` itself when it is a file); relative paths are resolved against the
-    manifest's folder.
+    manifest's folder and must stay inside it (see `allow_absolute_paths`).
     """
     manifest_path = Path(manifest) if manifest else data_dir
     if not manifest_path.is_file():
@@ -99,10 +275,9 @@ def manifest_records(data_dir: Path, manifest: Optional[str] = None, **_) -> lis
         for key in ("path", "label"):
             if key not in row:
                 raise KeyError(f"{manifest_path}: row {line_number} has no {key!r} column (columns: {sorted(row)})")
-        path = Path(row["path"])
         records.append(
             {
-                "path": str(path if path.is_absolute() else root / path),
+                "path": _inside_root(str(row["path"]), root, manifest_path, line_number, allow_absolute_paths),
                 "label": None if row["label"] in (None, "") else str(row["label"]),
                 "speaker": str(row["speaker"]) if row.get("speaker") not in (None, "") else None,
             }
@@ -112,6 +287,9 @@ def manifest_records(data_dir: Path, manifest: Optional[str] = None, **_) -> lis
 
 CORPORA: dict[str, Callable[..., list[Record]]] = {
     "emodb": emodb_records,
+    "ravdess": ravdess_records,
+    "iemocap": iemocap_records,
+    "crema_d": crema_d_records,
     "audiofolder": audiofolder_records,
     "csv": manifest_records,
     "jsonl": manifest_records,

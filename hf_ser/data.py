@@ -6,6 +6,8 @@ split by speaker -> `set_transform` that decodes, crops and augments on the fly 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -13,10 +15,11 @@ import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict
+from transformers import TrainerCallback
 
 from .arguments import DataArguments
 from .audio import AudioDecodeError, crop_or_pad, load_audio
@@ -27,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 SILENCE_PEAK = 1e-4
 MIN_DURATION_SECONDS = 0.03  # below one wav2vec2 receptive field (25 ms) there is nothing to encode
+SHORT_NOTE_SECONDS = 0.5  # kept, but hardly long enough to carry an emotion: worth a note in the report
 SPEAKER_INDEPENDENT = "speaker-independent"
 SPEAKER_DEPENDENT = "speaker-dependent"
 
@@ -55,9 +59,15 @@ class CorpusReport:
         lines = [f"{self.dataset}: {self.protocol}; labels {self.labels}"]
         for name, split in self.splits.items():
             lines.append(f"  {name}: {split['items']} items, {split['seconds'] / 60:.1f} min, speakers {split['speakers']}")
-        lines.append(f"  skipped {len(self.skipped)} item(s)" + (":" if self.skipped else ""))
-        lines += [f"    {item['path']}: {item['reason']}" for item in self.skipped]
-        lines += [f"  note: {item['path']}: {item['reason']}" for item in self.notes]
+        return "\n".join(lines + [self.problems()])
+
+    def problems(self, limit: int = 50) -> str:
+        """Skipped items with their reasons, then notes on kept ones; at most `limit` lines of each."""
+        lines = [f"  skipped {len(self.skipped)} item(s)" + (":" if self.skipped else "")]
+        lines += [f"    {item['path']}: {item['reason']}" for item in self.skipped[:limit]]
+        lines += [f"  note: {item['path']}: {item['reason']}" for item in self.notes[:limit]]
+        if len(self.skipped) > limit or len(self.notes) > limit:
+            lines.append(f"  ... more in data_report.json ({len(self.skipped)} skipped, {len(self.notes)} notes)")
         return "\n".join(lines)
 
 
@@ -74,7 +84,10 @@ def _corpus_records(args: DataArguments) -> list[dict]:
         root = Path(args.data_dir or Path.home() / ".cache" / "hf_ser" / "demo_corpus")
         return load_records("audiofolder", str(generate_demo_corpus(root)), speaker_pattern=DEMO_SPEAKER_PATTERN)
     if args.dataset in CORPORA:
-        return load_records(args.dataset, args.data_dir, manifest=args.manifest, speaker_pattern=args.speaker_pattern)
+        return load_records(
+            args.dataset, args.data_dir, manifest=args.manifest, speaker_pattern=args.speaker_pattern,
+            allow_absolute_paths=args.allow_absolute_paths,
+        )
     return _hub_records(args)
 
 
@@ -114,7 +127,7 @@ def select_labels(records: list[dict], args: DataArguments, report: CorpusReport
         label = record["label"]
         label = args.label_map.get(label, label) if label is not None else None
         if label is None:
-            report.skip(record["path"], "missing label")
+            report.skip(record["path"], record.get("skip_reason") or "missing label")
         elif args.labels and label not in args.labels:
             report.skip(record["path"], f"label {label!r} is not in the label set {args.labels}")
         elif record["path"] in seen_paths and not record.get("bytes"):
@@ -122,21 +135,42 @@ def select_labels(records: list[dict], args: DataArguments, report: CorpusReport
         else:
             seen_paths.add(record["path"])
             kept.append({**record, "label": label})
+    data_labels = sorted({record["label"] for record in records if record["label"] is not None})
+    unused = sorted(set(args.label_map) - set(data_labels))
+    if unused:
+        logger.warning("label_map keys %s match no label of the data (its labels: %s)", unused, data_labels)
     label_names = list(args.labels) if args.labels else sorted({record["label"] for record in kept})
+    mapped = [args.label_map.get(label, label) for label in data_labels]
+    require_every_label(label_names, mapped, args, "in the data")
     return kept, label_names
 
 
+def require_every_label(label_names: list[str], labels: list[str], args: DataArguments, where: str) -> None:
+    """A class without items cannot be learned or scored: name the labels that have none."""
+    empty = [name for name in label_names if name not in set(labels)]
+    if empty:
+        raise ValueError(
+            f"dataset {args.dataset!r}: label(s) {empty} have no items {where} (labels with items: "
+            f"{sorted(set(labels))}); fix `labels` or `label_map` (applied first: {args.label_map or 'none'})"
+        )
+
+
 def _inspect(example: dict, sampling_rate: int) -> dict:
-    """Decode once to find files that cannot be trained on; duration for length grouping."""
+    """Decode once to find files that cannot be trained on; duration for length grouping; a hash of the decoded
+    samples, which finds the same recording under two names (or re-encoded losslessly) without a second read."""
     try:
         waveform = load_audio(_audio_source(example), sampling_rate)
     except AudioDecodeError as error:
-        return {"duration": 0.0, "problem": str(error).split(": ", 1)[-1], "note": ""}
+        return {"duration": 0.0, "problem": str(error).split(": ", 1)[-1], "note": "", "content_hash": ""}
     duration = len(waveform) / sampling_rate
+    content_hash = hashlib.blake2b(waveform.tobytes(), digest_size=16).hexdigest()
     if duration < MIN_DURATION_SECONDS:
-        return {"duration": duration, "problem": f"shorter than {MIN_DURATION_SECONDS} s ({duration:.3f} s)", "note": ""}
+        problem = f"shorter than {MIN_DURATION_SECONDS} s ({duration:.3f} s)"
+        return {"duration": duration, "problem": problem, "note": "", "content_hash": content_hash}
     note = "silent (peak below 1e-4)" if np.abs(waveform).max() < SILENCE_PEAK else ""
-    return {"duration": duration, "problem": "", "note": note}
+    if duration < SHORT_NOTE_SECONDS:
+        note = "; ".join(filter(None, [note, f"very short ({duration:.3f} s, under {SHORT_NOTE_SECONDS} s)"]))
+    return {"duration": duration, "problem": "", "note": note, "content_hash": content_hash}
 
 
 def build_corpus(args: DataArguments, seed: int = 42) -> tuple[DatasetDict, list[str], CorpusReport]:
@@ -151,14 +185,21 @@ def build_corpus(args: DataArguments, seed: int = 42) -> tuple[DatasetDict, list
     dataset = Dataset.from_dict(columns).map(
         _inspect, fn_kwargs={"sampling_rate": args.sampling_rate}, desc="Checking audio", load_from_cache_file=False
     )
-    for row in dataset.select_columns(["path", "problem", "note"]):
+    keep, first_with_hash = [], {}
+    for index, row in enumerate(dataset.select_columns(["path", "problem", "note", "content_hash"])):
         if row["problem"]:
             if args.on_bad_audio == "error":
                 raise AudioDecodeError(f"{row['path']}: {row['problem']} (set on_bad_audio: skip to drop and report)")
             report.skip(row["path"], row["problem"])
-        elif row["note"]:
-            report.notes.append({"path": row["path"], "reason": row["note"]})
-    dataset = dataset.filter(lambda problem: not problem, input_columns="problem").remove_columns(["problem", "note"])
+        elif row["content_hash"] in first_with_hash:  # the same audio twice would sit in two splits or count double
+            report.skip(row["path"], f"duplicate of {first_with_hash[row['content_hash']]}")
+        else:
+            first_with_hash[row["content_hash"]] = row["path"]
+            keep.append(index)
+            if row["note"]:
+                report.notes.append({"path": row["path"], "reason": row["note"]})
+    dataset = dataset.select(keep).flatten_indices().remove_columns(["problem", "note", "content_hash"])
+    require_every_label(label_names, dataset["label"], args, "after dropping bad audio")
     dataset = dataset.cast_column("label", ClassLabel(names=label_names))
     report.labels = label_names
     splits, report.protocol = split_corpus(dataset, args, seed)
@@ -239,37 +280,87 @@ def _split_by_file(dataset: Dataset, args: DataArguments, seed: int) -> DatasetD
     )
 
 
-def make_transform(feature_extractor, args: DataArguments, train: bool) -> Callable[[dict], dict]:
+class AudioTransform:
     """The `set_transform` function: decode, crop (random for training, centred for evaluation), augment (training
-    only), then the model's feature extractor."""
-    augmenter = build_augmenter(args.augmentations) if train else None
-    sampling_rate = args.sampling_rate
-    window = args.max_duration_seconds if train else args.eval_max_duration_seconds
-    input_name = feature_extractor.model_input_names[0]
+    only), then the model's feature extractor.
 
-    def transform(batch: dict) -> dict:
+    Training randomness (crop offset, augmentation) is drawn from a generator keyed by (seed, epoch, file, draw), not
+    from a global RNG: the Trainer fetches the next batch before it restores the RNG state of a checkpoint, so global
+    draws would differ after a resume. Keyed draws make an interrupted and resumed run see the same crops as an
+    uninterrupted one, independent of dataloader workers. `set_epoch` (called by `EpochCallback`) moves to the next
+    epoch's draws; repeated reads of one item within an epoch still differ.
+    """
+
+    def __init__(self, feature_extractor, args: DataArguments, train: bool, seed: int = 0):
+        self.feature_extractor, self.train, self.seed = feature_extractor, train, seed
+        self.augmenter = build_augmenter(args.augmentations) if train else None
+        self.sampling_rate = args.sampling_rate
+        self.window = args.max_duration_seconds if train else args.eval_max_duration_seconds
+        self.pad = train and args.pad_to_max_duration
+        self.input_name = feature_extractor.model_input_names[0]
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.draws = epoch, Counter()
+
+    def _generator(self, path: str) -> np.random.Generator:
+        file_key = int.from_bytes(hashlib.blake2b(path.encode(), digest_size=8).digest(), "little")
+        self.draws[path] += 1
+        return np.random.default_rng([self.seed, self.epoch, file_key, self.draws[path]])
+
+    def __call__(self, batch: dict) -> dict:
         waveforms = []
         for index in range(len(batch["path"])):
             example = {key: values[index] for key, values in batch.items()}
-            waveform = load_audio(_audio_source(example), sampling_rate)
-            if window:
+            try:
+                waveform = load_audio(_audio_source(example), self.sampling_rate)
+            except AudioDecodeError as error:
+                raise AudioDecodeError(
+                    f"{error}. It passed the audio check when the run started, so it was deleted or changed during "
+                    "the run: restore it (training resumes from the last checkpoint) or remove it from the corpus"
+                ) from None
+            rng = self._generator(example["path"]) if self.train else None
+            if self.window:
                 waveform = crop_or_pad(
-                    waveform, int(window * sampling_rate), random=train, pad=train and args.pad_to_max_duration
+                    waveform, int(self.window * self.sampling_rate), random=self.train, pad=self.pad, rng=rng
                 )
-            waveforms.append(augment(augmenter, waveform, sampling_rate) if train else waveform)
-        features = feature_extractor(waveforms, sampling_rate=sampling_rate, return_attention_mask=True)
-        output = {input_name: list(features[input_name]), "label": batch["label"]}
-        if input_name != "input_values":  # fixed-size features (Whisper): keep the mask over real frames
+            waveforms.append(augment(self.augmenter, waveform, self.sampling_rate, rng=rng) if self.train else waveform)
+        features = self.feature_extractor(waveforms, sampling_rate=self.sampling_rate, return_attention_mask=True)
+        output = {self.input_name: list(features[self.input_name]), "label": batch["label"]}
+        if self.input_name != "input_values":  # fixed-size features (Whisper): keep the mask over real frames
             output["attention_mask"] = list(features["attention_mask"])
         return output
 
-    return transform
+
+def make_transform(feature_extractor, args: DataArguments, train: bool, seed: int = 0) -> AudioTransform:
+    return AudioTransform(feature_extractor, args, train, seed)
 
 
-def attach_transforms(splits: DatasetDict, feature_extractor, args: DataArguments) -> DatasetDict:
+class EpochCallback(TrainerCallback):
+    """Tells the training split's `AudioTransform` which epoch starts, so its keyed random draws follow the epoch; on
+    a resume the Trainer restores `state.epoch` before this runs."""
+
+    def __init__(self, train: Dataset):
+        self.train = train
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        transform = self.train.format["format_kwargs"].get("transform")
+        if isinstance(transform, AudioTransform):
+            transform.set_epoch(int(state.epoch + 1e-6))
+
+
+def attach_transforms(splits: DatasetDict, feature_extractor, args: DataArguments, seed: int = 0) -> DatasetDict:
     for name, split in splits.items():
-        split.set_transform(make_transform(feature_extractor, args, train=name == "train"))
+        split.set_transform(make_transform(feature_extractor, args, train=name == "train", seed=seed))
     return splits
+
+
+def clean_training_view(train: Dataset, feature_extractor, args: DataArguments, seed: int = 0) -> Dataset:
+    """The training split with the training crop (random, `max_duration_seconds`) but no augmentation: what precise
+    BatchNorm recomputes statistics on (`hf_ser.callbacks.PreciseBatchNormCallback`). A new view; `train` keeps its
+    own transform."""
+    clean_args = dataclasses.replace(args, augmentations=[])
+    return train.with_transform(make_transform(feature_extractor, clean_args, train=True, seed=seed))
 
 
 def balanced_class_weights(train: Dataset, num_labels: int) -> list[float]:

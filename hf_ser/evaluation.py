@@ -14,11 +14,15 @@ from .metrics import save_confusion_matrix, ser_scores
 SPLIT_PREFIXES = {"validation": "eval", "test": "test"}
 
 
-def evaluate_and_save(trainer: Trainer, splits: DatasetDict, label_names: list[str], output_dir: str, protocol: str) -> dict:
+def evaluate_and_save(
+    trainer: Trainer, splits: DatasetDict, label_names: list[str], output_dir: str, protocol: str,
+    prefixes: dict[str, str] = SPLIT_PREFIXES,
+) -> dict:
     """Write `eval_results.json`, `test_results.json` (keys `eval_wa`, `test_ua`, ...), `confusion_matrix.json`
-    and one confusion-matrix PNG per split; returns all metrics."""
+    and one confusion-matrix PNG per split; returns all metrics. `prefixes` maps the splits to score to their
+    metric prefixes (`hf-ser evaluate` scores other splits)."""
     results, matrices = {}, {}
-    for split, prefix in SPLIT_PREFIXES.items():
+    for split, prefix in prefixes.items():
         if split not in splits:
             continue
         prediction = trainer.predict(splits[split], metric_key_prefix=prefix)

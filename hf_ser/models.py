@@ -50,7 +50,8 @@ def build_model(
 ) -> PreTrainedModel:
     labels = _label_maps(label_names)
     if model_args.model_name_or_path:
-        model = AutoModelForAudioClassification.from_pretrained(model_args.model_name_or_path)
+        # hf-ser writes safetensors only; refusing pickles means a tampered checkpoint cannot run code on load.
+        model = AutoModelForAudioClassification.from_pretrained(model_args.model_name_or_path, use_safetensors=True)
         if model.config.id2label != labels["id2label"]:
             raise ValueError(
                 f"{model_args.model_name_or_path} was trained on labels {list(model.config.id2label.values())}, "

@@ -15,32 +15,66 @@ _here = os.path.dirname(os.path.abspath(__file__))
 if sys.path and os.path.abspath(sys.path[0] or ".") == _here:
     sys.path[0] = os.path.dirname(_here)
 
+import json  # noqa: E402
 import logging  # noqa: E402
+from dataclasses import asdict  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
 
 import transformers  # noqa: E402
-from transformers import EarlyStoppingCallback, Trainer, set_seed  # noqa: E402
-from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
+from transformers import EarlyStoppingCallback, enable_full_determinism, set_seed  # noqa: E402
 
 from hf_ser.arguments import parse_args  # noqa: E402
+from hf_ser.callbacks import FreezeEncoderCallback, PreciseBatchNormCallback  # noqa: E402
 from hf_ser.collator import SERDataCollator  # noqa: E402
-from hf_ser.data import attach_transforms, balanced_class_weights, build_corpus  # noqa: E402
+from hf_ser.data import EpochCallback, attach_transforms, balanced_class_weights, build_corpus, clean_training_view  # noqa: E402,E501
 from hf_ser.evaluation import evaluate_and_save  # noqa: E402
+from hf_ser.guards import ValidationOnlyCallback, check_selection_uses_validation, last_complete_checkpoint  # noqa: E402,E501
+from hf_ser.lora import prepare_lora  # noqa: E402
 from hf_ser.metrics import compute_metrics  # noqa: E402
+from hf_ser.model_card import save_model_card  # noqa: E402
 from hf_ser.models import backbone_config_of, build_feature_extractor, build_model  # noqa: E402
+from hf_ser.publish import push_run  # noqa: E402
+from hf_ser.scaling import prepare_model_for_processes, weights_built_whole  # noqa: E402
+from hf_ser.trainer import SERTrainer  # noqa: E402
 
 logger = logging.getLogger("hf_ser.train")
 
+RUN_CONFIG_FILE = "run_config.json"
 
-def main(argv: Optional[list] = None) -> dict:
+
+def save_run_config(output_dir: str, model_args, data_args, training_args, model=None) -> Path:
+    """All three argument dataclasses as JSON (what `hf-ser compare` reads; `training_args.bin` is a pickle), with
+    the model's parameter counts. Every field whose name mentions a token is dropped, so no secret lands on disk."""
+    config = {"model_args": asdict(model_args), "data_args": asdict(data_args), "training_args": training_args.to_dict()}
+    config = {group: {k: v for k, v in values.items() if "token" not in k} for group, values in config.items()}
+    if model is not None:
+        config["parameters"] = {
+            "total": sum(p.numel() for p in model.parameters()),
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        }
+    path = Path(output_dir) / RUN_CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2, default=str))
+    return path
+
+
+def main(argv: Optional[list] = None, callbacks: Optional[list] = None) -> dict:
+    """Train from `RECIPE.yaml [--key value ...]`; `callbacks` are extra `TrainerCallback`s. Returns all metrics."""
     model_args, data_args, training_args = parse_args(argv)
+    # hf_ser.publish pushes once, after the test evaluation, with our card, code files and metrics; the Trainer's own
+    # push would create the repo before training and upload every checkpoint with training_args.bin and a generic
+    # card. (A `hub_token` was already moved to HF_TOKEN by SERTrainingArguments, where HfApi finds it.)
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     log_level = training_args.get_process_log_level()
     logger.setLevel(log_level)
     transformers.utils.logging.set_verbosity(log_level)
-    set_seed(training_args.seed)
+    # `full_determinism: true` also makes GPU kernels deterministic (docs/reliability.md), before the model exists.
+    (enable_full_determinism if training_args.full_determinism else set_seed)(training_args.seed)
 
-    splits, label_names, report = build_corpus(data_args, seed=training_args.seed)
+    with training_args.main_process_first(desc="corpus"):  # one process generates, decodes and caches; the rest reuse
+        splits, label_names, report = build_corpus(data_args, seed=training_args.seed)
     if training_args.process_index == 0:
         report.save(training_args.output_dir)
     logger.info("Data:\n%s", report.summary())
@@ -49,13 +83,30 @@ def main(argv: Optional[list] = None) -> dict:
     if model_args.class_weights == "balanced":
         class_weights = balanced_class_weights(splits["train"], len(label_names))
     feature_extractor = build_feature_extractor(model_args, data_args.sampling_rate, backbone_config_of(model_args))
-    model = build_model(model_args, label_names, class_weights)
-    attach_transforms(splits, feature_extractor, data_args)
+    with weights_built_whole(training_args):  # ZeRO-3 partitions it later, when the Trainer prepares it
+        model = build_model(model_args, label_names, class_weights)
+    if model_args.peft:
+        model = prepare_lora(model, model_args.peft, training_args.output_dir, model_args.model_name_or_path,
+                             save_base=training_args.process_index == 0)
+    model = prepare_model_for_processes(model, training_args)
+    if training_args.process_index == 0:
+        save_run_config(training_args.output_dir, model_args, data_args, training_args, model)
+    data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+    attach_transforms(splits, feature_extractor, data_args, seed=data_seed)
 
-    callbacks = []
+    callbacks = list(callbacks or [])
+    callbacks += [EpochCallback(splits["train"]), ValidationOnlyCallback(splits["test"])]
     if training_args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
-    trainer = Trainer(
+    if training_args.freeze_encoder_steps:
+        callbacks.append(FreezeEncoderCallback(training_args.freeze_encoder_steps))
+    if training_args.precise_bn_batches:
+        clean_train = clean_training_view(splits["train"], feature_extractor, data_args, seed=training_args.seed)
+        callbacks.append(PreciseBatchNormCallback(
+            clean_train, SERDataCollator(feature_extractor), training_args.precise_bn_batches,
+            training_args.per_device_train_batch_size, seed=training_args.seed,
+        ))
+    trainer = SERTrainer(
         model=model,
         args=training_args,
         train_dataset=splits["train"],
@@ -66,9 +117,11 @@ def main(argv: Optional[list] = None) -> dict:
         callbacks=callbacks,
     )
 
+    check_selection_uses_validation(trainer, splits)
+
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and os.path.isdir(training_args.output_dir) and not training_args.overwrite_output_dir:
-        checkpoint = get_last_checkpoint(training_args.output_dir)
+        checkpoint = last_complete_checkpoint(training_args.output_dir)
         if checkpoint:
             logger.info("Resuming from %s", checkpoint)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -78,8 +131,13 @@ def main(argv: Optional[list] = None) -> dict:
     trainer.save_state()
 
     results = evaluate_and_save(trainer, splits, label_names, training_args.output_dir, protocol=report.protocol)
-    if report.skipped:
-        logger.warning("%d item(s) were skipped; see %s/data_report.json", len(report.skipped), training_args.output_dir)
+    if trainer.is_world_process_zero():
+        save_model_card(training_args.output_dir, repo_id=training_args.hub_model_id)
+        if push_to_hub:
+            repo_id = training_args.hub_model_id or Path(training_args.output_dir).absolute().name
+            push_run(training_args.output_dir, repo_id, private=training_args.hub_private_repo)
+    if report.skipped or report.notes:  # the end-of-run summary of data problems (all of them in data_report.json)
+        logger.warning("Data problems (all in %s/data_report.json):\n%s", training_args.output_dir, report.problems())
     return results
 
 

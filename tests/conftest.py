@@ -43,22 +43,62 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return generate_demo_corpus(tmp_path_factory.mktemp("corpus") / "demo", speakers=4, per_emotion=3, seed=1)
 
 
-@pytest.fixture
-def tiny_train_argv(tiny_corpus, tmp_path, tiny_backbone_config):
-    """Command-line arguments of a complete, seconds-long training run on `tiny_corpus`."""
+TINY_DATA_ARGV = ["--dataset", "audiofolder", "--speaker_pattern", r"spk(?P<speaker>\d+)_",
+                  "--validation_speakers", "03", "--test_speakers", "04"]
+
+
+def tiny_argv(corpus: Path, output_dir: Path) -> list:
+    """Command-line arguments of a complete, seconds-long training run on the tiny corpus into `output_dir`."""
     import json
 
     return [
-        "--dataset", "audiofolder", "--data_dir", str(tiny_corpus), "--speaker_pattern", r"spk(?P<speaker>\d+)_",
-        "--validation_speakers", "03", "--test_speakers", "04",
-        "--backbone_config", json.dumps(tiny_backbone_config), "--head_hidden_sizes", "16", "8",
-        "--max_duration_seconds", "1.0", "--output_dir", str(tmp_path / "run"),
+        *TINY_DATA_ARGV, "--data_dir", str(corpus),
+        "--backbone_config", json.dumps(TINY_WAV2VEC2), "--head_hidden_sizes", "16", "8",
+        "--max_duration_seconds", "1.0", "--output_dir", str(output_dir),
         "--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8",
         "--learning_rate", "1e-3", "--report_to", "none", "--disable_tqdm", "true", "--seed", "7",
     ]
+
+
+@pytest.fixture
+def tiny_train_argv(tiny_corpus, tmp_path):
+    return tiny_argv(tiny_corpus, tmp_path / "run")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_corpus, tmp_path_factory) -> Path:
+    """One finished `tiny_train_argv` run, shared by the tests that only read its folder (do not write into it)."""
+    from hf_ser.train import main as train_main
+
+    run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
+    train_main(tiny_argv(tiny_corpus, run_dir))
+    return run_dir
 
 
 def requires_emodb():
     return pytest.mark.skipif(
         not (EMODB_DIR / "wav").is_dir(), reason=f"EmoDB corpus not found at {EMODB_DIR} (CI provides it)"
     )
+
+
+TINY_LABELS = ["angry", "happy", "neutral", "sad"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A saved tiny Wav2Vec2SER (random weights, the tiny corpus's labels) with its feature extractor: a folder that
+    loads like a finished run's, without training."""
+    import torch
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
+
+    torch.manual_seed(0)
+    config = Wav2Vec2SERConfig(
+        backbone_config=dict(TINY_WAV2VEC2), head_hidden_sizes=[16, 8],
+        id2label=dict(enumerate(TINY_LABELS)), label2id={label: i for i, label in enumerate(TINY_LABELS)},
+    )
+    model_dir = tmp_path_factory.mktemp("tiny_model") / "model"
+    Wav2Vec2SER(config).eval().save_pretrained(model_dir)
+    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(model_dir)
+    return model_dir

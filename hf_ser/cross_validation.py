@@ -1,0 +1,351 @@
+"""Speaker-independent cross-validation: one `hf_ser.train.main` run per fold, then a summary over the folds.
+
+    hf-ser cv RECIPE.yaml [--folds leave-one-speaker-out | leave-one-session-out | K] [--key value ...]
+
+Every fold tests on speakers that neither its training nor its validation split contains. Validation speakers come
+from the fold's training speakers, and the best checkpoint is chosen on them; the test speakers are scored once, after
+training. Fold results land in `<output_dir>/fold-XX/`; the summary in `<output_dir>/cv_summary.json` / `.md` and
+`cv_confusion_matrix.png`. A fold whose `test_results.json` exists is not trained again, so an interrupted run
+resumes where it stopped (and a fold interrupted mid-training resumes from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import re
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .arguments import parse_args
+from .data import CorpusReport, _corpus_records, select_labels
+from .metrics import save_confusion_matrix, ser_scores
+from .train import main as train_main
+
+logger = logging.getLogger(__name__)
+
+LOSO = "leave-one-speaker-out"
+LOSESSO = "leave-one-session-out"
+FOLD_RULES = (LOSO, LOSESSO, "K (an integer: K speaker-disjoint folds balanced by item count)")
+SPLIT_KEYS = ("train_speakers", "validation_speakers", "test_speakers")
+PLAN_FILE = "cv_plan.json"
+SUMMARY_FILE = "cv_summary.json"
+FOLD_TIME_FILE = "cv_fold.json"
+METRICS = ("wa", "ua", "macro_f1")
+STD_RULE = "sample standard deviation over folds (ddof=1)"
+
+# IEMOCAP speakers are `Ses01F`, `Ses01M`, ...: the two actors of one recorded session share its number.
+SESSION_PATTERN = re.compile(r"^(?P<session>Ses\d+)[FM]$")
+
+
+def speaker_session(speaker: str) -> Optional[str]:
+    """The recording session a speaker belongs to (`Ses01F` -> `Ses01`), or None for corpora without sessions."""
+    match = SESSION_PATTERN.match(speaker)
+    return match["session"] if match else None
+
+
+def describe_folds(folds: str) -> str:
+    return folds if folds in (LOSO, LOSESSO) else f"{folds}-fold speaker-disjoint"
+
+
+@dataclass
+class Fold:
+    index: int
+    test_speakers: list[str]
+    validation_speakers: list[str]
+    train_speakers: list[str]
+
+    @property
+    def name(self) -> str:
+        return f"fold-{self.index:02d}"
+
+
+def fold_test_speakers(speaker_items: dict[str, int], folds: str, seed: int = 42) -> list[list[str]]:
+    """The test speakers of each fold: one speaker, one session, or K groups of nearly equal item count."""
+    speakers = sorted(speaker_items)
+    if folds == LOSO:
+        return [[speaker] for speaker in speakers]
+    if folds == LOSESSO:
+        sessions = {speaker: speaker_session(speaker) for speaker in speakers}
+        missing = [speaker for speaker, session in sessions.items() if session is None]
+        if missing:
+            raise ValueError(
+                f"--folds {LOSESSO}: speaker(s) {missing[:5]} have no session (session speakers look like "
+                f"{SESSION_PATTERN.pattern!r}, e.g. IEMOCAP's Ses01F); use {LOSO} or a number of folds instead"
+            )
+        grouped: dict[str, list[str]] = {}
+        for speaker in speakers:
+            grouped.setdefault(sessions[speaker], []).append(speaker)
+        return [grouped[session] for session in sorted(grouped)]
+    try:
+        k = int(folds)
+    except ValueError:
+        raise ValueError(f"--folds {folds!r}: use one of {FOLD_RULES}") from None
+    if not 2 <= k <= len(speakers):
+        raise ValueError(f"--folds {k}: the corpus has {len(speakers)} speakers, so use 2 to {len(speakers)} folds")
+    # Greedy balancing: largest speakers first, each into the fold with the fewest items so far. The seeded shuffle
+    # decides among speakers of equal size, so the folds are reproducible for one seed and vary across seeds.
+    order = list(speakers)
+    random.Random(seed).shuffle(order)
+    order.sort(key=lambda speaker: -speaker_items[speaker])
+    groups: list[list[str]] = [[] for _ in range(k)]
+    totals = [0] * k
+    for speaker in order:
+        target = min(range(k), key=lambda i: (totals[i], len(groups[i]), i))
+        groups[target].append(speaker)
+        totals[target] += speaker_items[speaker]
+    return [sorted(group) for group in groups]
+
+
+def make_folds(
+    speaker_items: dict[str, int], folds: str = LOSO, seed: int = 42, validation_fraction: float = 0.15
+) -> list[Fold]:
+    """Speaker-disjoint folds. Each fold validates on `max(1, round(validation_fraction * training speakers))` of its
+    non-test speakers, taken from the folds that follow it in a seeded cycle and preferring speakers that have served
+    least, so validation duty rotates (under leave-one-speaker-out every speaker validates exactly once)."""
+    groups = fold_test_speakers(speaker_items, folds, seed)
+    cycle = list(range(len(groups)))
+    random.Random(seed + 1).shuffle(cycle)
+    served: Counter = Counter()
+    validation_of: dict[int, list[str]] = {}
+    for position, fold_index in enumerate(cycle):
+        following = [groups[cycle[(position + step) % len(cycle)]] for step in range(1, len(cycle))]
+        # within a group, start at a different speaker for each position (e.g. alternate F and M of a session)
+        candidates = [group[(j + position) % len(group)] for group in following for j in range(len(group))]
+        if len(candidates) < 2:
+            raise ValueError(
+                f"fold {fold_index} tests on {groups[fold_index]} and leaves {candidates} for training and "
+                "validation: cross-validation needs at least two other speakers"
+            )
+        count = min(max(1, round(validation_fraction * len(candidates))), len(candidates) - 1)
+        ranked = sorted(range(len(candidates)), key=lambda i: (served[candidates[i]], i))
+        validation_of[fold_index] = sorted(candidates[i] for i in ranked[:count])
+        served.update(validation_of[fold_index])
+    result = []
+    for index, test in enumerate(groups):
+        held_out = set(test) | set(validation_of[index])
+        train = [speaker for speaker in sorted(speaker_items) if speaker not in held_out]
+        result.append(Fold(index, list(test), validation_of[index], train))
+    return result
+
+
+def corpus_speaker_items(argv: list[str]) -> tuple[dict[str, int], object, object]:
+    """Items per speaker of the recipe's corpus (after label selection), read from its records without decoding
+    audio; also the parsed data and training arguments."""
+    _, data_args, training_args = parse_args(list(argv))
+    if data_args.speaker_dependent:
+        raise ValueError("speaker_dependent: true contradicts speaker-independent cross-validation; remove it")
+    records, _ = select_labels(_corpus_records(data_args), data_args, CorpusReport(dataset=data_args.dataset))
+    without = [record["path"] for record in records if record.get("speaker") is None]
+    if without:
+        raise ValueError(
+            f"dataset {data_args.dataset!r}: {len(without)} item(s) have no speaker (e.g. {without[0]}); "
+            "cross-validation needs speakers (audiofolder: set speaker_pattern; csv/jsonl: a speaker column)"
+        )
+    return dict(Counter(record["speaker"] for record in records)), data_args, training_args
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: cannot read ({error}); delete the fold folder to train that fold again") from error
+
+
+def _check_plan(cv_dir: Path, plan: dict) -> None:
+    """Refuse to resume into a CV folder whose folds were built differently (results would mix)."""
+    path = cv_dir / PLAN_FILE
+    if path.is_file():
+        previous = _read_json(path)
+        if previous["folds"] != plan["folds"]:
+            raise ValueError(
+                f"{cv_dir} holds a cross-validation with other folds ({path}); use another --output_dir or delete it"
+            )
+        if previous["argv"] != plan["argv"]:
+            raise ValueError(
+                f"{cv_dir} holds a cross-validation run with other options {previous['argv']} ({path}); resume with "
+                "the same options, or use another --output_dir"
+            )
+    cv_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(plan, indent=2))
+
+
+def run_cross_validation(argv: list[str], folds: str = LOSO) -> dict:
+    """`argv` is what `hf-ser train` takes (`RECIPE.yaml --key value ...`); its `output_dir` becomes the CV folder.
+    Trains every fold not yet done, one after another, then writes and returns the summary."""
+    argv = list(argv)
+    overridden = [key for key in SPLIT_KEYS if f"--{key}" in argv]
+    if overridden:
+        raise ValueError(f"{overridden}: cross-validation chooses the speakers of every fold; drop these options")
+    speaker_items, data_args, training_args = corpus_speaker_items(argv)
+    cv_dir = Path(training_args.output_dir)
+    fold_list = make_folds(speaker_items, folds, training_args.seed, data_args.validation_fraction)
+    plan = {"folds_rule": folds, "seed": training_args.seed, "argv": argv, "folds": [asdict(fold) for fold in fold_list]}
+    _check_plan(cv_dir, plan)
+    started = time.perf_counter()
+    for fold in fold_list:
+        fold_dir = cv_dir / fold.name
+        if (fold_dir / "test_results.json").is_file():
+            logger.info("%s: done already (%s), not trained again", fold.name, fold_dir / "test_results.json")
+            continue
+        logger.info("%s: test %s, validation %s, %d training speakers",
+                    fold.name, fold.test_speakers, fold.validation_speakers, len(fold.train_speakers))
+        fold_started = time.perf_counter()
+        train_main(argv + [
+            "--train_speakers", *fold.train_speakers,
+            "--validation_speakers", *fold.validation_speakers,
+            "--test_speakers", *fold.test_speakers,
+            "--output_dir", str(fold_dir),
+        ])
+        (fold_dir / FOLD_TIME_FILE).write_text(json.dumps({"wall_seconds": time.perf_counter() - fold_started}))
+    summary = summarise(cv_dir, fold_list, folds, training_args.metric_for_best_model, argv)
+    summary["wall_seconds_this_invocation"] = time.perf_counter() - started
+    write_summary(cv_dir, summary)
+    return summary
+
+
+def _fold_result(fold_dir: Path) -> dict:
+    results = _read_json(fold_dir / "test_results.json")
+    state = _read_json(fold_dir / "trainer_state.json") if (fold_dir / "trainer_state.json").is_file() else {}
+    best_epoch = next(
+        (entry.get("epoch") for entry in state.get("log_history", []) if entry.get("step") == state.get("best_global_step")),
+        None,
+    )
+    timing = _read_json(fold_dir / FOLD_TIME_FILE) if (fold_dir / FOLD_TIME_FILE).is_file() else {}
+    return {
+        **{metric: results[f"test_{metric}"] for metric in METRICS},
+        "test_samples": results.get("test_samples"),
+        "epochs_run": state.get("epoch"),
+        "max_epochs": state.get("num_train_epochs"),
+        "best_epoch": best_epoch,
+        "best_validation_metric": state.get("best_metric"),
+        "wall_seconds": timing.get("wall_seconds"),
+    }
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def summarise(cv_dir: Path, fold_list: list[Fold], folds: str, selection_metric: str, argv: list[str]) -> dict:
+    """Per-fold and mean ± std test scores, the confusion matrix summed over folds (every item is tested once)."""
+    rows, total, labels = [], None, None
+    for fold in fold_list:
+        fold_dir = cv_dir / fold.name
+        matrix_file = _read_json(fold_dir / "confusion_matrix.json")
+        if labels is not None and matrix_file["labels"] != labels:
+            raise ValueError(f"{fold_dir}: labels {matrix_file['labels']} differ from the other folds' {labels}")
+        labels = matrix_file["labels"]
+        matrix = np.asarray(matrix_file["test"], dtype=int)
+        total = matrix if total is None else total + matrix
+        rows.append({"fold": fold.name, "test_speakers": fold.test_speakers,
+                     "validation_speakers": fold.validation_speakers, **_fold_result(fold_dir)})
+    mean, std = {}, {}
+    for metric in METRICS:
+        mean[metric], std[metric] = _mean_std([row[metric] for row in rows])
+    predictions = np.repeat(np.tile(np.arange(len(labels)), len(labels)), total.ravel())
+    references = np.repeat(np.repeat(np.arange(len(labels)), len(labels)), total.ravel())
+    pooled = ser_scores(predictions, references, num_labels=len(labels))
+    walls = [row["wall_seconds"] for row in rows]
+    return {
+        "protocol": {
+            "evaluation": "speaker-independent cross-validation: no test speaker is in its fold's training or "
+                          "validation split",
+            "folds": folds,
+            "n_folds": len(fold_list),
+            "validation_speakers": "chosen from each fold's training speakers (max(1, round(validation_fraction x "
+                                   "non-test speakers))), rotating over speakers by a seeded cycle; never a test speaker",
+            "model_selection": f"best checkpoint on validation {selection_metric}; test speakers are scored once, "
+                               "after training",
+            "std": STD_RULE,
+        },
+        "command": ["hf-ser", "cv", *argv, "--folds", folds],
+        "labels": labels,
+        "folds": rows,
+        "mean": mean,
+        "std": std,
+        "pooled": {metric: pooled[metric] for metric in METRICS},
+        "confusion_matrix": total.tolist(),
+        "wall_seconds": sum(walls) if None not in walls else None,
+    }
+
+
+def _percent(mean: float, std: float) -> str:
+    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def write_summary(cv_dir: Path, summary: dict) -> None:
+    """`cv_summary.json`, `cv_summary.md` and `cv_confusion_matrix.png`."""
+    (cv_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    mean, std, protocol = summary["mean"], summary["std"], summary["protocol"]
+    title = f"{describe_folds(protocol['folds'])} CV: UA {_percent(mean['ua'], std['ua'])} %"
+    save_confusion_matrix(summary["confusion_matrix"], summary["labels"], cv_dir / "cv_confusion_matrix.png", title)
+    wall = summary["wall_seconds"]
+    lines = [
+        f"# Cross-validation: {describe_folds(protocol['folds'])} ({protocol['n_folds']} folds)",
+        "",
+        f"`{' '.join(summary['command'])}`",
+        "",
+        f"**UA {_percent(mean['ua'], std['ua'])} %, WA {_percent(mean['wa'], std['wa'])} %, "
+        f"macro-F1 {_percent(mean['macro_f1'], std['macro_f1'])} %** (mean ± {protocol['std']}).",
+        "",
+        "| fold | test speakers | validation speakers | WA % | UA % | macro-F1 % | epochs run / max | best epoch | wall s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in summary["folds"]:
+        wall_text = f"{row['wall_seconds']:.0f}" if row["wall_seconds"] is not None else "?"
+        best_epoch = "?" if row["best_epoch"] is None else f"{row['best_epoch']:g}"
+        lines.append(
+            f"| {row['fold']} | {' '.join(row['test_speakers'])} | {' '.join(row['validation_speakers'])} "
+            f"| {100 * row['wa']:.2f} | {100 * row['ua']:.2f} | {100 * row['macro_f1']:.2f} "
+            f"| {row['epochs_run']:g} / {row['max_epochs']} | {best_epoch} "
+            f"| {wall_text} |"
+        )
+    pooled = summary["pooled"]
+    lines += [
+        "",
+        f"Pooled over all test items (summed confusion matrix): WA {100 * pooled['wa']:.2f} %, "
+        f"UA {100 * pooled['ua']:.2f} %.",
+        "",
+        "## Protocol",
+        "",
+        *[f"- {key.replace('_', ' ')}: {value}" for key, value in protocol.items()],
+        f"- wall time: {wall:.0f} s summed over folds" if wall is not None else "- wall time: not recorded for every fold",
+        "",
+        "## Summed confusion matrix (rows: true, columns: predicted)",
+        "",
+        "| | " + " | ".join(summary["labels"]) + " |",
+        "|---|" + "---:|" * len(summary["labels"]),
+        *[f"| {label} | " + " | ".join(map(str, row)) + " |"
+          for label, row in zip(summary["labels"], summary["confusion_matrix"])],
+        "",
+        "![confusion matrix](cv_confusion_matrix.png)",
+        "",
+    ]
+    (cv_dir / "cv_summary.md").write_text("\n".join(lines))
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="hf-ser cv",
+        usage="hf-ser cv RECIPE.yaml [--folds FOLDS] [--key value ...]",
+        allow_abbrev=False,
+        description="Speaker-independent cross-validation of a recipe. Every other option is a recipe override "
+                    "(`--output_dir` is the CV folder).",
+    )
+    parser.add_argument("--folds", default=LOSO, help=f"{LOSO} (default), {LOSESSO}, or a number K of folds")
+    # Everything but --folds (the recipe path first, then overrides) passes through unchanged, in order.
+    args, train_argv = parser.parse_known_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    summary = run_cross_validation(train_argv, args.folds)
+    print(f"UA {_percent(summary['mean']['ua'], summary['std']['ua'])} %, "
+          f"WA {_percent(summary['mean']['wa'], summary['std']['wa'])} % over {len(summary['folds'])} folds")
+    return summary

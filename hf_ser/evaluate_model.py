@@ -1,0 +1,133 @@
+"""Score a saved model on a corpus: the same data code, `Trainer.predict` and result files as training.
+
+    hf-ser evaluate MODEL [RECIPE.yaml] --output_dir DIR [--split test] [--key value ...]
+
+MODEL is a run folder, a saved checkpoint or a Hub id (a LoRA run folder too). Every data key of a recipe works as
+`--key value` (`--dataset`, `--data_dir`, `--test_speakers`, `--labels`, ...), parsed by the same parser as
+`hf-ser train`; a recipe's model keys are ignored (the model is MODEL). The corpus is split exactly as training splits
+it, so the same keys reproduce a run's test split; `--split all` scores the whole corpus. The corpus's labels must be
+the model's: a difference is an error that names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+from datasets import DatasetDict, concatenate_datasets
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, Trainer
+
+from .arguments import DataArguments, SERTrainingArguments, parse_args
+from .collator import SERDataCollator
+from .data import CorpusReport, _corpus_records, attach_transforms, build_corpus, select_labels
+from .evaluation import evaluate_and_save
+from .metrics import compute_metrics
+
+logger = logging.getLogger(__name__)
+
+# Split -> metric prefix and file: test -> test_results.json, validation -> eval_results.json, all -> corpus_results.json
+# (`all_results.json` is the Trainer's own combined file).
+SPLITS = {"test": "test", "validation": "eval", "train": "train", "all": "corpus"}
+EVALUATION_CONFIG_FILE = "evaluation_config.json"
+
+
+def load_model(model_name_or_path: str):
+    """A saved hf-ser model (full checkpoint, Hub id, or LoRA run folder) and its feature extractor, for inference."""
+    import hf_ser  # noqa: F401  (registers the architectures: no remote code runs)
+
+    if (Path(model_name_or_path) / "adapter_config.json").is_file():
+        from .lora import load_lora
+
+        model = load_lora(model_name_or_path)
+    else:
+        model = AutoModelForAudioClassification.from_pretrained(model_name_or_path).eval()
+    return model, AutoFeatureExtractor.from_pretrained(model_name_or_path)
+
+
+def check_labels(model_labels: list[str], data_labels: list[str], model_name: str, dataset: str) -> None:
+    """Refuse a corpus whose label names differ from the model's `id2label`, naming the differences."""
+    unknown = sorted(set(data_labels) - set(model_labels))
+    absent = sorted(set(model_labels) - set(data_labels))
+    if unknown or absent:
+        raise ValueError(
+            f"the labels of dataset {dataset!r} do not match {model_name}'s id2label {model_labels}: "
+            + "; ".join(part for part in (
+                f"the data has {unknown}, which the model does not know" if unknown else "",
+                f"the data has no items of {absent}" if absent else "",
+            ) if part)
+            + ". Rename labels with --label_map (e.g. '{\"ang\": \"angry\"}') or select them with --labels."
+        )
+
+
+def evaluate_model(
+    model_name_or_path: str, data_args: DataArguments, training_args: SERTrainingArguments, split: str = "test"
+) -> dict:
+    """Score MODEL on `split` of the corpus that `data_args` describes; writes `<prefix>_results.json`,
+    `confusion_matrix.json` / `.png`, `data_report.json` and `evaluation_config.json` into `training_args.output_dir`
+    and returns the metrics."""
+    if split not in SPLITS:
+        raise ValueError(f"--split {split!r}: use one of {sorted(SPLITS)}")
+    output_dir = Path(training_args.output_dir)
+    if Path(model_name_or_path).exists() and output_dir.resolve() == Path(model_name_or_path).resolve():
+        raise ValueError(f"--output_dir {output_dir} is the model's folder: its own results would be overwritten")
+    model, feature_extractor = load_model(model_name_or_path)
+    model_labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+
+    if not data_args.labels:  # check before decoding the corpus; then keep the model's label order (= its ids)
+        _, data_labels = select_labels(_corpus_records(data_args), data_args, CorpusReport(dataset=data_args.dataset))
+        check_labels(model_labels, data_labels, model_name_or_path, data_args.dataset)
+        data_args.labels = model_labels
+    else:
+        check_labels(model_labels, list(data_args.labels), model_name_or_path, data_args.dataset)
+        data_args.labels = model_labels
+    rate = getattr(feature_extractor, "sampling_rate", None)
+    if rate and rate != data_args.sampling_rate:
+        logger.info("Audio is resampled to the model's %d Hz (sampling_rate %d ignored)", rate, data_args.sampling_rate)
+        data_args.sampling_rate = rate
+
+    splits, label_names, report = build_corpus(data_args, seed=training_args.seed)
+    if split == "all":
+        splits = DatasetDict(all=concatenate_datasets(list(splits.values())))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report.save(output_dir)
+    attach_transforms(splits, feature_extractor, data_args)  # evaluation transforms: whole clips, no augmentation
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        eval_dataset=splits[split],  # only to satisfy the Trainer's checks: predict is given each split
+        data_collator=SERDataCollator(feature_extractor),
+        processing_class=feature_extractor,
+        compute_metrics=compute_metrics,
+    )
+    protocol = report.protocol if split in ("test", "validation") else f"{split} of the corpus"
+    results = evaluate_and_save(trainer, splits, label_names, str(output_dir), protocol=protocol,
+                                prefixes={split: SPLITS[split]})
+    (output_dir / EVALUATION_CONFIG_FILE).write_text(json.dumps(
+        {"model": model_name_or_path, "split": split, "data_args": asdict(data_args)},
+        indent=2, default=str,
+    ))
+    return results
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="hf-ser evaluate",
+        usage="hf-ser evaluate MODEL [RECIPE.yaml] --output_dir DIR [--split test] [--key value ...]",
+        description="Score a saved model on a corpus. Every other option is a recipe key (`hf-ser train --help`).",
+    )
+    parser.add_argument("model", help="run folder, saved checkpoint or Hub id")
+    parser.add_argument("--split", default="test", help=f"which split to score: {', '.join(SPLITS)} (default test)")
+    args, rest = parser.parse_known_args(argv)
+    if not any(arg == "--output_dir" or arg.startswith("--output_dir=") for arg in rest):
+        parser.error("give --output_dir: where the results go (never the model's own folder)")
+    _, data_args, training_args = parse_args(rest)
+    results = evaluate_model(args.model, data_args, training_args, split=args.split)
+    prefix = SPLITS[args.split]
+    print(f"{args.split}: UA {results[f'{prefix}_ua']:.4f}, WA {results[f'{prefix}_wa']:.4f}, "
+          f"macro-F1 {results[f'{prefix}_macro_f1']:.4f} on {results[f'{prefix}_samples']} items "
+          f"-> {training_args.output_dir}")
+    return results

@@ -1,0 +1,100 @@
+"""Guards that keep a run honest and recoverable: resume only from complete checkpoints, and never let the test split
+select or stop a model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Optional
+
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+logger = logging.getLogger(__name__)
+
+_CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+# `Trainer._save_checkpoint` writes the weights first and the trainer state last, so a parseable state marks a complete
+# checkpoint. DeepSpeed and FSDP keep their sharded weights in folders of these names instead.
+WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+SHARDED_WEIGHTS_PREFIXES = ("global_step", "pytorch_model_fsdp")
+STATE_FILE = "trainer_state.json"
+
+
+def is_complete_checkpoint(folder: str | Path) -> bool:
+    """A checkpoint folder with weights and a readable trainer state (the last file the Trainer writes)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    has_weights = any((folder / name).is_file() for name in WEIGHTS_FILES) or any(
+        entry.name.startswith(SHARDED_WEIGHTS_PREFIXES) for entry in folder.iterdir()
+    )
+    if not has_weights:
+        return False
+    try:
+        json.loads((folder / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> Optional[str]:
+    """The highest-step `checkpoint-N` in `output_dir` that was written completely.
+
+    `Trainer._save_checkpoint` writes straight into `checkpoint-N` (no temporary folder and rename), so a run killed
+    mid-save leaves a partial folder; `transformers.trainer_utils.get_last_checkpoint` would pick it and fail to
+    resume. Partial folders are skipped with a warning.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return None
+    steps = sorted(
+        ((int(m[1]), p) for p in output_dir.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))), reverse=True
+    )
+    for _, folder in steps:
+        if is_complete_checkpoint(folder):
+            return str(folder)
+        logger.warning("Ignoring %s: an incomplete checkpoint (interrupted while saving)", folder)
+    return None
+
+
+def weights_files(output_dir: str | Path) -> list[Path]:
+    """Every pickle-based weights file (`*.bin`, `*.pt`, `*.pth` other than RNG/optimizer state) under `output_dir`.
+
+    hf-ser writes model weights as safetensors only; a non-empty answer means something else wrote pickles.
+    """
+    allowed = {"training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth"}
+    return sorted(
+        p for p in Path(output_dir).rglob("*")
+        if p.suffix in (".bin", ".pt", ".pth") and p.name not in allowed and not re.match(r"rng_state_\d+\.pth$", p.name)
+    )
+
+
+class ValidationOnlyCallback(TrainerCallback):
+    """Refuses, during training, any evaluation whose metrics or data are the test split's: checkpoint selection and
+    early stopping must see validation speakers only. The test split is predicted once, after training."""
+
+    def __init__(self, test_split=None):
+        self.test_fingerprint = getattr(test_split, "_fingerprint", None)
+
+    def on_evaluate(self, args, state, control, metrics=None, eval_dataloader=None, **kwargs):
+        test_keys = sorted(key for key in (metrics or {}) if key.startswith("test_"))
+        dataset = getattr(eval_dataloader, "dataset", None)
+        if test_keys or (self.test_fingerprint and getattr(dataset, "_fingerprint", None) == self.test_fingerprint):
+            raise RuntimeError(
+                f"the Trainer evaluated the test split during training (step {state.global_step}, metrics "
+                f"{test_keys or list(metrics or {})}): only the validation split may select checkpoints or stop "
+                "training; pass eval_dataset=splits['validation']"
+            )
+
+
+def check_selection_uses_validation(trainer, splits) -> None:
+    """Before training: the Trainer's eval set must be the validation split, never the test split."""
+    eval_dataset = trainer.eval_dataset
+    if isinstance(eval_dataset, dict) or eval_dataset is not splits["validation"]:
+        raise ValueError(
+            "the Trainer's eval_dataset must be splits['validation']: checkpoint selection "
+            f"(metric_for_best_model={trainer.args.metric_for_best_model!r}) and early stopping read it"
+        )
+

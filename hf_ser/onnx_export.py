@@ -1,0 +1,236 @@
+"""ONNX export of a trained hf-ser model, and the onnxruntime model that `hf-ser predict --backend onnx` runs.
+
+    hf-ser export-onnx MODEL OUT_DIR [--opset 18] [--no-verify]
+
+The graph maps `input_values` (batch, samples) and `attention_mask` (batch, samples) to per-input `logits`
+(batch, num_labels), with dynamic batch and time axes. It is exported with `torch.export` (the dynamo-based exporter,
+the default of `torch.onnx.export`): the TorchScript exporter (`dynamo=False`) bakes the data-dependent attention-mask
+handling of transformers' wav2vec2 into constants, and its logits then differ from PyTorch's by more than 1 (measured
+with torch 2.13, transformers 5.24). SERCNN is exported on its per-input path (`aggregate_segments=False`); when the
+config asks for segment averaging, `OnnxSERModel` splits each input into segments and averages their logits with the
+same `split_into_segments` that the PyTorch model uses, so both backends give the same answer.
+
+OUT_DIR gets `model.onnx`, the model's `config.json` (labels, architecture), the feature extractor's
+`preprocessor_config.json` and `onnx_export.json` (input names, shortest supported input, measured parity).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
+
+from .modeling_ser_cnn import split_into_segments
+
+logger = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+EXPORT_INFO_FILE = "onnx_export.json"
+INPUT_NAMES = ["input_values", "attention_mask"]
+DEFAULT_OPSET = 18
+# ONNX keeps a model in one protobuf file only below 2 GiB; larger weights go to an external data file.
+PROTOBUF_LIMIT_BYTES = 2**31 - 2**26
+
+
+class LogitsOnly(nn.Module):
+    """The exported function: (input_values, attention_mask) -> per-input logits, nothing data-dependent."""
+
+    def __init__(self, model: PreTrainedModel):
+        super().__init__()
+        self.model = model
+        self.extra = {"aggregate_segments": False} if model.config.model_type == "ser-cnn" else {}
+
+    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_values=input_values, attention_mask=attention_mask, return_dict=True, **self.extra).logits
+
+
+def _load(model_or_path: Union[str, os.PathLike, PreTrainedModel], feature_extractor=None):
+    import hf_ser  # noqa: F401  (registers the architectures with the Auto classes)
+
+    if isinstance(model_or_path, PreTrainedModel):
+        if feature_extractor is None:
+            raise ValueError("pass `feature_extractor` with an in-memory model (it is saved next to the ONNX file)")
+        return model_or_path, feature_extractor
+    model = AutoModelForAudioClassification.from_pretrained(model_or_path)
+    return model, feature_extractor or AutoFeatureExtractor.from_pretrained(model_or_path)
+
+
+def _check_exportable(model: PreTrainedModel, feature_extractor) -> None:
+    input_name = feature_extractor.model_input_names[0]
+    if input_name != "input_values":
+        raise ValueError(
+            f"ONNX export supports waveform models (input `input_values`); this one takes `{input_name}` "
+            "(Whisper-style log-Mel features), which is not supported yet"
+        )
+
+
+def _shortest_input(exported: torch.export.ExportedProgram) -> int:
+    """The fewest samples the exported graph was proven valid for (torch.export refines the time axis's range)."""
+    placeholder = next(
+        node for node in exported.graph.nodes if node.op == "placeholder" and node.name == "input_values"
+    )
+    samples = placeholder.meta["val"].shape[1]
+    if isinstance(samples, int):
+        raise RuntimeError("the time axis was specialised to a constant during export; the ONNX model would be fixed-length")
+    return int(exported.range_constraints[samples.node.expr].lower)
+
+
+def export_onnx(
+    model_or_path: Union[str, os.PathLike, PreTrainedModel],
+    output_dir: Union[str, os.PathLike],
+    feature_extractor=None,
+    opset: int = DEFAULT_OPSET,
+    verify: bool = True,
+) -> dict:
+    """Export a model (folder, Hub id or in-memory `PreTrainedModel` + `feature_extractor`) to `output_dir`.
+
+    Returns the export info also written to `onnx_export.json`; with `verify`, it holds the largest absolute difference
+    between onnxruntime's and PyTorch's logits on random audio at two lengths and batch sizes.
+    """
+    model, feature_extractor = _load(model_or_path, feature_extractor)
+    _check_exportable(model, feature_extractor)
+    model = model.float().eval()
+    wrapper = LogitsOnly(model).eval()
+    example = (torch.randn(2, 16000), torch.ones(2, 16000, dtype=torch.long))
+    dynamic = {name: {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC} for name in INPUT_NAMES}
+    with torch.no_grad():
+        exported = torch.export.export(wrapper, example, dynamic_shapes=dynamic, strict=False)
+    min_samples = _shortest_input(exported)
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = output_dir / ONNX_FILE
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    program = torch.onnx.export(
+        exported,
+        example,
+        input_names=INPUT_NAMES,
+        output_names=["logits"],
+        opset_version=opset,
+        dynamo=True,
+    )
+    program.save(str(onnx_path), external_data=weight_bytes > PROTOBUF_LIMIT_BYTES)
+    model.config.save_pretrained(output_dir)
+    feature_extractor.save_pretrained(output_dir)
+
+    info = {
+        "onnx_file": ONNX_FILE,
+        "inputs": INPUT_NAMES,
+        "outputs": ["logits"],
+        "dynamic_axes": {name: {"0": "batch", "1": "samples"} for name in INPUT_NAMES},
+        "min_samples": min_samples,
+        "opset": opset,
+        "model_type": model.config.model_type,
+        "segment_averaging_outside_graph": model.config.model_type == "ser-cnn"
+        and bool(getattr(model.config, "aggregate_segments", False)),
+        "torch_version": torch.__version__,
+    }
+    if verify:
+        info["parity"] = verify_parity(model, output_dir)
+    (output_dir / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def verify_parity(model: PreTrainedModel, onnx_dir: Union[str, os.PathLike], seed: int = 0) -> dict:
+    """Max |logits_onnx - logits_torch| over random padded batches of two shapes (different batch and time sizes)."""
+    generator = torch.Generator().manual_seed(seed)
+    onnx_model = OnnxSERModel(onnx_dir)
+    wrapper = LogitsOnly(model.float().eval())
+    checks = []
+    for batch, samples in ((1, 24_000), (3, 52_000)):
+        input_values = torch.randn(batch, samples, generator=generator) * 0.1
+        attention_mask = torch.ones(batch, samples, dtype=torch.long)
+        attention_mask[-1, samples * 2 // 3 :] = 0  # one padded row, so the mask path is checked too
+        with torch.no_grad():
+            expected = wrapper(input_values, attention_mask).numpy()
+        actual = onnx_model.run_graph(input_values.numpy(), attention_mask.numpy())
+        checks.append({"batch": batch, "samples": samples, "max_abs_diff": float(np.abs(actual - expected).max())})
+    return {"checks": checks, "max_abs_diff": max(check["max_abs_diff"] for check in checks)}
+
+
+class OnnxSERModel:
+    """An exported model under onnxruntime: padded `input_values` + `attention_mask` in, logits out (NumPy).
+
+    Behaves like the PyTorch model in evaluation mode: SERCNN configs with `aggregate_segments` average the logits
+    of each input's segments. Inputs shorter than the graph's shortest supported length (`min_samples`) are
+    zero-padded with a zero attention mask, which the models ignore when pooling.
+    """
+
+    def __init__(self, onnx_dir: Union[str, os.PathLike], threads: Optional[int] = None):
+        import onnxruntime
+
+        import hf_ser  # noqa: F401  (AutoConfig needs the registered model types)
+
+        onnx_dir = Path(onnx_dir)
+        onnx_path = onnx_dir / ONNX_FILE
+        if not onnx_path.is_file():
+            raise FileNotFoundError(f"{onnx_path} not found: export the model first with `hf-ser export-onnx MODEL {onnx_dir}`")
+        info_path = onnx_dir / EXPORT_INFO_FILE
+        self.info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        self.min_samples = int(self.info.get("min_samples", 1))
+        self.config = AutoConfig.from_pretrained(onnx_dir)
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def run_graph(self, input_values: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """One pass of the exported graph: per-input logits."""
+        input_values = np.asarray(input_values, dtype=np.float32)
+        attention_mask = np.asarray(attention_mask, dtype=np.int64)
+        shortfall = self.min_samples - input_values.shape[1]
+        if shortfall > 0:
+            input_values = np.pad(input_values, ((0, 0), (0, shortfall)))
+            attention_mask = np.pad(attention_mask, ((0, 0), (0, shortfall)))
+        return self.session.run(["logits"], {"input_values": input_values, "attention_mask": attention_mask})[0]
+
+    def __call__(self, input_values: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        config = self.config
+        if not (config.model_type == "ser-cnn" and config.aggregate_segments):
+            return self.run_graph(input_values, attention_mask)
+        # SERCNN's evaluation protocol (SERCNN.segment_logits): mean logits over each input's segments.
+        pieces, owners = [], []
+        for row, length in enumerate(np.asarray(attention_mask).sum(axis=1)):
+            segments = split_into_segments(
+                torch.from_numpy(np.ascontiguousarray(input_values[row, :length])),
+                config.sampling_rate,
+                config.segment_seconds,
+                config.segment_hop_seconds,
+            )
+            pieces.extend(segment.numpy() for segment in segments)
+            owners.extend([row] * len(segments))
+        longest = max(len(piece) for piece in pieces)
+        batch = np.zeros((len(pieces), longest), dtype=np.float32)
+        mask = np.zeros((len(pieces), longest), dtype=np.int64)
+        for index, piece in enumerate(pieces):
+            batch[index, : len(piece)], mask[index, : len(piece)] = piece, 1
+        logits = self.run_graph(batch, mask)
+        owners = np.asarray(owners)
+        return np.stack([logits[owners == row].mean(axis=0) for row in range(len(input_values))])
+
+
+def main(argv: Optional[list] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hf-ser export-onnx",
+        description="Export a trained model to ONNX (dynamic batch and time axes) with its config and feature extractor.",
+    )
+    parser.add_argument("model", help="model folder or Hub id (as saved by `hf-ser train`)")
+    parser.add_argument("output_dir", help="folder for model.onnx, config.json, preprocessor_config.json")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-PyTorch parity check")
+    args = parser.parse_args(argv)
+    info = export_onnx(args.model, args.output_dir, opset=args.opset, verify=not args.no_verify)
+    print(f"wrote {Path(args.output_dir) / ONNX_FILE} (inputs: {', '.join(info['inputs'])}; "
+          f"dynamic batch and time axes; shortest input {info['min_samples']} samples)")
+    if "parity" in info:
+        print(f"parity with PyTorch: max |logits difference| = {info['parity']['max_abs_diff']:.2e}")
+    return 0

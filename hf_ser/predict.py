@@ -1,0 +1,421 @@
+"""Emotion predictions for audio files: the top label and class probabilities per file, or an emotion timeline.
+
+    hf-ser predict MODEL AUDIO... [--window S --hop S] [--format table|json|csv] [--output FILE] [--plot PNG]
+                   [--batch-size N] [--backend torch|onnx]
+
+MODEL is a model folder or Hub id (`--backend torch`) or a folder written by `hf-ser export-onnx` (`--backend onnx`).
+AUDIO are files or folders (searched recursively for `hf_ser.audio.AUDIO_EXTENSIONS`), decoded with
+`hf_ser.audio.load_audio` as in training. A file that cannot be decoded is reported with its reason and counted; the
+other files are still predicted.
+
+With `--window`/`--hop` each file is cut into windows (the last one ends exactly at the end of the file, so the
+timeline covers all of it) and every window gets its own probabilities; the file's probabilities are then the
+mean of its segments' probabilities (`AGGREGATE`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
+
+from .audio import AUDIO_EXTENSIONS, AudioDecodeError, load_audio, probe_audio
+from .collator import SERDataCollator
+from .modeling_ser_cnn import split_into_segments
+
+logger = logging.getLogger(__name__)
+
+AGGREGATE = "mean of segment probabilities"
+FORMATS = ("table", "json", "csv")
+BACKENDS = ("torch", "onnx")
+
+
+@dataclass
+class Segment:
+    """One window of a timeline: `[start, end)` in seconds and its class probabilities."""
+
+    start: float
+    end: float
+    label: str
+    probabilities: dict[str, float]
+
+
+@dataclass
+class Prediction:
+    """The prediction for one file (or waveform). With a timeline, `probabilities` are the `AGGREGATE` of `segments`."""
+
+    file: str
+    duration: float
+    label: str
+    probabilities: dict[str, float]
+    segments: list[Segment] = field(default_factory=list)
+    aggregate: Optional[str] = None
+
+
+@dataclass
+class PredictionReport:
+    """Predictions of all readable files, and the files that could not be read (path, reason)."""
+
+    predictions: list[Prediction]
+    failures: list[tuple[str, str]]
+
+
+def find_audio_files(inputs: Iterable[Union[str, os.PathLike]]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files and folders (recursively, by audio extension, sorted); inputs that do not exist are failures."""
+    files, failures = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            if not found:
+                failures.append((str(path), f"folder holds no audio files ({', '.join(AUDIO_EXTENSIONS)})"))
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            failures.append((str(path), "no such file or folder"))
+    return files, failures
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class EmotionClassifier:
+    """A trained model (PyTorch, or an ONNX export under onnxruntime) with its feature extractor.
+
+    Waveforms (16 kHz mono float32, as `load_audio` returns them) in, class probabilities out. Inputs are prepared
+    as in training: the feature extractor per waveform, then `SERDataCollator` pads each batch with the extractor's
+    `pad` and an attention mask.
+    """
+
+    def __init__(
+        self,
+        model_or_path: Union[str, os.PathLike, PreTrainedModel],
+        backend: str = "torch",
+        feature_extractor=None,
+        threads: Optional[int] = None,
+    ):
+        import hf_ser  # noqa: F401  (registers the architectures with the Auto classes)
+
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r}: use one of {BACKENDS}")
+        self.backend = backend
+        if backend == "onnx":
+            from .onnx_export import OnnxSERModel
+
+            if isinstance(model_or_path, PreTrainedModel):
+                raise ValueError("the onnx backend takes the folder written by `hf-ser export-onnx`, not a model object")
+            self.model = OnnxSERModel(model_or_path, threads=threads)
+            self.config = self.model.config
+        else:
+            if isinstance(model_or_path, PreTrainedModel):
+                if feature_extractor is None:
+                    raise ValueError("pass `feature_extractor` together with an in-memory model")
+                self.model = model_or_path
+            else:
+                _refuse_onnx_only_folder(model_or_path)
+                self.model = AutoModelForAudioClassification.from_pretrained(model_or_path)
+            self.model.eval()
+            self.config = self.model.config
+        self.feature_extractor = feature_extractor or AutoFeatureExtractor.from_pretrained(model_or_path)
+        self.collator = SERDataCollator(self.feature_extractor)
+        self.labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
+        self.sampling_rate = int(self.feature_extractor.sampling_rate)
+
+    def logits(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """Logits of one batch of waveforms (padded together), as the model gives them in evaluation mode."""
+        features = self.feature_extractor(
+            list(waveforms), sampling_rate=self.sampling_rate, return_attention_mask=True
+        )
+        input_name = self.feature_extractor.model_input_names[0]
+        examples = [{input_name: values} for values in features[input_name]]
+        if input_name != "input_values":  # fixed-size features (Whisper) carry their own mask
+            for example, mask in zip(examples, features["attention_mask"]):
+                example["attention_mask"] = mask
+        batch = self.collator(examples)
+        if self.backend == "onnx":
+            return self.model(batch["input_values"].numpy(), batch["attention_mask"].numpy())
+        with torch.inference_mode():
+            return self.model(**batch).logits.float().cpu().numpy()
+
+    def probabilities(self, waveforms: Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
+        """`(len(waveforms), num_labels)` probabilities; batches are formed by length, so little padding is computed."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be at least 1")
+        order = np.argsort([len(w) for w in waveforms], kind="stable")
+        result = np.zeros((len(waveforms), len(self.labels)), dtype=np.float64)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            result[chunk] = softmax(self.logits([waveforms[i] for i in chunk]).astype(np.float64))
+        return result
+
+    def _named(self, probabilities: np.ndarray) -> tuple[str, dict[str, float]]:
+        return self.labels[int(np.argmax(probabilities))], {
+            label: float(p) for label, p in zip(self.labels, probabilities)
+        }
+
+    def timeline(self, waveform: np.ndarray, window: float, hop: float, batch_size: int = 8) -> list[Segment]:
+        """Probabilities of `window`-second segments every `hop` seconds; the last segment ends at the end of the
+        audio (SERCNN's `split_into_segments`). Audio shorter than one window is a single segment."""
+        if window <= 0 or hop <= 0:
+            raise ValueError(f"window={window} and hop={hop} must be positive (seconds)")
+        # Splitting sample indices gives each segment's bounds as well as its samples.
+        positions = split_into_segments(torch.arange(len(waveform), dtype=torch.int32), self.sampling_rate, window, hop)
+        bounds = [(int(p[0]), int(p[-1]) + 1) for p in positions]
+        probabilities = self.probabilities([waveform[start:end] for start, end in bounds], batch_size)
+        segments = []
+        for (start, end), row in zip(bounds, probabilities):
+            label, named = self._named(row)
+            segments.append(Segment(start / self.sampling_rate, end / self.sampling_rate, label, named))
+        return segments
+
+    def predict_waveform(
+        self,
+        waveform: np.ndarray,
+        name: str = "<waveform>",
+        window: Optional[float] = None,
+        hop: Optional[float] = None,
+        batch_size: int = 8,
+    ) -> Prediction:
+        duration = len(waveform) / self.sampling_rate
+        if window is None:
+            label, named = self._named(self.probabilities([waveform], batch_size)[0])
+            return Prediction(name, duration, label, named)
+        segments = self.timeline(waveform, window, hop if hop is not None else window, batch_size)
+        mean = np.mean([[s.probabilities[label] for label in self.labels] for s in segments], axis=0)
+        label, named = self._named(mean)
+        return Prediction(name, duration, label, named, segments, AGGREGATE)
+
+    def predict_files(
+        self,
+        inputs: Iterable[Union[str, os.PathLike]],
+        window: Optional[float] = None,
+        hop: Optional[float] = None,
+        batch_size: int = 8,
+        progress: bool = False,
+    ) -> PredictionReport:
+        """Predict every audio file under `inputs`; undecodable files become `failures`, not exceptions."""
+        from tqdm.auto import tqdm
+
+        files, failures = find_audio_files(inputs)
+        predictions: dict[Path, Prediction] = {}
+        bar = tqdm(total=len(files), desc="predict", unit="file", disable=not progress, file=sys.stderr)
+
+        def decode(path: Path) -> Optional[np.ndarray]:
+            try:
+                return load_audio(path, self.sampling_rate)
+            except AudioDecodeError as error:
+                failures.append((str(path), str(error).removeprefix(f"{path}: ")))
+                bar.update(1)
+                return None
+
+        if window is not None:  # one file at a time; its windows form the batches
+            for path in files:
+                waveform = decode(path)
+                if waveform is not None:
+                    predictions[path] = self.predict_waveform(waveform, str(path), window, hop, batch_size)
+                    bar.update(1)
+        else:  # files sorted by duration (header only), so each batch holds similar lengths
+            durations = {}
+            for path in files:
+                try:
+                    durations[path] = probe_audio(path).duration
+                except AudioDecodeError:
+                    durations[path] = 0.0  # decoding below reports it
+            ordered = sorted(files, key=durations.__getitem__)
+            for start in range(0, len(ordered), batch_size):
+                chunk = [(path, decode(path)) for path in ordered[start : start + batch_size]]
+                chunk = [(path, waveform) for path, waveform in chunk if waveform is not None]
+                if not chunk:
+                    continue
+                probabilities = self.probabilities([waveform for _, waveform in chunk], batch_size)
+                for (path, waveform), row in zip(chunk, probabilities):
+                    label, named = self._named(row)
+                    predictions[path] = Prediction(str(path), len(waveform) / self.sampling_rate, label, named)
+                bar.update(len(chunk))
+        bar.close()
+        return PredictionReport([predictions[path] for path in files if path in predictions], failures)
+
+
+def _refuse_onnx_only_folder(model_or_path) -> None:
+    path = Path(model_or_path)
+    weights = list(path.glob("*.safetensors")) + list(path.glob("*.bin"))
+    if path.is_dir() and (path / "model.onnx").is_file() and not weights:
+        raise ValueError(f"{path} holds an ONNX export and no PyTorch weights: run with `--backend onnx`")
+
+
+def predict_timeline(
+    model_or_path: Union[str, os.PathLike, PreTrainedModel, EmotionClassifier],
+    audio: Union[str, os.PathLike, np.ndarray],
+    window: float = 2.0,
+    hop: float = 1.0,
+    sampling_rate: Optional[int] = None,
+    batch_size: int = 8,
+    backend: str = "torch",
+    feature_extractor=None,
+) -> Prediction:
+    """The emotion timeline of one recording, for notebooks.
+
+    `audio` is a file path or a waveform (pass its `sampling_rate` if it is not the model's; it is resampled).
+    Returns a `Prediction` whose `segments` hold `start`/`end` seconds and class probabilities, and whose
+    `probabilities` are the mean of the segments' probabilities.
+    """
+    from .audio import resample
+
+    classifier = (
+        model_or_path
+        if isinstance(model_or_path, EmotionClassifier)
+        else EmotionClassifier(model_or_path, backend=backend, feature_extractor=feature_extractor)
+    )
+    if isinstance(audio, np.ndarray):
+        if audio.ndim != 1:
+            raise ValueError(f"audio must be a mono 1-D waveform, got shape {audio.shape}")
+        waveform = resample(audio, sampling_rate or classifier.sampling_rate, classifier.sampling_rate)
+        name = "<waveform>"
+    else:
+        waveform, name = load_audio(audio, classifier.sampling_rate), str(audio)
+    return classifier.predict_waveform(waveform, name, window, hop, batch_size)
+
+
+# ---- output ---------------------------------------------------------------------------------------------------
+
+
+def to_json(report: PredictionReport, labels: list[str]) -> str:
+    return json.dumps(
+        {
+            "labels": labels,
+            "predictions": [_without_empty(asdict(p)) for p in report.predictions],
+            "failures": [{"file": file, "reason": reason} for file, reason in report.failures],
+        },
+        indent=2,
+    )
+
+
+def _without_empty(prediction: dict) -> dict:
+    return {key: value for key, value in prediction.items() if value not in (None, [])}
+
+
+def to_csv(report: PredictionReport, labels: list[str]) -> str:
+    """One row per file (`segment` = `all`) and, with a timeline, one row per segment (`segment` = 0, 1, ...)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["file", "segment", "start", "end", "label", *labels])
+    for p in report.predictions:
+        writer.writerow([p.file, "all", 0.0, round(p.duration, 4), p.label, *(p.probabilities[l] for l in labels)])
+        for index, s in enumerate(p.segments):
+            writer.writerow([p.file, index, s.start, s.end, s.label, *(s.probabilities[l] for l in labels)])
+    return buffer.getvalue()
+
+
+def to_table(report: PredictionReport, labels: list[str]) -> str:
+    width = max([len("file")] + [len(p.file) for p in report.predictions])
+    header = f"{'file':<{width}}  {'time (s)':>13}  {'label':<12}" + "".join(f"{l[:8]:>9}" for l in labels)
+    lines = [header, "-" * len(header)]
+    for p in report.predictions:
+        rows = [(p.file, f"{0:6.2f}-{p.duration:6.2f}", p.label, p.probabilities)]
+        rows += [("", f"{s.start:6.2f}-{s.end:6.2f}", s.label, s.probabilities) for s in p.segments]
+        for file, span, label, probabilities in rows:
+            lines.append(f"{file:<{width}}  {span:>13}  {label:<12}" + "".join(f"{probabilities[l]:9.3f}" for l in labels))
+    if any(p.segments for p in report.predictions):
+        lines.append(f"(file rows with a timeline: {AGGREGATE})")
+    return "\n".join(lines) + "\n"
+
+
+WRITERS = {"table": to_table, "json": to_json, "csv": to_csv}
+
+
+def plot_timelines(report: PredictionReport, labels: list[str], path: Union[str, os.PathLike]) -> Path:
+    """One panel per file: class probabilities over time, stacked (each segment drawn over its own span)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    predictions = [p for p in report.predictions if p.segments]
+    if not predictions:
+        raise ValueError("nothing to plot: the timeline plot needs --window (and at least one readable file)")
+    figure, axes = plt.subplots(len(predictions), 1, figsize=(10, 2.2 * len(predictions) + 0.6), squeeze=False)
+    colors = plt.get_cmap("tab10").colors
+    for axis, prediction in zip(axes[:, 0], predictions):
+        # Each segment's probabilities sit at its centre; the first and last hold out to the ends of the audio.
+        segments = [prediction.segments[0], *prediction.segments, prediction.segments[-1]]
+        times = [0.0] + [(s.start + s.end) / 2 for s in prediction.segments] + [prediction.duration]
+        stacks = [[s.probabilities[label] for s in segments] for label in labels]
+        axis.stackplot(times, stacks, labels=labels, colors=colors[: len(labels)], alpha=0.85)
+        axis.set_xlim(0, prediction.duration)
+        axis.set_ylim(0, 1)
+        axis.set_ylabel("probability")
+        axis.set_title(f"{Path(prediction.file).name}: {prediction.label}", fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("time (s)")
+    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-ser predict",
+        description="Predict emotions of audio files (any format, rate and channel count) with a trained model.",
+    )
+    parser.add_argument("model", help="model folder or Hub id; with --backend onnx, a folder from `hf-ser export-onnx`")
+    parser.add_argument("audio", nargs="+", help="audio files or folders (searched recursively)")
+    parser.add_argument("--window", type=float, help="timeline: window length in seconds")
+    parser.add_argument("--hop", type=float, help="timeline: step between window starts in seconds (default: --window)")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    parser.add_argument("--output", help="write the output to this file instead of stdout")
+    parser.add_argument("--plot", help="write a PNG of the class probabilities over time (needs --window)")
+    parser.add_argument("--batch-size", type=int, default=8, help="inputs per forward pass (default: 8)")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (default) or onnx (onnxruntime)")
+    parser.add_argument("--threads", type=int, help="CPU threads for inference (default: the library's choice)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return parser
+
+
+def main(argv: Optional[list] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.hop is not None and args.window is None:
+        parser.error("--hop needs --window")
+    if args.plot and args.window is None:
+        parser.error("--plot draws a timeline: add --window (and optionally --hop)")
+    if args.threads and args.backend == "torch":
+        torch.set_num_threads(args.threads)
+
+    classifier = EmotionClassifier(args.model, backend=args.backend, threads=args.threads)
+    report = classifier.predict_files(
+        args.audio, args.window, args.hop, args.batch_size, progress=not args.no_progress and sys.stderr.isatty()
+    )
+    text = WRITERS[args.format](report, classifier.labels)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    if args.plot and report.predictions:
+        print(f"timeline plot: {plot_timelines(report, classifier.labels, args.plot)}", file=sys.stderr)
+    for file, reason in report.failures:
+        print(f"skipped {file}: {reason}", file=sys.stderr)
+    print(
+        f"{len(report.predictions)} file(s) predicted, {len(report.failures)} skipped"
+        + (f" (written to {args.output})" if args.output else ""),
+        file=sys.stderr,
+    )
+    return 0 if report.predictions else 1

@@ -1,0 +1,202 @@
+"""Publish a run folder to the Hugging Face Hub: an explicit upload folder, then `HfApi.create_repo` + `upload_folder`.
+
+    hf-ser push RUN_DIR --repo-id NAME_OR_ORG/NAME [--private]
+
+What goes up: safetensors weights, `config.json` (with its `auto_map`) and the model code files it names, the feature
+extractor, the model card `README.md`, the metrics JSON files, the data report and run config, and the confusion-matrix
+PNGs. What never goes up: checkpoints, `training_args.bin`, any pickle-based weights (`.bin`, `.pt`, ...: refused).
+The token comes from `huggingface_hub`'s login or `HF_TOKEN`; it is passed to `HfApi` only, never written or logged,
+and the upload folder is searched for it before anything is sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from .model_card import BASE_MODEL_DIR, confusion_images, read_run, save_model_card
+
+logger = logging.getLogger(__name__)
+
+FULL_MODEL_FILES = ("config.json", "preprocessor_config.json")
+ADAPTER_FILES = ("adapter_config.json",)
+RESULT_FILES = ("eval_results.json", "test_results.json", "train_results.json", "all_results.json",
+                "confusion_matrix.json", "data_report.json", "run_config.json")
+# Pickle can run code when loaded: weights in these formats are refused, not converted behind the user's back.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+# Trainer bookkeeping, never model weights: left out, not refused.
+LEFT_OUT = ("training_args.bin",)
+DEFAULT_COMMIT_MESSAGE = "Upload hf-ser speech emotion recognition model"
+
+
+def _weight_files(run_dir: Path, adapter: bool) -> list[Path]:
+    stem = "adapter_model" if adapter else "model"
+    index = run_dir / f"{stem}.safetensors.index.json"
+    if index.is_file():  # sharded: the index and every shard it names
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        missing = [name for name in shards if not (run_dir / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{index} names shard(s) {missing} that are not in {run_dir}")
+        return [index, *(run_dir / name for name in shards)]
+    single = run_dir / f"{stem}.safetensors"
+    if not single.is_file():
+        raise FileNotFoundError(f"{single} is missing: hf-ser publishes safetensors weights only")
+    return [single]
+
+
+def _code_files(run_dir: Path, config: dict) -> list[Path]:
+    """The modules `auto_map` points at (`modeling_wav2vec2_ser.Wav2Vec2SER` -> `modeling_wav2vec2_ser.py`)."""
+    modules = {reference.split("--")[-1].split(".")[0] for reference in (config.get("auto_map") or {}).values()}
+    files = [run_dir / f"{module}.py" for module in sorted(modules)]
+    missing = [path.name for path in files if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir}/config.json's auto_map needs {missing}, which are not in the folder: the "
+                                "model would not load with trust_remote_code=True")
+    return files
+
+
+def refuse_pickle_weights(folder: Path) -> None:
+    pickled = sorted(path.name for path in folder.iterdir()
+                     if path.is_file() and path.suffix in PICKLE_SUFFIXES and path.name not in LEFT_OUT)
+    if pickled:
+        raise ValueError(f"{folder} holds pickle-based file(s) {pickled}: hf-ser publishes safetensors only. Re-save "
+                         "the model with save_pretrained(safe_serialization=True) and remove them.")
+
+
+def _model_files(folder: Path, adapter: bool, extractor: bool = True) -> list[Path]:
+    """Weights, config, code and feature extractor of a full model folder, or of an adapter folder."""
+    refuse_pickle_weights(folder)
+    required = ADAPTER_FILES if adapter else FULL_MODEL_FILES if extractor else ("config.json",)
+    missing = [name for name in required if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} lacks {missing}, needed to use the model")
+    files = [folder / name for name in required] + _weight_files(folder, adapter)
+    if not adapter:
+        files += _code_files(folder, json.loads((folder / "config.json").read_text()))
+    elif (folder / "preprocessor_config.json").is_file():
+        files.append(folder / "preprocessor_config.json")
+    return files
+
+
+def upload_files(run_dir: str | Path) -> dict[str, Path]:
+    """What is published, as {path in the repository: file}, after checking the required files (the card excepted).
+
+    A LoRA run (`adapter_config.json`) publishes the adapter and, under `base_model/`, the hf-ser model it adapts
+    (hf_ser.lora writes it there), so `hf_ser.lora.load_lora` works on a download of the repository."""
+    run_dir = Path(run_dir)
+    run = read_run(run_dir)
+    adapter = run["adapter_config"] is not None
+    files = {path.name: path for path in _model_files(run_dir, adapter)}
+    base_dir = run_dir / BASE_MODEL_DIR
+    if adapter and (base_dir / "config.json").is_file():
+        files.update({f"{BASE_MODEL_DIR}/{path.name}": path for path in _model_files(base_dir, adapter=False, extractor=False)})
+    names = [*RESULT_FILES, *(path.name for path in confusion_images(run) if path.parent == run_dir)]
+    files.update({name: run_dir / name for name in names if (run_dir / name).is_file()})
+    if run["cv_dir"] is not None:
+        files["cv_summary.json"] = run["cv_dir"] / "cv_summary.json"
+        files.update({path.name: path for path in confusion_images(run) if path.parent == run["cv_dir"]})
+    return files
+
+
+def _local_base_reference(adapter_config: Path, run_dir: Path) -> None:
+    """An adapter's `base_model_name_or_path` that is a local folder means nothing on the Hub and shows the
+    publisher's file system: the published copy names no base (the card and `base_model/` say what it is)."""
+    config = json.loads(adapter_config.read_text())
+    base = config.get("base_model_name_or_path")
+    if base and (Path(base).is_absolute() or Path(base).exists() or (run_dir / base).exists()):
+        config["base_model_name_or_path"] = None
+        adapter_config.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+def build_upload_folder(
+    run_dir: str | Path, out_dir: str | Path | None = None, repo_id: Optional[str] = None, keep_readme: bool = False
+) -> Path:
+    """Copy what is published into `out_dir` (a new temporary folder by default) and write the model card there.
+
+    The card is generated afresh from the run's files (naming `repo_id` in its snippets) unless `keep_readme` is set,
+    in which case the run folder's own `README.md` is published as it is."""
+    run_dir = Path(run_dir)
+    files = upload_files(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="hf_ser_upload_"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if any(out_dir.iterdir()):
+        raise FileExistsError(f"upload folder {out_dir} is not empty; give an empty or new folder")
+    for name, path in files.items():
+        (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, out_dir / name)
+    if (out_dir / "adapter_config.json").is_file():
+        _local_base_reference(out_dir / "adapter_config.json", run_dir)
+    if keep_readme:
+        if not (run_dir / "README.md").is_file():
+            raise FileNotFoundError(f"{run_dir / 'README.md'} is missing (drop keep_readme to generate the card)")
+        shutil.copy2(run_dir / "README.md", out_dir / "README.md")
+    else:
+        save_model_card(run_dir, repo_id=repo_id, out_dir=out_dir)
+    return out_dir
+
+
+def assert_no_secret(folder: Path, secret: Optional[str]) -> None:
+    """Refuse to publish a folder in which a file contains the token."""
+    if not secret:
+        return
+    needle = secret.encode()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and needle in path.read_bytes():
+            raise ValueError(f"{path.name} contains the Hub token; it was not uploaded. Remove the token from it.")
+
+
+def push_run(
+    run_dir: str | Path,
+    repo_id: str,
+    private: Optional[bool] = False,
+    token: Optional[str] = None,
+    commit_message: str = DEFAULT_COMMIT_MESSAGE,
+    api: Any = None,
+    keep_readme: bool = False,
+) -> Any:
+    """Create the model repository (if needed) and upload the run's upload folder in one commit.
+
+    `token` defaults to the `huggingface_hub` login or `HF_TOKEN`. `api` is an `HfApi` (or anything with its
+    `create_repo` / `upload_folder`); returns what `upload_folder` returns (the commit info)."""
+    from huggingface_hub import HfApi, get_token
+
+    api = api if api is not None else HfApi(token=token)
+    secret = token or get_token()
+    with tempfile.TemporaryDirectory(prefix="hf_ser_upload_") as tmp:
+        folder = build_upload_folder(run_dir, Path(tmp) / "upload", repo_id=repo_id, keep_readme=keep_readme)
+        assert_no_secret(folder, secret)
+        repo = api.create_repo(repo_id=repo_id, private=private, exist_ok=True, repo_type="model")
+        repo_id = getattr(repo, "repo_id", None) or repo_id  # "name" alone becomes "user/name"
+        logger.info("Uploading %d file(s) from %s to %s", sum(p.is_file() for p in folder.rglob("*")), run_dir, repo_id)
+        return api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
+                                 repo_type="model")
+
+
+def main(argv: Optional[list[str]] = None) -> Any:
+    parser = argparse.ArgumentParser(
+        prog="hf-ser push",
+        description="Upload a run folder (hf-ser train / hf-ser cv fold) to the Hugging Face Hub with its model card. "
+                    "Log in first (`hf auth login`) or set HF_TOKEN.",
+    )
+    parser.add_argument("run_dir", help="the run folder (a training output_dir)")
+    parser.add_argument("--repo-id", "--repo_id", dest="repo_id", required=True, help="`user/name` or `org/name`")
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--commit-message", "--commit_message", dest="commit_message", default=DEFAULT_COMMIT_MESSAGE)
+    parser.add_argument("--keep-readme", "--keep_readme", dest="keep_readme", action="store_true",
+                        help="publish the run folder's README.md as it is instead of a freshly generated card")
+    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", metavar="DIR",
+                        help="only build the upload folder in DIR and list it; nothing is sent")
+    args = parser.parse_args(argv)
+    if args.dry_run:
+        folder = build_upload_folder(args.run_dir, args.dry_run, repo_id=args.repo_id, keep_readme=args.keep_readme)
+        print("\n".join(sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())))
+        return folder
+    commit = push_run(args.run_dir, args.repo_id, private=args.private, commit_message=args.commit_message,
+                      keep_readme=args.keep_readme)
+    print(getattr(commit, "commit_url", commit))
+    return commit

@@ -1,0 +1,98 @@
+"""Several seeds of one recipe, summarised as mean ± standard deviation.
+
+    hf-ser seeds RECIPE.yaml --seeds 1 2 3 [--key value ...]
+
+Each seed trains into `output_dir/seed-N` (same recipe and overrides, only `seed` differs); the summary is computed
+from the per-seed `eval_results.json` / `test_results.json` files and written to `output_dir/seeds_summary.json` and
+`seeds_summary.md`. The standard deviation is the sample one (ddof=1), as for a handful of runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+RESULT_FILES = ("eval_results.json", "test_results.json")
+SUMMARY_METRICS = tuple(f"{split}_{name}" for split in ("eval", "test") for name in ("wa", "ua", "macro_f1"))
+
+
+def split_seeds_argv(argv: list[str]) -> tuple[list[int], list[str]]:
+    """`--seeds 1 2 3` out of a command line; the rest is the recipe and its overrides."""
+    if "--seeds" not in argv:
+        raise ValueError("hf-ser seeds: give the seeds, e.g. `hf-ser seeds RECIPE.yaml --seeds 1 2 3`")
+    start = argv.index("--seeds")
+    end = start + 1
+    while end < len(argv) and not argv[end].startswith("--"):
+        end += 1
+    try:
+        seeds = [int(value) for value in argv[start + 1 : end]]
+    except ValueError as error:
+        raise ValueError(f"--seeds takes integers: {error}") from error
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds needs one or more distinct integers, got {argv[start + 1 : end]}")
+    return seeds, argv[:start] + argv[end:]
+
+
+def seed_dir(output_dir: str | Path, seed: int) -> Path:
+    return Path(output_dir) / f"seed-{seed}"
+
+
+def run_seeds(argv: list[str], seeds: list[int]) -> dict:
+    """Train the recipe once per seed into `output_dir/seed-N`, then summarise the runs' result files."""
+    from .arguments import parse_args
+    from .train import main as train_main
+
+    output_dir = parse_args(list(argv))[2].output_dir  # also checks the recipe before the first run
+    for seed in seeds:
+        train_main(list(argv) + ["--seed", str(seed), "--output_dir", str(seed_dir(output_dir, seed))])
+    return summarise_seeds(output_dir, seeds)
+
+
+def summarise_seeds(output_dir: str | Path, seeds: list[int]) -> dict:
+    """Mean and sample standard deviation of validation and test WA / UA / macro-F1 over the seeds' result files;
+    written to `seeds_summary.json` and `seeds_summary.md` in `output_dir`."""
+    per_seed = {}
+    for seed in seeds:
+        results = {}
+        for name in RESULT_FILES:
+            path = seed_dir(output_dir, seed) / name
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing: the run for seed {seed} did not finish")
+            results.update(json.loads(path.read_text()))
+        per_seed[seed] = {key: results[key] for key in SUMMARY_METRICS if key in results}
+    metrics = {}
+    for key in SUMMARY_METRICS:
+        values = [per_seed[seed][key] for seed in seeds if key in per_seed[seed]]
+        if len(values) == len(seeds):
+            std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+            metrics[key] = {"mean": float(np.mean(values)), "std": std, "values": values}
+    summary = {"seeds": seeds, "runs": [str(seed_dir(output_dir, seed)) for seed in seeds], "metrics": metrics}
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(output_dir) / "seeds_summary.json").write_text(json.dumps(summary, indent=2))
+    (Path(output_dir) / "seeds_summary.md").write_text(summary_markdown(summary))
+    return summary
+
+
+def summary_markdown(summary: dict) -> str:
+    seeds = summary["seeds"]
+    lines = [
+        f"Mean ± sample standard deviation over {len(seeds)} seed(s).",
+        "",
+        "| metric | mean ± std | " + " | ".join(f"seed {seed}" for seed in seeds) + " |",
+        "|---|---|" + "---|" * len(seeds),
+    ]
+    for key, stats in summary["metrics"].items():
+        spread = "n/a" if stats["std"] is None else f"{stats['std']:.4f}"
+        cells = " | ".join(f"{value:.4f}" for value in stats["values"])
+        lines.append(f"| {key} | {stats['mean']:.4f} ± {spread} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    seeds, rest = split_seeds_argv(list(argv or []))
+    summary = run_seeds(rest, seeds)
+    print(summary_markdown(summary))
+    return summary

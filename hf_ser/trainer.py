@@ -1,0 +1,74 @@
+"""`SERTrainer`: the `Trainer` with two things hf-ser's data and recipes need.
+
+- Length-grouped batches (`train_sampling_strategy: group_by_length`) from the `duration` column that `build_corpus`
+  computes in `map`: the audio transform hides every column but its outputs, so the sampler reads the plain table.
+- `encoder_learning_rate`: the encoder's parameters in their own optimizer groups, the head and pooling on
+  `learning_rate`, with the Trainer's own weight-decay rules (no decay on biases and norms).
+"""
+
+from __future__ import annotations
+
+import datasets
+from torch import nn
+from transformers import Trainer
+from transformers.trainer_utils import unwrap_peft_model
+
+LENGTH_STRATEGIES = ("group_by_length", "batch_rebalance")
+
+
+def encoder_parameter_ids(model: nn.Module) -> set[int]:
+    """Ids of the encoder's parameters (LoRA adapters inside it included) of an hf-ser model, PEFT-wrapped or not."""
+    encoder = getattr(unwrap_peft_model(model), "encoder", None)
+    if encoder is None:
+        raise ValueError(
+            f"encoder_learning_rate needs a model with an `encoder`; {type(unwrap_peft_model(model)).__name__} has "
+            "none: leave encoder_learning_rate unset"
+        )
+    return {id(parameter) for parameter in encoder.parameters()}
+
+
+class SERTrainer(Trainer):
+    def _with_visible_lengths(self, dataset):
+        """The dataset as the length-grouping samplers need it: they read only its size and length column, which the
+        audio transform hides; `with_format(None)` shows the plain table."""
+        if self.args.train_sampling_strategy not in LENGTH_STRATEGIES or not isinstance(dataset, datasets.Dataset):
+            return dataset
+        column = self.args.length_column_name
+        if column not in dataset.column_names:
+            raise ValueError(
+                f"length_column_name {column!r} is not a column of the dataset (columns: {dataset.column_names}); "
+                "hf-ser's corpora have `duration`"
+            )
+        return dataset.with_format(None)
+
+    def _get_train_sampler(self, train_dataset=None):
+        return super()._get_train_sampler(
+            self._with_visible_lengths(self.train_dataset if train_dataset is None else train_dataset)
+        )
+
+    def _get_eval_sampler(self, eval_dataset):
+        return super()._get_eval_sampler(self._with_visible_lengths(eval_dataset))
+
+    def create_optimizer(self, model=None):
+        if self.args.encoder_learning_rate is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        encoder_ids = encoder_parameter_ids(model)
+        decay = set(self.get_decay_parameter_names(model))
+        groups: dict[tuple[bool, bool], list] = {}
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad:
+                groups.setdefault((id(parameter) in encoder_ids, name in decay), []).append(parameter)
+        param_groups = [
+            {
+                "params": parameters,
+                "weight_decay": self.args.weight_decay if decayed else 0.0,
+                "lr": self.args.encoder_learning_rate if in_encoder else self.args.learning_rate,
+            }
+            for (in_encoder, decayed), parameters in sorted(groups.items())
+        ]
+        optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs or self.get_optimizer_cls_and_kwargs(
+            self.args, model
+        )
+        self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
+        return self.optimizer

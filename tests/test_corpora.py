@@ -1,0 +1,260 @@
+"""Specification of the corpus adapters (hf_ser/corpora.py) on generated look-alikes of each corpus's official layout.
+
+Every tree is written with soundfile at the corpus's own sampling rates (and in stereo where noted); each file holds
+different noise, so no two files are duplicates of each other.
+"""
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from hf_ser.arguments import DataArguments
+from hf_ser.corpora import CORPORA, load_records
+from hf_ser.data import build_corpus
+
+from conftest import EMODB_DIR, requires_emodb
+
+_seed = iter(range(10**6))
+
+
+def write_wav(path: Path, rate: int = 16000, seconds: float = 0.2, channels: int = 1) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    noise = np.random.default_rng(next(_seed)).standard_normal((round(seconds * rate), channels)) * 0.1
+    soundfile.write(path, noise if channels > 1 else noise[:, 0], rate)
+    return path
+
+
+def by_name(records: list[dict]) -> dict[str, dict]:
+    return {Path(record["path"]).name: record for record in records}
+
+
+def test_every_corpus_is_registered():
+    assert {"emodb", "ravdess", "iemocap", "crema_d", "audiofolder", "csv", "jsonl"} <= set(CORPORA)
+    with pytest.raises(KeyError, match=r"dataset 'ravdes' is not a local corpus"):
+        load_records("ravdes", "somewhere")
+
+
+# ---------------------------------------------------------------------------------------------------------- EmoDB
+def test_emodb_names_give_emotion_and_speaker(tmp_path):
+    for name in ("03a01Fa", "03a01Wa", "16b10Tb", "09a05Nc"):
+        write_wav(tmp_path / "emodb" / "wav" / f"{name}.wav")
+    records = by_name(load_records("emodb", str(tmp_path / "emodb")))
+    assert {name: (r["label"], r["speaker"]) for name, r in records.items()} == {
+        "03a01Fa.wav": ("happiness", "03"), "03a01Wa.wav": ("anger", "03"),
+        "16b10Tb.wav": ("sadness", "16"), "09a05Nc.wav": ("neutral", "09"),
+    }
+
+
+def test_emodb_foreign_file_name_is_named(tmp_path):
+    write_wav(tmp_path / "wav" / "03a01Fa.wav")
+    write_wav(tmp_path / "wav" / "03a01Xa.wav")
+    with pytest.raises(ValueError, match=r"03a01Xa\.wav: not an EmoDB file name"):
+        load_records("emodb", str(tmp_path))
+
+
+@requires_emodb()
+def test_real_emodb_has_the_counts_of_its_readme():
+    records = load_records("emodb", str(EMODB_DIR))
+    assert len(records) == 535
+    assert Counter(r["label"] for r in records) == {
+        "anger": 127, "boredom": 81, "disgust": 46, "fear": 69, "happiness": 71, "sadness": 62, "neutral": 79,
+    }
+    assert Counter(r["speaker"] for r in records) == {
+        "03": 49, "08": 58, "09": 43, "10": 38, "11": 55, "12": 35, "13": 61, "14": 69, "15": 56, "16": 71,
+    }
+
+
+# -------------------------------------------------------------------------------------------------------- RAVDESS
+@pytest.fixture
+def ravdess_tree(tmp_path) -> Path:
+    """Two actors' speech (48 kHz like the release; actor 02 in stereo) and one actor's song files beside them."""
+    root = tmp_path / "ravdess"
+    for actor, channels in (("01", 1), ("02", 2)):
+        for emotion in ("01", "02", "03", "04", "05", "06", "07", "08"):
+            for statement in ("01", "02"):
+                name = f"03-01-{emotion}-01-{statement}-01-{actor}.wav"
+                write_wav(root / "Audio_Speech_Actors_01-24" / f"Actor_{actor}" / name, 48000, channels=channels)
+    for emotion in ("01", "03"):
+        write_wav(root / "Audio_Song_Actors_01-24" / "Actor_01" / f"03-02-{emotion}-01-01-01-01.wav", 44100)
+    return root
+
+
+def test_ravdess_records_speech_with_actor_as_speaker_and_skip_songs(ravdess_tree):
+    records = load_records("ravdess", str(ravdess_tree))
+    speech = [r for r in records if r["label"] is not None]
+    songs = [r for r in records if r["label"] is None]
+    assert len(speech) == 32 and len(songs) == 2
+    assert all("RAVDESS song" in r["skip_reason"] for r in songs)
+    assert Counter(r["label"] for r in speech) == {
+        name: 4 for name in ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+    }
+    assert Counter(r["speaker"] for r in speech) == {"01": 16, "02": 16}
+    assert by_name(records)["03-01-05-01-02-01-02.wav"]["label"] == "angry"
+
+
+def test_ravdess_calm_merges_into_neutral_and_songs_are_reported(ravdess_tree):
+    args = DataArguments(dataset="ravdess", data_dir=str(ravdess_tree), label_map={"calm": "neutral"},
+                         speaker_dependent=True, validation_fraction=0.25, test_fraction=0.25)
+    splits, labels, report = build_corpus(args)
+    assert labels == ["angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised"]
+    assert sum(len(split) for split in splits.values()) == 32
+    assert sum(np.asarray(splits[name]["label"]).tolist().count(labels.index("neutral")) for name in splits) == 8
+    assert [s["reason"] for s in report.skipped] == ["RAVDESS song (vocal channel 02); hf-ser uses the speech recordings"] * 2
+    # 48 kHz stereo was decoded to 16 kHz mono: 0.2 s each
+    assert np.allclose(np.concatenate([split["duration"] for split in splits.values()]), 0.2, atol=1e-3)
+
+
+def test_ravdess_foreign_file_name_is_named(tmp_path):
+    write_wav(tmp_path / "Actor_01" / "03-01-09-01-01-01-01.wav")
+    with pytest.raises(ValueError, match=r"03-01-09-01-01-01-01\.wav: not a RAVDESS file name"):
+        load_records("ravdess", str(tmp_path))
+
+
+# -------------------------------------------------------------------------------------------------------- IEMOCAP
+EVALUATION_HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
+
+
+def evaluation_block(start: float, utterance: str, code: str) -> str:
+    """One utterance of an EmoEvaluation file, with the evaluators' lines that follow it in the release."""
+    return (f"[{start:.4f} - {start + 2:.4f}]\t{utterance}\t{code}\t[2.5000, 3.0000, 3.0000]\n"
+            "C-E2:\tNeutral;\t()\nA-E3:\tval 3; act 2; dom  2;\t()\n\n")
+
+
+@pytest.fixture
+def iemocap_tree(tmp_path) -> Path:
+    """Sessions 1 and 5: every label code, an `xxx` utterance, a wav without a line, a line without a wav, a macOS
+    resource fork. Wavs at 16 kHz as released, one dialog at 22.05 kHz stereo to check decoding."""
+    root = tmp_path / "IEMOCAP_full_release"
+    dialogs = {
+        "Session1": {
+            "Ses01F_impro01": ["neu", "hap", "exc", "sad", "ang", "xxx"],
+            "Ses01M_script01_1": ["fru", "sur", "fea", "dis", "oth", "neu"],
+        },
+        "Session5": {"Ses05F_impro03": ["exc", "neu", "ang", "sad"]},
+    }
+    for session, session_dialogs in dialogs.items():
+        evaluation_dir = root / session / "dialog" / "EmoEvaluation"
+        evaluation_dir.mkdir(parents=True)
+        for dialog, codes in session_dialogs.items():
+            text = EVALUATION_HEADER
+            for index, code in enumerate(codes):
+                speaker_gender = "FM"[index % 2]  # turns alternate between the two actors
+                utterance = f"{dialog}_{speaker_gender}{index:03d}"
+                text += evaluation_block(2.0 * index, utterance, code)
+                rate, channels = (22050, 2) if dialog == "Ses05F_impro03" else (16000, 1)
+                write_wav(root / session / "sentences" / "wav" / dialog / f"{utterance}.wav", rate, channels=channels)
+            (evaluation_dir / f"{dialog}.txt").write_text(text)
+    (evaluation_dir / "Ses05F_impro03.txt").write_text(
+        (evaluation_dir / "Ses05F_impro03.txt").read_text() + evaluation_block(20.0, "Ses05F_impro03_M009", "hap")
+    )
+    write_wav(root / "Session5" / "sentences" / "wav" / "Ses05F_impro03" / "Ses05F_impro03_F010.wav")
+    (root / "Session5" / "sentences" / "wav" / "Ses05F_impro03" / "._Ses05F_impro03_F000.wav").write_bytes(b"\0" * 64)
+    return root
+
+
+def test_iemocap_labels_come_from_emoevaluation_and_speaker_from_the_utterance(iemocap_tree):
+    records = by_name(load_records("iemocap", str(iemocap_tree)))
+    labelled = {name: (r["label"], r["speaker"]) for name, r in records.items() if r["label"] is not None}
+    assert labelled["Ses01F_impro01_F000.wav"] == ("neutral", "Ses01F")
+    assert labelled["Ses01F_impro01_M001.wav"] == ("happy", "Ses01M")  # markers on F, spoken by M
+    assert labelled["Ses01M_script01_1_F000.wav"] == ("frustrated", "Ses01F")
+    assert sorted(label for label, _ in labelled.values()) == sorted(
+        ["neutral", "happy", "excited", "sad", "angry", "frustrated", "surprised", "fearful", "disgusted", "other",
+         "neutral", "excited", "neutral", "angry", "sad"]
+    )
+    assert Counter(speaker for _, speaker in labelled.values()) == {"Ses01F": 6, "Ses01M": 5, "Ses05F": 2, "Ses05M": 2}
+    skipped = {name: r["skip_reason"] for name, r in records.items() if r["label"] is None}
+    assert skipped["Ses01F_impro01_M005.wav"] == "no majority emotion (xxx) in Ses01F_impro01.txt"
+    assert skipped["Ses05F_impro03_F010.wav"].startswith("no line for it in")
+    assert skipped["Ses05F_impro03_M009.wav"] == "listed in Ses05F_impro03.txt but the wav file is missing"
+    assert skipped["._Ses05F_impro03_F000.wav"] == "not an IEMOCAP utterance name"
+    assert len(skipped) == 4
+
+
+def test_iemocap_standard_four_class_set_with_session_five_as_test(iemocap_tree):
+    args = DataArguments(dataset="iemocap", data_dir=str(iemocap_tree), labels=["neutral", "happy", "sad", "angry"],
+                         label_map={"excited": "happy"}, validation_speakers=["Ses01M"], test_speakers=["Ses05F", "Ses05M"])
+    splits, labels, report = build_corpus(args)
+    assert labels == ["neutral", "happy", "sad", "angry"]
+    counts = {name: Counter(labels[i] for i in split["label"]) for name, split in splits.items()}
+    assert counts == {
+        "train": {"neutral": 1, "happy": 1, "angry": 1},  # Ses01F; excited counted as happy
+        "validation": {"neutral": 1, "happy": 1, "sad": 1},
+        "test": {"happy": 1, "neutral": 1, "angry": 1, "sad": 1},
+    }
+    out_of_set = [item for item in report.skipped if "is not in the label set" in item["reason"]]
+    assert sorted(item["reason"].split("'")[1] for item in out_of_set) == [
+        "disgusted", "fearful", "frustrated", "other", "surprised"
+    ]
+    assert len(report.skipped) == 4 + 5  # xxx, no line, no wav, resource fork + the five labels outside the set
+
+
+def test_iemocap_unknown_label_code_names_the_file_and_line(tmp_path):
+    evaluation_dir = tmp_path / "Session2" / "dialog" / "EmoEvaluation"
+    evaluation_dir.mkdir(parents=True)
+    (evaluation_dir / "Ses02F_impro01.txt").write_text(EVALUATION_HEADER + evaluation_block(0, "Ses02F_impro01_F000", "joy"))
+    with pytest.raises(ValueError, match=r"Ses02F_impro01\.txt:3: unknown IEMOCAP label code 'joy'"):
+        load_records("iemocap", str(tmp_path))
+
+
+def test_iemocap_without_sessions_says_what_it_expects(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no Session1..Session5 folders"):
+        load_records("iemocap", str(tmp_path))
+
+
+# -------------------------------------------------------------------------------------------------------- CREMA-D
+def test_crema_d_names_give_emotion_and_actor(tmp_path):
+    names = ["1001_DFA_ANG_XX", "1001_IEO_HAP_HI", "1002_TIE_NEU_XX", "1091_WSI_SAD_LO", "1091_MTI_FEA_MD",
+             "1050_ITH_DIS_XX"]
+    for index, name in enumerate(names):
+        write_wav(tmp_path / "AudioWAV" / f"{name}.wav", rate=(16000, 44100)[index % 2], channels=1 + index % 2)
+    records = by_name(load_records("crema_d", str(tmp_path)))
+    assert {name: (r["label"], r["speaker"]) for name, r in records.items()} == {
+        "1001_DFA_ANG_XX.wav": ("anger", "1001"), "1001_IEO_HAP_HI.wav": ("happy", "1001"),
+        "1002_TIE_NEU_XX.wav": ("neutral", "1002"), "1091_WSI_SAD_LO.wav": ("sad", "1091"),
+        "1091_MTI_FEA_MD.wav": ("fear", "1091"), "1050_ITH_DIS_XX.wav": ("disgust", "1050"),
+    }
+    splits, labels, report = build_corpus(DataArguments(dataset="crema_d", data_dir=str(tmp_path),
+                                                        validation_speakers=["1002"], test_speakers=["1091"]))
+    assert labels == ["anger", "disgust", "fear", "happy", "neutral", "sad"] and report.skipped == []
+    assert {name: len(split) for name, split in splits.items()} == {"train": 3, "validation": 1, "test": 2}
+
+
+def test_crema_d_foreign_file_name_is_named(tmp_path):
+    write_wav(tmp_path / "AudioWAV" / "1001_DFA_JOY_XX.wav")
+    with pytest.raises(ValueError, match=r"1001_DFA_JOY_XX\.wav: not a CREMA-D file name"):
+        load_records("crema_d", str(tmp_path))
+
+
+# ------------------------------------------------------------------------------------------ audiofolder, csv, jsonl
+def test_audiofolder_labels_are_folders_and_speakers_come_from_the_pattern(tmp_path):
+    for label in ("angry", "sad"):
+        for speaker in ("01", "02"):
+            write_wav(tmp_path / label / f"spk{speaker}_{label}.wav", rate=8000, channels=2)
+    records = load_records("audiofolder", str(tmp_path), speaker_pattern=r"spk(?P<speaker>\d+)_")
+    assert sorted((r["label"], r["speaker"]) for r in records) == [
+        ("angry", "01"), ("angry", "02"), ("sad", "01"), ("sad", "02")
+    ]
+    with pytest.raises(ValueError, match=re.escape(r"speaker_pattern 'talker(\\d)' does not match the file name")):
+        load_records("audiofolder", str(tmp_path), speaker_pattern=r"talker(\d)")
+
+
+def test_csv_and_jsonl_manifests_read_path_label_speaker(tmp_path):
+    write_wav(tmp_path / "clips" / "a.wav")
+    write_wav(tmp_path / "clips" / "b.wav")
+    (tmp_path / "m.csv").write_text("path,label,speaker\nclips/a.wav,happy,s1\nclips/b.wav,,\n")
+    (tmp_path / "m.jsonl").write_text('{"path": "clips/a.wav", "label": "happy", "speaker": "s1"}\n'
+                                      '{"path": "clips/b.wav", "label": "sad"}\n')
+    csv_records = load_records("csv", None, manifest=str(tmp_path / "m.csv"))
+    assert [(Path(r["path"]).name, r["label"], r["speaker"]) for r in csv_records] == [
+        ("a.wav", "happy", "s1"), ("b.wav", None, None)
+    ]
+    jsonl_records = load_records("jsonl", str(tmp_path), manifest=str(tmp_path / "m.jsonl"))
+    assert [(r["label"], r["speaker"]) for r in jsonl_records] == [("happy", "s1"), ("sad", None)]
+    (tmp_path / "bad.csv").write_text("file,label\nclips/a.wav,happy\n")
+    with pytest.raises(KeyError, match=r"bad\.csv: row 2 has no 'path' column"):
+        load_records("csv", None, manifest=str(tmp_path / "bad.csv"))

@@ -1,0 +1,174 @@
+import json
+
+import pytest
+
+from hf_ser import cross_validation
+from hf_ser.cli import main as cli_main
+from hf_ser.compare import compare
+from hf_ser.cross_validation import LOSESSO, LOSO, make_folds, run_cross_validation, speaker_session
+
+# EmoDB's ten speakers with their real item counts
+EMODB_ITEMS = {"03": 49, "08": 58, "09": 43, "10": 38, "11": 55, "12": 35, "13": 61, "14": 69, "15": 56, "16": 71}
+IEMOCAP_ITEMS = {f"Ses0{session}{gender}": 100 + 10 * session for session in range(1, 6) for gender in "FM"}
+
+
+def _assert_speaker_independent(folds, speakers):
+    for fold in folds:
+        test, validation, train = set(fold.test_speakers), set(fold.validation_speakers), set(fold.train_speakers)
+        assert not test & validation and not test & train and not validation & train
+        assert test | validation | train == set(speakers)
+        assert validation and train
+    tested = [speaker for fold in folds for speaker in fold.test_speakers]
+    assert sorted(tested) == sorted(speakers)  # every speaker is tested exactly once
+
+
+@pytest.mark.parametrize("rule", [LOSO, "2", "3", "5", "10"])
+def test_folds_never_put_a_test_speaker_in_train_or_validation(rule):
+    _assert_speaker_independent(make_folds(EMODB_ITEMS, rule, seed=42), EMODB_ITEMS)
+
+
+def test_leave_one_speaker_out_rotates_validation_over_every_speaker():
+    folds = make_folds(EMODB_ITEMS, LOSO, seed=3)
+    assert [fold.test_speakers for fold in folds] == [[speaker] for speaker in sorted(EMODB_ITEMS)]
+    assert all(len(fold.validation_speakers) == 1 for fold in folds)  # round(0.15 x 9) = 1
+    assert sorted(s for fold in folds for s in fold.validation_speakers) == sorted(EMODB_ITEMS)
+
+
+def test_validation_share_follows_validation_fraction():
+    folds = make_folds(EMODB_ITEMS, LOSO, validation_fraction=0.3)
+    assert all(len(fold.validation_speakers) == 3 for fold in folds)  # round(0.3 x 9) = 3
+    _assert_speaker_independent(folds, EMODB_ITEMS)
+
+
+def test_k_folds_are_balanced_by_item_count_and_reproducible():
+    folds = make_folds(EMODB_ITEMS, "3", seed=42)
+    sizes = [sum(EMODB_ITEMS[s] for s in fold.test_speakers) for fold in folds]
+    assert sum(sizes) == sum(EMODB_ITEMS.values())
+    # greedy largest-first balancing: folds differ by at most the largest speaker's items, each near the mean
+    assert max(sizes) - min(sizes) <= max(EMODB_ITEMS.values())
+    assert all(abs(size - 535 / 3) <= 0.15 * 535 / 3 for size in sizes)
+    assert make_folds(EMODB_ITEMS, "3", seed=42) == folds
+
+
+def test_k_folds_with_equal_speakers_depend_on_the_seed():
+    equal = {f"{i:02d}": 10 for i in range(12)}
+    layouts = {tuple(tuple(f.test_speakers) for f in make_folds(equal, "4", seed=seed)) for seed in range(5)}
+    assert len(layouts) > 1
+    assert all(len(fold.test_speakers) == 3 for fold in make_folds(equal, "4"))
+
+
+def test_session_of_iemocap_speakers():
+    assert speaker_session("Ses01F") == "Ses01" and speaker_session("Ses05M") == "Ses05"
+    assert speaker_session("03") is None and speaker_session("Ses01") is None
+
+
+def test_leave_one_session_out_tests_both_speakers_of_a_session():
+    folds = make_folds(IEMOCAP_ITEMS, LOSESSO)
+    assert [fold.test_speakers for fold in folds] == [[f"Ses0{i}F", f"Ses0{i}M"] for i in range(1, 6)]
+    _assert_speaker_independent(folds, IEMOCAP_ITEMS)
+    # validation duty alternates between the actresses and the actors
+    assert {s[-1] for fold in folds for s in fold.validation_speakers} == {"F", "M"}
+
+
+def test_leave_one_session_out_needs_sessions():
+    with pytest.raises(ValueError, match="speaker\\(s\\) \\['03', '08'.*have no session"):
+        make_folds(EMODB_ITEMS, LOSESSO)
+
+
+@pytest.mark.parametrize("rule, message", [("7", "use 2 to 4 folds"), ("1", "use 2 to 4 folds"),
+                                           ("by-gender", "use one of")])
+def test_unknown_or_impossible_fold_rules_are_refused(rule, message):
+    with pytest.raises(ValueError, match=message):
+        make_folds({"a": 1, "b": 1, "c": 1, "d": 1}, rule)
+
+
+def test_too_few_speakers_for_train_and_validation_is_refused():
+    with pytest.raises(ValueError, match="needs at least two other speakers"):
+        make_folds({"a": 5, "b": 5}, LOSO)
+
+
+def _cv_argv(tiny_corpus, cv_dir, backbone_config):
+    return [
+        "--dataset", "audiofolder", "--data_dir", str(tiny_corpus), "--speaker_pattern", r"spk(?P<speaker>\d+)_",
+        "--backbone_config", json.dumps(backbone_config), "--head_hidden_sizes", "16", "8",
+        "--max_duration_seconds", "1.0", "--output_dir", str(cv_dir),
+        "--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8",
+        "--learning_rate", "1e-3", "--report_to", "none", "--disable_tqdm", "true", "--seed", "7",
+    ]
+
+
+def test_split_options_on_the_command_line_are_refused(tiny_corpus, tmp_path, tiny_backbone_config):
+    argv = _cv_argv(tiny_corpus, tmp_path / "cv", tiny_backbone_config) + ["--test_speakers", "01"]
+    with pytest.raises(ValueError, match="test_speakers"):
+        run_cross_validation(argv, "2")
+
+
+def test_cross_validation_needs_speakers(tiny_corpus, tmp_path, tiny_backbone_config):
+    argv = _cv_argv(tiny_corpus, tmp_path / "cv", tiny_backbone_config)
+    argv[argv.index("--speaker_pattern"):argv.index("--speaker_pattern") + 2] = []
+    with pytest.raises(ValueError, match="have no speaker"):
+        run_cross_validation(argv, "2")
+
+
+@pytest.mark.slow
+def test_two_fold_cv_end_to_end_summarises_and_resumes(tiny_corpus, tmp_path, tiny_backbone_config, monkeypatch):
+    cv_dir = tmp_path / "cv"
+    argv = _cv_argv(tiny_corpus, cv_dir, tiny_backbone_config)
+    assert cli_main(["cv", *argv, "--folds", "2"]) == 0
+
+    summary = json.loads((cv_dir / "cv_summary.json").read_text())
+    assert [row["fold"] for row in summary["folds"]] == ["fold-00", "fold-01"]
+    assert sorted(s for row in summary["folds"] for s in row["test_speakers"]) == ["01", "02", "03", "04"]
+    for row in summary["folds"]:
+        fold_dir = cv_dir / row["fold"]
+        data = json.loads((fold_dir / "data_report.json").read_text())
+        assert data["splits"]["test"]["speakers"] == row["test_speakers"]
+        assert data["splits"]["validation"]["speakers"] == row["validation_speakers"]
+        assert not set(data["splits"]["train"]["speakers"]) & set(row["test_speakers"] + row["validation_speakers"])
+        results = json.loads((fold_dir / "test_results.json").read_text())
+        assert row["ua"] == results["test_ua"] and row["wa"] == results["test_wa"]
+        assert row["epochs_run"] == 1 and row["max_epochs"] == 1 and row["wall_seconds"] > 0
+    uas = [row["ua"] for row in summary["folds"]]
+    assert summary["mean"]["ua"] == pytest.approx(sum(uas) / 2)
+    assert summary["std"]["ua"] == pytest.approx(abs(uas[0] - uas[1]) / 2 ** 0.5)  # sample std of two values
+    # every one of the 48 clips is tested exactly once
+    assert sum(map(sum, summary["confusion_matrix"])) == 48
+    assert summary["labels"] == ["angry", "happy", "neutral", "sad"]
+    assert summary["protocol"]["folds"] == "2" and "validation ua" in summary["protocol"]["model_selection"]
+    markdown = (cv_dir / "cv_summary.md").read_text()
+    assert f"{100 * summary['mean']['ua']:.2f} ± {100 * summary['std']['ua']:.2f}" in markdown
+    assert "| fold-01 |" in markdown and "sample standard deviation" in markdown
+    assert (cv_dir / "cv_confusion_matrix.png").stat().st_size > 1000
+
+    # `hf-ser compare` reads the CV folder as one row with mean ± std
+    row = compare([cv_dir], tmp_path / "comparison")[0]
+    assert (row["ua"], row["ua_std"], row["evaluation"]) == (summary["mean"]["ua"], summary["std"]["ua"], "2-fold speaker-disjoint CV (2 folds)")
+    table = (tmp_path / "comparison" / "comparison.md").read_text()
+    assert f"{100 * summary['mean']['wa']:.2f} ± {100 * summary['std']['wa']:.2f}" in table
+
+    # a second invocation trains nothing and rewrites the same summary
+    mtimes = {p: p.stat().st_mtime_ns for p in cv_dir.glob("fold-*/test_results.json")}
+    calls = []
+    monkeypatch.setattr(cross_validation, "train_main", lambda argv: calls.append(argv))
+    again = run_cross_validation(argv, "2")
+    assert calls == [] and again["folds"] == summary["folds"]
+    assert mtimes == {p: p.stat().st_mtime_ns for p in cv_dir.glob("fold-*/test_results.json")}
+
+    # a missing fold is trained again, and only that one
+    (cv_dir / "fold-01" / "test_results.json").unlink()
+    with pytest.raises(ValueError, match="fold-01/test_results.json"):  # the stub wrote no results to summarise
+        run_cross_validation(argv, "2")
+    assert len(calls) == 1 and calls[0][-1] == str(cv_dir / "fold-01")
+
+    # other folds in the same folder are refused instead of mixed
+    with pytest.raises(ValueError, match="other folds"):
+        run_cross_validation(argv, LOSO)
+
+
+def test_resuming_with_other_options_is_refused(tmp_path):
+    plan = {"folds_rule": LOSO, "seed": 42, "argv": ["recipe.yaml"],
+            "folds": [vars(fold) for fold in make_folds(EMODB_ITEMS)]}
+    cross_validation._check_plan(tmp_path, plan)
+    cross_validation._check_plan(tmp_path, plan)  # the same plan resumes
+    with pytest.raises(ValueError, match="other options"):
+        cross_validation._check_plan(tmp_path, {**plan, "argv": ["recipe.yaml", "--learning_rate", "0.1"]})
