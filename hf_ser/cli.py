@@ -13,36 +13,9 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Callable, Optional
-
-
-def _train(argv: list[str]) -> int:
-    from .train import main as train_main
-
-    train_main(argv)
-    return 0
-
-
-def _cv(argv: list[str]) -> int:
-    from .cross_validation import main as cv_main
-
-    cv_main(argv)
-    return 0
-
-
-def _compare(argv: list[str]) -> int:
-    from .compare import main as compare_main
-
-    compare_main(argv)
-    return 0
-
-
-def _seeds(argv: list[str]) -> int:
-    from .seeds import main as seeds_main
-
-    seeds_main(argv)
-    return 0
 
 
 def _merge_lora(argv: list[str]) -> int:
@@ -55,46 +28,30 @@ def _merge_lora(argv: list[str]) -> int:
     return 0
 
 
-def _evaluate(argv: list[str]) -> int:
-    from .evaluate_model import main as evaluate_main
+def _delegate(module: str) -> Callable[[list[str]], int]:
+    """The `main(argv)` of an hf_ser module, imported only when its command runs (keeps `hf-ser --help` fast)."""
 
-    evaluate_main(argv)
-    return 0
+    def run(argv: list[str]) -> int:
+        result = importlib.import_module(f"hf_ser.{module}").main(argv)
+        return result if isinstance(result, int) else 0  # library mains return their results for Python callers
 
-
-def _push(argv: list[str]) -> int:
-    from .publish import main as push_main
-
-    push_main(argv)
-    return 0
-
-
-def _predict(argv: list[str]) -> int:
-    from .predict import main as predict_main
-
-    return predict_main(argv)
-
-
-def _export_onnx(argv: list[str]) -> int:
-    from .onnx_export import main as export_main
-
-    return export_main(argv)
+    return run
 
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
-    "train": (_train, "train a model from a recipe: hf-ser train RECIPE.yaml [--key value ...]"),
-    "evaluate": (_evaluate, "score a saved model on a corpus: hf-ser evaluate MODEL [RECIPE.yaml] --output_dir DIR "
+    "train": (_delegate("train"), "train a model from a recipe: hf-ser train RECIPE.yaml [--key value ...]"),
+    "evaluate": (_delegate("evaluate_model"), "score a saved model on a corpus: hf-ser evaluate MODEL [RECIPE.yaml] --output_dir DIR "
                             "[--split test|validation|train|all] [--key value ...]"),
-    "push": (_push, "publish a run folder with its model card: hf-ser push RUN_DIR --repo-id NAME [--private]"),
-    "cv": (_cv, "speaker-independent cross-validation: hf-ser cv RECIPE.yaml [--folds leave-one-speaker-out | "
+    "push": (_delegate("publish"), "publish a run folder with its model card: hf-ser push RUN_DIR --repo-id NAME [--private]"),
+    "cv": (_delegate("cross_validation"), "speaker-independent cross-validation: hf-ser cv RECIPE.yaml [--folds leave-one-speaker-out | "
                 "leave-one-session-out | K] [--key value ...]"),
-    "compare": (_compare, "compare runs and CV results: hf-ser compare RUN_OR_CV_DIR... --output DIR"),
-    "seeds": (_seeds, "one recipe over several seeds, mean ± std: hf-ser seeds RECIPE.yaml --seeds 1 2 3 "
+    "compare": (_delegate("compare"), "compare runs and CV results: hf-ser compare RUN_OR_CV_DIR... --output DIR"),
+    "seeds": (_delegate("seeds"), "one recipe over several seeds, mean ± std: hf-ser seeds RECIPE.yaml --seeds 1 2 3 "
                       "[--key value ...]"),
     "merge-lora": (_merge_lora, "fold a LoRA run's adapter into a plain checkpoint: hf-ser merge-lora RUN_DIR OUT_DIR"),
-    "predict": (_predict, "emotions of audio files or folders: hf-ser predict MODEL AUDIO... [--window S --hop S] "
+    "predict": (_delegate("predict"), "emotions of audio files or folders: hf-ser predict MODEL AUDIO... [--window S --hop S] "
                           "[--format table|json|csv] [--output FILE] [--plot PNG] [--backend torch|onnx]"),
-    "export-onnx": (_export_onnx, "export a model to ONNX (dynamic batch/time): hf-ser export-onnx MODEL OUT_DIR"),
+    "export-onnx": (_delegate("onnx_export"), "export a model to ONNX (dynamic batch/time): hf-ser export-onnx MODEL OUT_DIR"),
 }
 
 

@@ -40,21 +40,26 @@ def _require_dir(data_dir: Path, corpus: str) -> Path:
     return data_dir
 
 
-def emodb_records(data_dir: Path, **_) -> list[Record]:
-    """EmoDB (Burkhardt et al., 2005): `wav/03a01Fa.wav` = speaker 03, text a01, emotion F, version a."""
-    data_dir = _require_dir(data_dir, "emodb")
-    wav_dir = data_dir / "wav" if (data_dir / "wav").is_dir() else data_dir
+def _records_from_file_names(
+    data_dir: Path, corpus: str, subdir: str, pattern: re.Pattern, emotions: dict, example: str
+) -> list[Record]:
+    """Corpora whose file names carry speaker and emotion (`pattern` with groups `speaker` and `emotion`)."""
+    data_dir = _require_dir(data_dir, corpus)
+    wav_dir = data_dir / subdir if (data_dir / subdir).is_dir() else data_dir
     records = []
     for path in _audio_files(wav_dir):
-        match = EMODB_NAME.match(path.stem)
+        match = pattern.match(path.stem)
         if match is None:
-            raise ValueError(f"{path}: not an EmoDB file name (expected e.g. 03a01Fa.wav)")
-        records.append(
-            {"path": str(path), "label": EMODB_EMOTIONS[match["emotion"]], "speaker": match["speaker"]}
-        )
+            raise ValueError(f"{path}: not a file name of the {corpus} scheme (expected e.g. {example})")
+        records.append({"path": str(path), "label": emotions[match["emotion"]], "speaker": match["speaker"]})
     if not records:
-        raise FileNotFoundError(f"no EmoDB .wav files under {wav_dir}")
+        raise FileNotFoundError(f"no {corpus} .wav files under {wav_dir}")
     return records
+
+
+def emodb_records(data_dir: Path, **_) -> list[Record]:
+    """EmoDB (Burkhardt et al., 2005): `wav/03a01Fa.wav` = speaker 03, text a01, emotion F, version a."""
+    return _records_from_file_names(data_dir, "EmoDB", "wav", EMODB_NAME, EMODB_EMOTIONS, "03a01Fa.wav")
 
 
 def _skipped(path: Path | str, reason: str) -> Record:
@@ -202,17 +207,9 @@ CREMA_D_NAME = re.compile(
 
 def crema_d_records(data_dir: Path, **_) -> list[Record]:
     """CREMA-D (Cao et al., 2014): `AudioWAV/1001_DFA_ANG_XX.wav`, 6 emotions, 91 actors (speaker `"1001"`)."""
-    data_dir = _require_dir(data_dir, "crema_d")
-    wav_dir = data_dir / "AudioWAV" if (data_dir / "AudioWAV").is_dir() else data_dir
-    records = []
-    for path in _audio_files(wav_dir):
-        match = CREMA_D_NAME.match(path.stem)
-        if match is None:
-            raise ValueError(f"{path}: not a CREMA-D file name (expected e.g. 1001_DFA_ANG_XX.wav)")
-        records.append({"path": str(path), "label": CREMA_D_EMOTIONS[match["emotion"]], "speaker": match["speaker"]})
-    if not records:
-        raise FileNotFoundError(f"no CREMA-D .wav files under {wav_dir}")
-    return records
+    return _records_from_file_names(
+        data_dir, "CREMA-D", "AudioWAV", CREMA_D_NAME, CREMA_D_EMOTIONS, "1001_DFA_ANG_XX.wav"
+    )
 
 
 def _speaker_from_name(path: Path, pattern: Optional[str]) -> Optional[str]:

@@ -52,7 +52,7 @@ def test_emodb_names_give_emotion_and_speaker(tmp_path):
 def test_emodb_foreign_file_name_is_named(tmp_path):
     write_wav(tmp_path / "wav" / "03a01Fa.wav")
     write_wav(tmp_path / "wav" / "03a01Xa.wav")
-    with pytest.raises(ValueError, match=r"03a01Xa\.wav: not an EmoDB file name"):
+    with pytest.raises(ValueError, match=r"03a01Xa\.wav: not a file name of the EmoDB scheme"):
         load_records("emodb", str(tmp_path))
 
 
@@ -226,7 +226,7 @@ def test_crema_d_names_give_emotion_and_actor(tmp_path):
 
 def test_crema_d_foreign_file_name_is_named(tmp_path):
     write_wav(tmp_path / "AudioWAV" / "1001_DFA_JOY_XX.wav")
-    with pytest.raises(ValueError, match=r"1001_DFA_JOY_XX\.wav: not a CREMA-D file name"):
+    with pytest.raises(ValueError, match=r"1001_DFA_JOY_XX\.wav: not a file name of the CREMA-D scheme"):
         load_records("crema_d", str(tmp_path))
 
 
