@@ -165,6 +165,10 @@ class SERTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep columns for the audio transform."})
     # Classification loss is a per-example mean: averaging token counts across ranks would scale it by world size.
     average_tokens_across_devices: bool = field(default=False, metadata={"help": "Leave off for classification."})
+    # Early stopping's patience counter lives in a callback: without this a resumed run restarts the count.
+    restore_callback_states_from_checkpoint: bool = field(
+        default=True, metadata={"help": "Restore callback state (early-stopping patience) when resuming."}
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Start afresh even if output_dir holds checkpoints (by default training resumes from the last)."},

@@ -126,6 +126,9 @@ class PreciseBatchNormCallback(TrainerCallback):
         if self.recomputed_at_step == step:  # nothing was trained since the last recomputation
             return
         generator = torch.Generator().manual_seed(self.seed + step)
+        transform = getattr(self.dataset, "format", {}).get("format_kwargs", {}).get("transform")
+        if hasattr(transform, "set_epoch"):  # crops keyed by step, not by how often this process has read a file
+            transform.set_epoch(step)
         loader = DataLoader(
             self.dataset, batch_size=self.batch_size, shuffle=True, generator=generator, collate_fn=self.data_collator
         )
@@ -142,6 +145,8 @@ class PreciseBatchNormCallback(TrainerCallback):
             self.recompute(model, state.global_step)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        # Without a final evaluation the weights changed after the last recomputation; a reloaded best checkpoint
-        # already holds the statistics recomputed when it was evaluated.
+        # A reloaded best checkpoint already holds the statistics recomputed when it was evaluated: keep them.
+        if args.load_best_model_at_end and state.best_model_checkpoint:
+            return
+        # Without a final evaluation the weights changed after the last recomputation.
         self.recompute(model, state.global_step)

@@ -297,6 +297,6 @@ def load_records(dataset: str, data_dir: Optional[str], **options) -> list[Recor
     """Records of a local corpus named by `dataset` (one of `CORPORA`)."""
     if dataset not in CORPORA:
         raise KeyError(f"dataset {dataset!r} is not a local corpus; known: {sorted(CORPORA)}")
-    if data_dir is None and dataset != "csv":
+    if data_dir is None and dataset not in ("csv", "jsonl"):
         raise ValueError(f"dataset {dataset!r} needs `data_dir`")
     return CORPORA[dataset](Path(data_dir) if data_dir else Path("."), **options)

@@ -5,7 +5,7 @@
 Every fold tests on speakers that neither its training nor its validation split contains. Validation speakers come
 from the fold's training speakers, and the best checkpoint is chosen on them; the test speakers are scored once, after
 training. Fold results land in `<output_dir>/fold-XX/`; the summary in `<output_dir>/cv_summary.json` / `.md` and
-`cv_confusion_matrix.png`. A fold whose `test_results.json` exists is not trained again, so an interrupted run
+`cv_confusion_matrix.png`. A finished fold (its `test_results.json` and `cv_fold.json` exist) is not trained again, so an interrupted run
 resumes where it stopped (and a fold interrupted mid-training resumes from its last checkpoint).
 """
 
@@ -192,7 +192,8 @@ def run_cross_validation(argv: list[str], folds: str = LOSO) -> dict:
     started = time.perf_counter()
     for fold in fold_list:
         fold_dir = cv_dir / fold.name
-        if (fold_dir / "test_results.json").is_file():
+        # cv_fold.json is written last, after the results, card and confusion matrices: a fold killed before it reruns.
+        if (fold_dir / FOLD_TIME_FILE).is_file() and (fold_dir / "test_results.json").is_file():
             logger.info("%s: done already (%s), not trained again", fold.name, fold_dir / "test_results.json")
             continue
         logger.info("%s: test %s, validation %s, %d training speakers",

@@ -349,9 +349,13 @@ class EpochCallback(TrainerCallback):
             transform.set_epoch(int(state.epoch + 1e-6))
 
 
-def attach_transforms(splits: DatasetDict, feature_extractor, args: DataArguments, seed: int = 0) -> DatasetDict:
+def attach_transforms(
+    splits: DatasetDict, feature_extractor, args: DataArguments, seed: int = 0, training: bool = True
+) -> DatasetDict:
+    """Training transforms (random crop, augmentation) on the `train` split when `training`; evaluation transforms
+    (whole clips) everywhere else."""
     for name, split in splits.items():
-        split.set_transform(make_transform(feature_extractor, args, train=name == "train", seed=seed))
+        split.set_transform(make_transform(feature_extractor, args, train=training and name == "train", seed=seed))
     return splits
 
 

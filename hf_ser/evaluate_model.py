@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Optional
 
 from datasets import DatasetDict, concatenate_datasets
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, Trainer
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
 from .arguments import DataArguments, SERTrainingArguments, parse_args
 from .collator import SERDataCollator
 from .data import CorpusReport, _corpus_records, attach_transforms, build_corpus, select_labels
 from .evaluation import evaluate_and_save
 from .metrics import compute_metrics
+from .trainer import SERTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +95,8 @@ def evaluate_model(
         splits = DatasetDict(all=concatenate_datasets(list(splits.values())))
     output_dir.mkdir(parents=True, exist_ok=True)
     report.save(output_dir)
-    attach_transforms(splits, feature_extractor, data_args)  # evaluation transforms: whole clips, no augmentation
-    trainer = Trainer(
+    attach_transforms(splits, feature_extractor, data_args, training=False)  # whole clips, no augmentation
+    trainer = SERTrainer(
         model=model,
         args=training_args,
         eval_dataset=splits[split],  # only to satisfy the Trainer's checks: predict is given each split

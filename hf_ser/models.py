@@ -57,6 +57,8 @@ def build_model(
                 f"{model_args.model_name_or_path} was trained on labels {list(model.config.id2label.values())}, "
                 f"the data has {label_names}"
             )
+        if hasattr(model.config, "class_weights"):  # the stored weights belong to the corpus it was trained on
+            model.config.class_weights = class_weights
         return model
     if model_args.model_type == "ser-cnn":
         from .configuration_ser_cnn import SERCNNConfig

@@ -93,7 +93,13 @@ def upload_files(run_dir: str | Path) -> dict[str, Path]:
     adapter = run["adapter_config"] is not None
     files = {path.name: path for path in _model_files(run_dir, adapter)}
     base_dir = run_dir / BASE_MODEL_DIR
-    if adapter and (base_dir / "config.json").is_file():
+    if adapter and not (base_dir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{run_dir} holds a LoRA adapter but no {BASE_MODEL_DIR}/ (the model it adapts, e.g. a run started from "
+            "model_name_or_path): nobody could load the published adapter. Merge it first (hf-ser merge-lora) and "
+            "publish the merged model"
+        )
+    if adapter:
         files.update({f"{BASE_MODEL_DIR}/{path.name}": path for path in _model_files(base_dir, adapter=False, extractor=False)})
     names = [*RESULT_FILES, *(path.name for path in confusion_images(run) if path.parent == run_dir)]
     files.update({name: run_dir / name for name in names if (run_dir / name).is_file()})

@@ -79,3 +79,8 @@ def test_missing_recipe_is_named(tmp_path):
 def test_test_metric_cannot_select_models():
     with pytest.raises(ValueError, match="test split never selects"):
         parse_args(["--metric_for_best_model", "test_ua"])
+
+
+def test_resumed_runs_restore_early_stopping_state_by_default():
+    _, _, training_args = parse_args([str(REPO_ROOT / "recipes" / "demo.yaml")])
+    assert training_args.restore_callback_states_from_checkpoint is True

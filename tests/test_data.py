@@ -127,3 +127,23 @@ def test_seed_augmentations_are_available_and_bad_ones_named():
         build_augmenter([{"name": "Nope"}])
     with pytest.raises(ValueError, match=r"augmentations\[0\] \(TimeStretch\)"):
         build_augmenter([{"name": "TimeStretch", "min_speed": 2}])
+
+
+def test_evaluation_transforms_everywhere_when_not_training(tiny_corpus):
+    args = corpus_args(tiny_corpus, validation_speakers=["03"], test_speakers=["04"], max_duration_seconds=0.5,
+                       augmentations=[{"name": "AddGaussianNoise", "p": 1.0, "min_amplitude": 0.05, "max_amplitude": 0.05}])
+    splits, _, _ = build_corpus(args)
+    attach_transforms(splits, Wav2Vec2FeatureExtractor(do_normalize=False), args, training=False)
+    raw = load_audio(splits["train"].with_format(None)[0]["path"])
+    np.testing.assert_array_equal(splits["train"][0]["input_values"], raw)  # whole clip, no noise, no crop
+
+
+def test_jsonl_manifest_needs_no_data_dir(tiny_corpus, tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(
+        json.dumps({"path": str(p), "label": p.parent.name, "speaker": p.name[3:5]})
+        for p in sorted(tiny_corpus.glob("*/*.wav"))
+    ))
+    splits, _, _ = build_corpus(DataArguments(dataset="jsonl", manifest=str(manifest), allow_absolute_paths=True,
+                                              validation_speakers=["03"], test_speakers=["04"]))
+    assert len(splits["train"]) == 24
