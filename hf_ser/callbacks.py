@@ -23,9 +23,11 @@ from transformers import TrainerCallback
 logger = logging.getLogger(__name__)
 
 
-def batch_norm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    """Every BatchNorm layer (1d, 2d, 3d, sync) that keeps running statistics."""
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+def batch_norm_layers(model: nn.Module, running_stats_only: bool = True) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm layer (1d, 2d, 3d, sync) that keeps running statistics; all of them without
+    `running_stats_only`."""
+    return [m for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.track_running_stats or not running_stats_only)]
 
 
 @torch.no_grad()

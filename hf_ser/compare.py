@@ -18,8 +18,8 @@ from typing import Optional
 import numpy as np
 
 from .cross_validation import METRICS, SUMMARY_FILE, describe_folds
-from .metrics import plot_confusion_matrix
-from .train import RUN_CONFIG_FILE
+from .metrics import percent, plot_confusion_matrix
+from .run_files import RUN_CONFIG_FILE, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -27,18 +27,11 @@ BAR_CHART = "accuracy.png"
 CONFUSION_GRID = "confusion_matrices.png"
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: cannot read it ({error})") from error
-
-
 def _optional_json(path: Path) -> dict:
     if not path.is_file():
         logger.warning("%s is missing: its columns show n/a (runs trained before hf-ser wrote it lack it)", path)
         return {}
-    return _read_json(path)
+    return read_json(path)
 
 
 def _run_details(run_dir: Path) -> dict:
@@ -87,7 +80,7 @@ def load_result(path: str | Path) -> dict:
     evaluation protocol and the run's hyperparameters."""
     path = Path(path)
     if (path / SUMMARY_FILE).is_file():
-        summary = _read_json(path / SUMMARY_FILE)
+        summary = read_json(path / SUMMARY_FILE)
         folds = summary["folds"]
         details = _run_details(path / folds[0]["fold"])  # every fold shares the recipe; only speakers differ
         runs = [row["epochs_run"] for row in folds if row.get("epochs_run") is not None]
@@ -101,11 +94,11 @@ def load_result(path: str | Path) -> dict:
             "labels": summary["labels"], "confusion_matrix": summary["confusion_matrix"], **details,
         }
     if (path / "test_results.json").is_file():
-        results = _read_json(path / "test_results.json")
+        results = read_json(path / "test_results.json")
         missing = [f"test_{metric}" for metric in METRICS if f"test_{metric}" not in results]
         if missing:
             raise KeyError(f"{path / 'test_results.json'} has no {missing}")
-        matrix = _read_json(path / "confusion_matrix.json")
+        matrix = read_json(path / "confusion_matrix.json")
         report = _optional_json(path / "data_report.json")
         test_speakers = report.get("splits", {}).get("test", {}).get("speakers")
         return {
@@ -128,8 +121,7 @@ def _unique_names(results: list[dict]) -> None:
 
 
 def _score(result: dict, metric: str) -> str:
-    std = result[f"{metric}_std"]
-    return f"{100 * result[metric]:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+    return percent(result[metric], result[f"{metric}_std"], unit="")
 
 
 def _na(value, fmt: str = "{}") -> str:

@@ -26,7 +26,8 @@ import numpy as np
 
 from .arguments import parse_args
 from .data import CorpusReport, _corpus_records, select_labels
-from .metrics import save_confusion_matrix, ser_scores
+from .metrics import percent, save_confusion_matrix, ser_scores
+from .run_files import read_json
 from .train import main as train_main
 
 logger = logging.getLogger(__name__)
@@ -152,18 +153,16 @@ def corpus_speaker_items(argv: list[str]) -> tuple[dict[str, int], object, objec
     return dict(Counter(record["speaker"] for record in records)), data_args, training_args
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: cannot read ({error}); delete the fold folder to train that fold again") from error
+def _read_fold_file(path: Path) -> dict:
+    """A JSON file of the CV folder; an unreadable one says how to recover."""
+    return read_json(path, hint="; delete the fold folder to train that fold again")
 
 
 def _check_plan(cv_dir: Path, plan: dict) -> None:
     """Refuse to resume into a CV folder whose folds were built differently (results would mix)."""
     path = cv_dir / PLAN_FILE
     if path.is_file():
-        previous = _read_json(path)
+        previous = _read_fold_file(path)
         if previous["folds"] != plan["folds"]:
             raise ValueError(
                 f"{cv_dir} holds a cross-validation with other folds ({path}); use another --output_dir or delete it"
@@ -213,13 +212,13 @@ def run_cross_validation(argv: list[str], folds: str = LOSO) -> dict:
 
 
 def _fold_result(fold_dir: Path) -> dict:
-    results = _read_json(fold_dir / "test_results.json")
-    state = _read_json(fold_dir / "trainer_state.json") if (fold_dir / "trainer_state.json").is_file() else {}
+    results = _read_fold_file(fold_dir / "test_results.json")
+    state = _read_fold_file(fold_dir / "trainer_state.json") if (fold_dir / "trainer_state.json").is_file() else {}
     best_epoch = next(
         (entry.get("epoch") for entry in state.get("log_history", []) if entry.get("step") == state.get("best_global_step")),
         None,
     )
-    timing = _read_json(fold_dir / FOLD_TIME_FILE) if (fold_dir / FOLD_TIME_FILE).is_file() else {}
+    timing = _read_fold_file(fold_dir / FOLD_TIME_FILE) if (fold_dir / FOLD_TIME_FILE).is_file() else {}
     return {
         **{metric: results[f"test_{metric}"] for metric in METRICS},
         "test_samples": results.get("test_samples"),
@@ -241,7 +240,7 @@ def summarise(cv_dir: Path, fold_list: list[Fold], folds: str, selection_metric:
     rows, total, labels = [], None, None
     for fold in fold_list:
         fold_dir = cv_dir / fold.name
-        matrix_file = _read_json(fold_dir / "confusion_matrix.json")
+        matrix_file = _read_fold_file(fold_dir / "confusion_matrix.json")
         if labels is not None and matrix_file["labels"] != labels:
             raise ValueError(f"{fold_dir}: labels {matrix_file['labels']} differ from the other folds' {labels}")
         labels = matrix_file["labels"]
@@ -279,15 +278,11 @@ def summarise(cv_dir: Path, fold_list: list[Fold], folds: str, selection_metric:
     }
 
 
-def _percent(mean: float, std: float) -> str:
-    return f"{100 * mean:.2f} ± {100 * std:.2f}"
-
-
 def write_summary(cv_dir: Path, summary: dict) -> None:
     """`cv_summary.json`, `cv_summary.md` and `cv_confusion_matrix.png`."""
     (cv_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     mean, std, protocol = summary["mean"], summary["std"], summary["protocol"]
-    title = f"{describe_folds(protocol['folds'])} CV: UA {_percent(mean['ua'], std['ua'])} %"
+    title = f"{describe_folds(protocol['folds'])} CV: UA {percent(mean['ua'], std['ua'])}"
     save_confusion_matrix(summary["confusion_matrix"], summary["labels"], cv_dir / "cv_confusion_matrix.png", title)
     wall = summary["wall_seconds"]
     lines = [
@@ -295,8 +290,8 @@ def write_summary(cv_dir: Path, summary: dict) -> None:
         "",
         f"`{' '.join(summary['command'])}`",
         "",
-        f"**UA {_percent(mean['ua'], std['ua'])} %, WA {_percent(mean['wa'], std['wa'])} %, "
-        f"macro-F1 {_percent(mean['macro_f1'], std['macro_f1'])} %** (mean ± {protocol['std']}).",
+        f"**UA {percent(mean['ua'], std['ua'])}, WA {percent(mean['wa'], std['wa'])}, "
+        f"macro-F1 {percent(mean['macro_f1'], std['macro_f1'])}** (mean ± {protocol['std']}).",
         "",
         "| fold | test speakers | validation speakers | WA % | UA % | macro-F1 % | epochs run / max | best epoch | wall s |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
@@ -347,6 +342,6 @@ def main(argv: Optional[list[str]] = None) -> dict:
     args, train_argv = parser.parse_known_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     summary = run_cross_validation(train_argv, args.folds)
-    print(f"UA {_percent(summary['mean']['ua'], summary['std']['ua'])} %, "
-          f"WA {_percent(summary['mean']['wa'], summary['std']['wa'])} % over {len(summary['folds'])} folds")
+    print(f"UA {percent(summary['mean']['ua'], summary['std']['ua'])}, "
+          f"WA {percent(summary['mean']['wa'], summary['std']['wa'])} over {len(summary['folds'])} folds")
     return summary

@@ -332,10 +332,6 @@ class AudioTransform:
         return output
 
 
-def make_transform(feature_extractor, args: DataArguments, train: bool, seed: int = 0) -> AudioTransform:
-    return AudioTransform(feature_extractor, args, train, seed)
-
-
 class EpochCallback(TrainerCallback):
     """Tells the training split's `AudioTransform` which epoch starts, so its keyed random draws follow the epoch; on
     a resume the Trainer restores `state.epoch` before this runs."""
@@ -355,7 +351,7 @@ def attach_transforms(
     """Training transforms (random crop, augmentation) on the `train` split when `training`; evaluation transforms
     (whole clips) everywhere else."""
     for name, split in splits.items():
-        split.set_transform(make_transform(feature_extractor, args, train=training and name == "train", seed=seed))
+        split.set_transform(AudioTransform(feature_extractor, args, train=training and name == "train", seed=seed))
     return splits
 
 
@@ -364,7 +360,7 @@ def clean_training_view(train: Dataset, feature_extractor, args: DataArguments, 
     BatchNorm recomputes statistics on (`hf_ser.callbacks.PreciseBatchNormCallback`). A new view; `train` keeps its
     own transform."""
     clean_args = dataclasses.replace(args, augmentations=[])
-    return train.with_transform(make_transform(feature_extractor, clean_args, train=True, seed=seed))
+    return train.with_transform(AudioTransform(feature_extractor, clean_args, train=True, seed=seed))
 
 
 def balanced_class_weights(train: Dataset, num_labels: int) -> list[float]:

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Optional
 
 from datasets import DatasetDict, concatenate_datasets
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
 from .arguments import DataArguments, SERTrainingArguments, parse_args
 from .collator import SERDataCollator
 from .data import CorpusReport, _corpus_records, attach_transforms, build_corpus, select_labels
 from .evaluation import evaluate_and_save
 from .metrics import compute_metrics
+from .models import load_model
 from .trainer import SERTrainer
 
 logger = logging.getLogger(__name__)
@@ -34,19 +34,6 @@ logger = logging.getLogger(__name__)
 # (`all_results.json` is the Trainer's own combined file).
 SPLITS = {"test": "test", "validation": "eval", "train": "train", "all": "corpus"}
 EVALUATION_CONFIG_FILE = "evaluation_config.json"
-
-
-def load_model(model_name_or_path: str):
-    """A saved hf-ser model (full checkpoint, Hub id, or LoRA run folder) and its feature extractor, for inference."""
-    import hf_ser  # noqa: F401  (registers the architectures: no remote code runs)
-
-    if (Path(model_name_or_path) / "adapter_config.json").is_file():
-        from .lora import load_lora
-
-        model = load_lora(model_name_or_path)
-    else:
-        model = AutoModelForAudioClassification.from_pretrained(model_name_or_path).eval()
-    return model, AutoFeatureExtractor.from_pretrained(model_name_or_path)
 
 
 def check_labels(model_labels: list[str], data_labels: list[str], model_name: str, dataset: str) -> None:

@@ -10,8 +10,7 @@ from datasets import DatasetDict
 from transformers import Trainer
 
 from .metrics import save_confusion_matrix, ser_scores
-
-SPLIT_PREFIXES = {"validation": "eval", "test": "test"}
+from .run_files import SPLIT_PREFIXES
 
 
 def evaluate_and_save(

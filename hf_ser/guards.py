@@ -59,6 +59,17 @@ def last_complete_checkpoint(output_dir: str | Path) -> Optional[str]:
     return None
 
 
+def checkpoint_to_resume(training_args) -> Optional[str]:
+    """`resume_from_checkpoint` when the recipe names one; else the last complete checkpoint in `output_dir`, unless
+    `overwrite_output_dir` asks for a fresh start."""
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and Path(training_args.output_dir).is_dir() and not training_args.overwrite_output_dir:
+        checkpoint = last_complete_checkpoint(training_args.output_dir)
+        if checkpoint:
+            logger.info("Resuming from %s", checkpoint)
+    return checkpoint
+
+
 def weights_files(output_dir: str | Path) -> list[Path]:
     """Every pickle-based weights file (`*.bin`, `*.pt`, `*.pth` other than RNG/optimizer state) under `output_dir`.
 

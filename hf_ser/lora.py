@@ -17,9 +17,10 @@ from typing import Optional
 from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
 
+from .run_files import BASE_MODEL_DIR
+
 logger = logging.getLogger(__name__)
 
-BASE_MODEL_DIR = "base_model"
 ATTENTION = ("q_proj", "k_proj", "v_proj", "out_proj")
 # Linear layer names per encoder family (transformers' module names).
 FEED_FORWARD = {
@@ -105,7 +106,7 @@ def load_lora(run_dir: str | Path) -> PeftModel:
     base = str(base) if (base / "config.json").is_file() else PeftConfig.from_pretrained(str(run_dir)).base_model_name_or_path
     if not base:
         raise FileNotFoundError(f"{run_dir}: no {BASE_MODEL_DIR}/ and no base_model_name_or_path in adapter_config.json")
-    model = PeftModel.from_pretrained(AutoModelForAudioClassification.from_pretrained(base), str(run_dir))
+    model = PeftModel.from_pretrained(AutoModelForAudioClassification.from_pretrained(base, use_safetensors=True), str(run_dir))
     return model.eval()
 
 

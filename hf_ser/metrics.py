@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -67,3 +67,10 @@ def save_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def percent(value: Optional[float], std: Optional[float] = None, unit: str = " %") -> str:
+    """A score as a percentage with two decimals, `± std` when given, then `unit`; "–" for a missing score."""
+    if value is None:
+        return "–"
+    return f"{100 * value:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "") + unit

@@ -13,16 +13,17 @@ import json
 import re
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-BASE_MODEL_DIR = "base_model"  # where hf_ser.lora keeps the model a LoRA adapter adapts
+from .metrics import percent
+from .run_files import BASE_MODEL_DIR, SPLIT_PREFIXES, read_json
+
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md"
 TASK = "audio-classification"
 TAGS = ["speech-emotion-recognition", "hf-ser", "audio-classification"]
 SPLIT_FILES = {"validation": "eval_results.json", "test": "test_results.json"}
-SPLIT_PREFIXES = {"validation": "eval", "test": "test"}
 # model-index metric ids (https://hf.co/metrics): WA is accuracy, UA macro recall, and macro-F1.
 METRICS = (
     ("wa", "accuracy", "WA (accuracy)", None),
@@ -136,15 +137,6 @@ HYPERPARAMETERS = {
 }
 
 
-def _read_json(path: Path) -> Optional[Any]:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
-
-
 def find_cv_summary(run_dir: Path) -> Optional[Path]:
     """`cv_summary.json` of the run: in the run folder, or in the CV folder above a `fold-XX` run."""
     for candidate in (run_dir / "cv_summary.json", run_dir.parent / "cv_summary.json"):
@@ -158,18 +150,18 @@ def read_run(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {str(run_dir)!r} does not exist")
-    run = {name: _read_json(run_dir / f"{name}.json") for name in
+    run = {name: read_json(run_dir / f"{name}.json", missing_ok=True) for name in
            ("config", "adapter_config", "preprocessor_config", "data_report", "eval_results", "test_results",
             "run_config", "trainer_state")}
     if run["config"] is None and run["adapter_config"] is not None:
-        run["config"] = _read_json(run_dir / BASE_MODEL_DIR / "config.json")
+        run["config"] = read_json(run_dir / BASE_MODEL_DIR / "config.json", missing_ok=True)
     if run["config"] is None and run["adapter_config"] is None:
         raise FileNotFoundError(f"{run_dir}: no config.json or adapter_config.json; is this a hf-ser run folder?")
     if run["data_report"] is None:
         raise FileNotFoundError(f"{run_dir / 'data_report.json'} is missing: the card states the data and protocol "
                                 "from it (hf-ser train writes it)")
     cv_path = find_cv_summary(run_dir)
-    run["cv_summary"] = _read_json(cv_path) if cv_path else None
+    run["cv_summary"] = read_json(cv_path, missing_ok=True) if cv_path else None
     run["cv_dir"] = cv_path.parent if cv_path else None
     run["run_dir"] = run_dir
     return run
@@ -200,10 +192,6 @@ def base_model_of(run: dict) -> Optional[str]:
         ((run["config"] or {}).get("backbone_config") or {}).get("_name_or_path"),
     ]
     return next((name for name in candidates if is_hub_id(name)), None)
-
-
-def _percent(value: Optional[float]) -> str:
-    return "–" if value is None else f"{100 * value:.2f} %"
 
 
 def _eval_results(run: dict, dataset_type: str, dataset_name: str) -> list[EvalResult]:
@@ -302,7 +290,7 @@ def _data_lines(run: dict, corpus: dict, labels: list[str]) -> list[str]:
         best = state.get("best_metric")
         lines.append(f"Training ran {state.get('epoch', 0):g} epoch(s) ({state.get('global_step')} steps); the best "
                      f"checkpoint is step {state['best_global_step']}"
-                     + (f" (validation {selection} {_percent(best)})." if best is not None else "."))
+                     + (f" (validation {selection} {percent(best)})." if best is not None else "."))
     return lines
 
 
@@ -435,7 +423,7 @@ def build_model_card(run_dir: str | Path, repo_id: Optional[str] = None, license
     cv = run["cv_summary"]
     result_rows = [
         {"split": split, "count": scores.get(f"{SPLIT_PREFIXES[split]}_samples", "?"),
-         **{key: _percent(scores.get(f"{SPLIT_PREFIXES[split]}_{key}")) for key, *_ in METRICS}}
+         **{key: percent(scores.get(f"{SPLIT_PREFIXES[split]}_{key}")) for key, *_ in METRICS}}
         for split, filename in SPLIT_FILES.items() if (scores := run[filename.removesuffix(".json")])
     ]
     result_files = [f"`{name}`" for name in SPLIT_FILES.values() if run[name.removesuffix(".json")]]
@@ -458,9 +446,9 @@ def build_model_card(run_dir: str | Path, repo_id: Optional[str] = None, license
             "statement": f"{cv['protocol']['evaluation']}; folds: {cv['protocol']['folds']} "
                          f"({cv['protocol']['n_folds']} folds).",
             "std_rule": cv["protocol"].get("std", "standard deviation over folds"),
-            **{key: f"{100 * cv['mean'][key]:.2f} ± {100 * cv['std'][key]:.2f}" for key, *_ in METRICS},
+            **{key: percent(cv['mean'][key], cv['std'][key], unit="") for key, *_ in METRICS},
             "rows": [{"fold": row["fold"], "speakers": ", ".join(row["test_speakers"]),
-                      **{key: f"{100 * row[key]:.2f}" for key, *_ in METRICS}} for row in cv["folds"]],
+                      **{key: percent(row[key], unit="") for key, *_ in METRICS}} for row in cv["folds"]],
         },
         confusion_images=[path.name for path in confusion_images(run)],
         hyperparameters=_hyperparameters(run),

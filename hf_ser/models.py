@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
+import os
+from pathlib import Path
+from typing import Optional, Union
 
 from transformers import (
     AutoConfig,
@@ -43,6 +45,20 @@ def build_feature_extractor(model_args: ModelArguments, sampling_rate: int, back
         extractor.chunk_length = extractor.n_samples / sampling_rate
         return extractor
     return Wav2Vec2FeatureExtractor(sampling_rate=sampling_rate, do_normalize=True, return_attention_mask=True)
+
+
+def load_model(name_or_path: Union[str, os.PathLike], feature_extractor=None):
+    """A saved hf-ser model (checkpoint folder, Hub id, or LoRA run folder) in evaluation mode, and its feature
+    extractor (`feature_extractor` when given, else the one saved with the model). Architectures load through the
+    Auto classes hf_ser registers: no remote code runs."""
+    if (Path(name_or_path) / "adapter_config.json").is_file():
+        from .lora import load_lora  # PEFT is imported only for LoRA runs
+
+        model = load_lora(name_or_path)
+    else:
+        # hf-ser writes safetensors only; refusing pickles means a tampered checkpoint cannot run code on load.
+        model = AutoModelForAudioClassification.from_pretrained(name_or_path, use_safetensors=True).eval()
+    return model, feature_extractor or AutoFeatureExtractor.from_pretrained(name_or_path)
 
 
 def build_model(

@@ -26,9 +26,10 @@ from typing import Optional, Union
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
+from transformers import AutoConfig, PreTrainedModel
 
 from .modeling_ser_cnn import split_into_segments
+from .models import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -53,14 +54,11 @@ class LogitsOnly(nn.Module):
 
 
 def _load(model_or_path: Union[str, os.PathLike, PreTrainedModel], feature_extractor=None):
-    import hf_ser  # noqa: F401  (registers the architectures with the Auto classes)
-
     if isinstance(model_or_path, PreTrainedModel):
         if feature_extractor is None:
             raise ValueError("pass `feature_extractor` with an in-memory model (it is saved next to the ONNX file)")
         return model_or_path, feature_extractor
-    model = AutoModelForAudioClassification.from_pretrained(model_or_path)
-    return model, feature_extractor or AutoFeatureExtractor.from_pretrained(model_or_path)
+    return load_model(model_or_path, feature_extractor)
 
 
 def _check_exportable(model: PreTrainedModel, feature_extractor) -> None:

@@ -28,7 +28,7 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
+from transformers import AutoFeatureExtractor, PreTrainedModel
 
 from .audio import AUDIO_EXTENSIONS, AudioDecodeError, load_audio, probe_audio
 from .collator import SERDataCollator
@@ -109,8 +109,6 @@ class EmotionClassifier:
         feature_extractor=None,
         threads: Optional[int] = None,
     ):
-        import hf_ser  # noqa: F401  (registers the architectures with the Auto classes)
-
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r}: use one of {BACKENDS}")
         self.backend = backend
@@ -120,18 +118,19 @@ class EmotionClassifier:
             if isinstance(model_or_path, PreTrainedModel):
                 raise ValueError("the onnx backend takes the folder written by `hf-ser export-onnx`, not a model object")
             self.model = OnnxSERModel(model_or_path, threads=threads)
-            self.config = self.model.config
+            feature_extractor = feature_extractor or AutoFeatureExtractor.from_pretrained(model_or_path)
+        elif isinstance(model_or_path, PreTrainedModel):
+            if feature_extractor is None:
+                raise ValueError("pass `feature_extractor` together with an in-memory model")
+            self.model = model_or_path.eval()
         else:
-            if isinstance(model_or_path, PreTrainedModel):
-                if feature_extractor is None:
-                    raise ValueError("pass `feature_extractor` together with an in-memory model")
-                self.model = model_or_path
-            else:
-                _refuse_onnx_only_folder(model_or_path)
-                self.model = AutoModelForAudioClassification.from_pretrained(model_or_path)
-            self.model.eval()
-            self.config = self.model.config
-        self.feature_extractor = feature_extractor or AutoFeatureExtractor.from_pretrained(model_or_path)
+            # Imported here: `import hf_ser` imports this module, and hf_ser.models brings in the training arguments.
+            from .models import load_model
+
+            _refuse_onnx_only_folder(model_or_path)
+            self.model, feature_extractor = load_model(model_or_path, feature_extractor)
+        self.config = self.model.config
+        self.feature_extractor = feature_extractor
         self.collator = SERDataCollator(self.feature_extractor)
         self.labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
         self.sampling_rate = int(self.feature_extractor.sampling_rate)

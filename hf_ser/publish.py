@@ -19,7 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-from .model_card import BASE_MODEL_DIR, confusion_images, read_run, save_model_card
+from .model_card import confusion_images, read_run, save_model_card
+from .run_files import BASE_MODEL_DIR
 
 logger = logging.getLogger(__name__)
 

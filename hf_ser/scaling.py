@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, TrainingArguments
 
+from .callbacks import batch_norm_layers
+
 logger = logging.getLogger(__name__)
 
 LAYERDROP_KEYS = ("layerdrop", "encoder_layerdrop")  # wav2vec2 / HuBERT / WavLM, Whisper
@@ -87,10 +89,6 @@ def weights_built_whole(args: TrainingArguments):
             set_hf_deepspeed_config(holder)
 
 
-def has_batch_norm(model: nn.Module) -> bool:
-    return any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules())
-
-
 def prepare_model_for_processes(model: PreTrainedModel, args: TrainingArguments) -> PreTrainedModel:
     """Adapt the model to a multi-process run before the Trainer wraps it; a single process gets it unchanged.
 
@@ -112,7 +110,7 @@ def prepare_model_for_processes(model: PreTrainedModel, args: TrainingArguments)
                 "fails in the backward pass (transformers#30113)", ", ".join(changed), args.world_size, reason,
             )
     if getattr(args, "sync_batch_norm", False):
-        if not has_batch_norm(model):
+        if not batch_norm_layers(model, running_stats_only=False):
             logger.warning("sync_batch_norm is on but the model has no BatchNorm layer: nothing to synchronise")
         elif args.device.type == "cpu":
             raise ValueError(

@@ -15,9 +15,7 @@ _here = os.path.dirname(os.path.abspath(__file__))
 if sys.path and os.path.abspath(sys.path[0] or ".") == _here:
     sys.path[0] = os.path.dirname(_here)
 
-import json  # noqa: E402
 import logging  # noqa: E402
-from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
 
@@ -29,35 +27,17 @@ from hf_ser.callbacks import FreezeEncoderCallback, PreciseBatchNormCallback  # 
 from hf_ser.collator import SERDataCollator  # noqa: E402
 from hf_ser.data import EpochCallback, attach_transforms, balanced_class_weights, build_corpus, clean_training_view  # noqa: E402,E501
 from hf_ser.evaluation import evaluate_and_save  # noqa: E402
-from hf_ser.guards import ValidationOnlyCallback, check_selection_uses_validation, last_complete_checkpoint  # noqa: E402,E501
+from hf_ser.guards import ValidationOnlyCallback, check_selection_uses_validation, checkpoint_to_resume  # noqa: E402
 from hf_ser.lora import prepare_lora  # noqa: E402
 from hf_ser.metrics import compute_metrics  # noqa: E402
 from hf_ser.model_card import save_model_card  # noqa: E402
 from hf_ser.models import backbone_config_of, build_feature_extractor, build_model  # noqa: E402
 from hf_ser.publish import push_run  # noqa: E402
+from hf_ser.run_files import save_run_config  # noqa: E402
 from hf_ser.scaling import prepare_model_for_processes, weights_built_whole  # noqa: E402
 from hf_ser.trainer import SERTrainer  # noqa: E402
 
 logger = logging.getLogger("hf_ser.train")
-
-RUN_CONFIG_FILE = "run_config.json"
-
-
-def save_run_config(output_dir: str, model_args, data_args, training_args, model=None) -> Path:
-    """All three argument dataclasses as JSON (what `hf-ser compare` reads; `training_args.bin` is a pickle), with
-    the model's parameter counts. Every field whose name mentions a token is dropped, so no secret lands on disk."""
-    config = {"model_args": asdict(model_args), "data_args": asdict(data_args), "training_args": training_args.to_dict()}
-    config = {group: {k: v for k, v in values.items() if "token" not in k} for group, values in config.items()}
-    if model is not None:
-        config["parameters"] = {
-            "total": sum(p.numel() for p in model.parameters()),
-            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        }
-    path = Path(output_dir) / RUN_CONFIG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2, default=str))
-    return path
-
 
 def main(argv: Optional[list] = None, callbacks: Optional[list] = None) -> dict:
     """Train from `RECIPE.yaml [--key value ...]`; `callbacks` are extra `TrainerCallback`s. Returns all metrics."""
@@ -119,12 +99,7 @@ def main(argv: Optional[list] = None, callbacks: Optional[list] = None) -> dict:
 
     check_selection_uses_validation(trainer, splits)
 
-    checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is None and os.path.isdir(training_args.output_dir) and not training_args.overwrite_output_dir:
-        checkpoint = last_complete_checkpoint(training_args.output_dir)
-        if checkpoint:
-            logger.info("Resuming from %s", checkpoint)
-    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
     trainer.save_model()
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
