@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 import torch
 
 from common import (
-    WAV2VEC2_LARGE, WAV2VEC2_TINY, build_ser_model, load_average, machine_description, markdown_table,
-    parameter_counts, write_report,
+    LEVERS, WAV2VEC2_LARGE, WAV2VEC2_TINY, build_ser_model, emit, load_average, machine_description, markdown_table,
+    parameter_counts, run_worker, write_report,
 )
 
 GIB = 2**30
@@ -147,15 +147,27 @@ ROWS = [
 ]
 
 
-def estimate(backbone: dict, samples: int, effective_batch: int, micro_batches: list[int]) -> list[dict]:
-    measured = {}  # (lever, bf16) -> (parameter counts, activation fits)
+def measure(lever: str, bf16: bool, backbone: dict, samples: int) -> dict:
+    """Parameter counts and activation fits of one (lever, precision)."""
+    model = build_ser_model(lever, backbone)
+    total, trainable = parameter_counts(model)
+    return {"parameters": total, "trainable": trainable, "fits": linear_in_batch(model, samples, bf16)}
+
+
+def measure_in_subprocess(lever: str, bf16: bool, backbone: dict, samples: int) -> dict:
+    """`measure` in a fresh process: five wav2vec2-large models and their activations in one process would pile up
+    (the allocator keeps freed memory), so each gets its own."""
+    args = ["--worker", lever, "--seconds", str(samples / 16_000)] + (["--bf16"] if bf16 else [])
+    return run_worker(__file__, args + (["--quick"] if backbone is WAV2VEC2_TINY else []))
+
+
+def estimate(backbone: dict, samples: int, effective_batch: int, micro_batches: list[int], measure_fn=measure) -> list[dict]:
+    measured = {}  # (lever, bf16) -> parameter counts and activation fits
     rows = []
     for name, lever, bf16, checkpointing in ROWS:
         if (lever, bf16) not in measured:
-            model = build_ser_model(lever, backbone)
-            measured[lever, bf16] = parameter_counts(model), linear_in_batch(model, samples, bf16)
-            del model
-        (total, trainable), fits = measured[lever, bf16]
+            measured[lever, bf16] = measure_fn(lever, bf16, backbone, samples)
+        total, trainable, fits = (measured[lever, bf16][key] for key in ("parameters", "trainable", "fits"))
         fit = fits["checkpointed" if checkpointing else "plain"]
         states = {"weights": 4 * total, "gradients": 4 * trainable, "adamw": 8 * trainable}
         # with checkpointing only the layer being recomputed holds its attention maps
@@ -180,12 +192,18 @@ def main() -> None:
                         help="Per-device batch sizes (the rest of the effective batch by gradient accumulation).")
     parser.add_argument("--quick", action="store_true", help="Tiny encoder, 1 s clips: a sanity run in seconds.")
     parser.add_argument("--json", help="Write the raw results here.")
+    parser.add_argument("--worker", choices=LEVERS, help=argparse.SUPPRESS)
+    parser.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     backbone = WAV2VEC2_TINY if args.quick else WAV2VEC2_LARGE
-    if args.quick:
+    if args.quick and not args.worker:
         args.seconds = 1.0
     torch.manual_seed(0)
-    rows = estimate(backbone, int(args.seconds * 16_000), args.effective_batch, args.micro_batches)
+    if args.worker:
+        emit(measure(args.worker, args.bf16, backbone, int(args.seconds * 16_000)))
+        return
+    rows = estimate(backbone, int(args.seconds * 16_000), args.effective_batch, args.micro_batches,
+                    measure_fn=measure_in_subprocess)
     table = markdown_table(
         ["lever", "micro-batch x accumulation", "weights", "gradients", "AdamW", "activations", "total GiB",
          "total GiB, fused attention"],

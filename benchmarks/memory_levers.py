@@ -13,7 +13,6 @@ peak RSS is its own): build the model, one warm-up step, then `--steps` timed st
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 from common import (

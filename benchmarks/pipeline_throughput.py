@@ -83,7 +83,7 @@ def example_dataset(train, feature_extractor, max_length_seconds: float = 20.0):
         decoder = "soundfile (torchcodec unavailable)"
         table = table.cast_column("audio", datasets.Audio(decode=False))
 
-    def read(audio) -> "np.ndarray":
+    def read(audio):
         if decoder.startswith("datasets"):
             return audio["array"]
         samples, rate = soundfile.read(audio["path"], dtype="float32")
@@ -105,7 +105,7 @@ def run_variant(variant: str, epochs: float, max_train_samples: int | None, thre
 
     from hf_ser.arguments import parse_args
     from hf_ser.collator import SERDataCollator
-    from hf_ser.data import EpochCallback, attach_transforms, build_corpus
+    from hf_ser.data import EpochCallback, attach_transforms, balanced_class_weights, build_corpus
     from hf_ser.models import backbone_config_of, build_feature_extractor, build_model
     from hf_ser.trainer import SERTrainer
 
@@ -127,8 +127,6 @@ def run_variant(variant: str, epochs: float, max_train_samples: int | None, thre
     splits, label_names, _ = build_corpus(data_args, seed=training_args.seed)
     train = splits["train"]
     feature_extractor = build_feature_extractor(model_args, data_args.sampling_rate, backbone_config_of(model_args))
-    from hf_ser.data import balanced_class_weights
-
     model = build_model(model_args, label_names, balanced_class_weights(train, len(label_names)))
     decoder = "hf_ser.audio.load_audio (soundfile)"
     if variant == "example":
