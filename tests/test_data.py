@@ -147,3 +147,36 @@ def test_jsonl_manifest_needs_no_data_dir(tiny_corpus, tmp_path):
     splits, _, _ = build_corpus(DataArguments(dataset="jsonl", manifest=str(manifest), allow_absolute_paths=True,
                                               validation_speakers=["03"], test_speakers=["04"]))
     assert len(splits["train"]) == 24
+
+
+def test_a_datasets_dataset_with_embedded_audio_bytes_is_a_source(tiny_corpus, tmp_path):
+    """What a Hub dataset id resolves to: parquet files with an Audio column holding the encoded bytes."""
+    from datasets import Audio, Dataset
+
+    files = sorted(tiny_corpus.glob("*/*.wav"))
+    table = Dataset.from_dict({
+        "audio": [{"bytes": p.read_bytes(), "path": p.name} for p in files],
+        "emotion": [p.parent.name for p in files],
+        "spk": [p.name[3:5] for p in files],
+    }).cast_column("audio", Audio(decode=False))
+    (tmp_path / "hub").mkdir()
+    table.to_parquet(str(tmp_path / "hub" / "train.parquet"))
+    args = DataArguments(dataset=str(tmp_path / "hub"), label_column="emotion", speaker_column="spk",
+                         validation_speakers=["03"], test_speakers=["04"])
+    splits, labels, report = build_corpus(args)
+    assert labels == ["angry", "happy", "neutral", "sad"] and report.skipped == []
+    assert {name: len(split) for name, split in splits.items()} == {"train": 24, "validation": 12, "test": 12}
+    attach_transforms(splits, Wav2Vec2FeatureExtractor(do_normalize=False), args, training=False)
+    first = splits["test"].with_format(None)[0]
+    assert first["bytes"] and not (tmp_path / "hub" / first["path"]).exists()  # decoded from bytes, not from a file
+    original = tiny_corpus / first["path"].split("_")[1] / first["path"]  # spk04_<emotion>_NN.wav
+    np.testing.assert_array_equal(splits["test"][0]["input_values"], load_audio(original))
+
+
+def test_a_missing_dataset_column_is_named(tiny_corpus, tmp_path):
+    from datasets import Dataset
+
+    (tmp_path / "hub").mkdir()
+    Dataset.from_dict({"audio": ["x.wav"], "label": ["sad"]}).to_parquet(str(tmp_path / "hub" / "train.parquet"))
+    with pytest.raises(KeyError, match="has no column 'spk'"):
+        build_corpus(DataArguments(dataset=str(tmp_path / "hub"), speaker_column="spk"))

@@ -190,3 +190,19 @@ def test_pipeline_returns_label_names(tiny_backbone_config, tmp_path):
 def test_hf_ser_registers_its_model_types():
     assert AutoConfig.for_model("wav2vec2-ser").__class__ is Wav2Vec2SERConfig
     assert hf_ser.SERCNNConfig.model_type == "ser-cnn"
+
+
+def test_from_backbone_keeps_the_pretrained_encoder_weights(tiny_backbone_config, tmp_path):
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(3)
+    encoder = Wav2Vec2Model(Wav2Vec2Config(**{k: v for k, v in tiny_backbone_config.items() if k != "model_type"}))
+    encoder.save_pretrained(tmp_path / "encoder")
+    model = Wav2Vec2SER.from_backbone(str(tmp_path / "encoder"), id2label=LABELS, head_dropout=0.6,
+                                      head_hidden_sizes=[16, 8])
+    for name, tensor in encoder.state_dict().items():
+        assert torch.equal(model.encoder.state_dict()[name], tensor), name
+    assert model.config.head_dropout == 0.6 and model.config.head_hidden_sizes == [16, 8]
+    assert model.config.id2label == LABELS and model.config.label2id["sadness"] == 3
+    assert not any(p.requires_grad for p in model.encoder.feature_extractor.parameters())
+    assert model.head[-1].out_features == 4
