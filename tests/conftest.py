@@ -102,3 +102,26 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     Wav2Vec2SER(config).eval().save_pretrained(model_dir)
     Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(model_dir)
     return model_dir
+
+
+_BLOCK_HF_SER = '''
+import importlib.abc, sys
+class BlockHfSer(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "hf_ser" or name.startswith("hf_ser."):
+            raise ImportError("hf_ser is not importable in this process")
+sys.meta_path.insert(0, BlockHfSer())
+'''
+
+
+def run_without_hf_ser(script: str, cwd) -> str:
+    """Run `script` in a fresh Python where importing hf_ser raises (a user without hf-ser); returns its last
+    stdout line and fails the test with the child's stderr if it exits non-zero."""
+    import subprocess
+    import sys
+    import textwrap
+
+    result = subprocess.run([sys.executable, "-c", _BLOCK_HF_SER + textwrap.dedent(script)], capture_output=True,
+                            text=True, cwd=cwd, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip().splitlines()[-1]

@@ -234,11 +234,9 @@ def test_bad_config_values_are_rejected_with_the_key():
 
 
 def test_checkpoint_loads_and_classifies_where_hf_ser_is_not_importable(model, tmp_path):
-    import subprocess
-    import sys
-    import textwrap
-
     from transformers import Wav2Vec2FeatureExtractor
+
+    from conftest import run_without_hf_ser
 
     import hf_ser  # noqa: F401  (registers the Auto class that writes auto_map on save)
 
@@ -248,13 +246,8 @@ def test_checkpoint_loads_and_classifies_where_hf_ser_is_not_importable(model, t
     audio = torch.randn(2, 24000)
     torch.save(audio, tmp_path / "audio.pt")
     torch.save(model(audio).logits, tmp_path / "expected.pt")
-    script = textwrap.dedent(f"""
-        import importlib.abc, sys, torch
-        class BlockHfSer(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name == "hf_ser" or name.startswith("hf_ser."):
-                    raise ImportError("hf_ser is not importable in this process")
-        sys.meta_path.insert(0, BlockHfSer())
+    last_line = run_without_hf_ser(f"""
+        import torch
         from transformers import AutoModelForAudioClassification, pipeline
         folder = {str(tmp_path / 'ckpt')!r}
         model = AutoModelForAudioClassification.from_pretrained(folder, trust_remote_code=True).eval()
@@ -263,8 +256,5 @@ def test_checkpoint_loads_and_classifies_where_hf_ser_is_not_importable(model, t
                               torch.load({str(tmp_path / 'expected.pt')!r}), atol=1e-6)
         classifier = pipeline("audio-classification", model=folder, trust_remote_code=True)
         print(sorted(p["label"] for p in classifier(torch.randn(32000).numpy(), top_k=None)))
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == str(sorted(model.config.id2label.values()))
+    """, cwd=tmp_path)
+    assert last_line == str(sorted(model.config.id2label.values()))

@@ -1,7 +1,3 @@
-import subprocess
-import sys
-import textwrap
-
 import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor, pipeline
@@ -9,6 +5,8 @@ from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification,
 import hf_ser
 from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
 from hf_ser.modeling_wav2vec2_ser import SERHead
+
+from conftest import run_without_hf_ser
 
 LABELS = {0: "anger", 1: "happiness", 2: "neutral", 3: "sadness"}
 
@@ -157,13 +155,8 @@ def test_checkpoint_loads_without_hf_ser_via_remote_code(tiny_backbone_config, t
     audio = torch.randn(2, 12000)
     torch.save(audio, tmp_path / "audio.pt")
     torch.save(model(audio).logits, tmp_path / "expected.pt")
-    script = textwrap.dedent(f"""
-        import importlib.abc, sys, torch
-        class BlockHfSer(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name == "hf_ser" or name.startswith("hf_ser."):
-                    raise ImportError("hf_ser is not importable in this process")
-        sys.meta_path.insert(0, BlockHfSer())
+    last_line = run_without_hf_ser(f"""
+        import torch
         from transformers import AutoModel, AutoModelForAudioClassification, pipeline
         audio, expected = torch.load({str(tmp_path / 'audio.pt')!r}), torch.load({str(tmp_path / 'expected.pt')!r})
         for auto_class in (AutoModel, AutoModelForAudioClassification):
@@ -172,10 +165,8 @@ def test_checkpoint_loads_without_hf_ser_via_remote_code(tiny_backbone_config, t
             assert torch.equal(model(audio).logits, expected)
         classifier = pipeline("audio-classification", model={str(tmp_path / 'ckpt')!r}, trust_remote_code=True)
         print(sorted(p["label"] for p in classifier(audio[0].numpy(), top_k=None)))
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == str(sorted(LABELS.values()))
+    """, cwd=tmp_path)
+    assert last_line == str(sorted(LABELS.values()))
 
 
 def test_pipeline_returns_label_names(tiny_backbone_config, tmp_path):
