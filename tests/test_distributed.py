@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -230,7 +231,11 @@ def test_only_rank_zero_writes_results_and_checkpoints(ddp_run):
     assert json.loads((output_dir / "test_results.json").read_text())["test_samples"] == 12
     # predictions of both ranks are gathered (and the sampler's padding dropped) before the confusion matrix
     assert sum(map(sum, json.loads((output_dir / "confusion_matrix.json").read_text())["test"])) == 12
-    assert [p.name for p in output_dir.glob("checkpoint-*")] == ["checkpoint-3"]  # save_total_limit 1: best kept
+    # save_total_limit 1 with load_best_model_at_end: only the best validation checkpoint is left. Which epoch wins
+    # depends on float rounding of this tiny random model (validation UA ties), so read it from the trainer state.
+    best = json.loads((output_dir / "trainer_state.json").read_text())["best_model_checkpoint"]
+    assert Path(best).name in {"checkpoint-3", "checkpoint-6"}
+    assert [p.name for p in output_dir.glob("checkpoint-*")] == [Path(best).name]
 
 
 @pytest.mark.slow
