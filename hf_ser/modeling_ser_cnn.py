@@ -198,11 +198,17 @@ class SERCNNHeadFusionAttention(nn.Module):
 
     def forward(self, positions: torch.Tensor, position_mask: torch.Tensor) -> torch.Tensor:
         batch, length, _ = positions.shape
-        query = self.query(positions).view(batch, length, self.heads, self.hidden).transpose(1, 2)
-        key = self.key(positions).view(batch, length, self.heads, self.hidden).transpose(1, 2)
-        scores = (query @ key.transpose(-1, -2)).float() / math.sqrt(self.hidden)  # (batch, heads, length, length)
-        scores = scores.masked_fill(~position_mask[:, None, None, :], torch.finfo(scores.dtype).min)
-        fused_map = scores.softmax(dim=-1).mean(dim=1).to(positions.dtype)  # head fusion: (batch, length, length)
+        heads, hidden = self.heads, self.hidden
+        query = self.query(positions).view(batch, length, heads, hidden).transpose(1, 2).reshape(-1, length, hidden)
+        key = self.key(positions).view(batch, length, heads, hidden).permute(0, 2, 3, 1).reshape(-1, hidden, length)
+        # Padded keys get a large negative bias; one baddbmm scales, masks and multiplies without extra passes over
+        # the (batch * heads, length, length) scores, which dominate this model's time and memory.
+        bias = torch.zeros(batch, 1, 1, length, dtype=query.dtype, device=query.device)
+        bias = bias.masked_fill(~position_mask[:, None, None, :], torch.finfo(query.dtype).min)
+        bias = bias.expand(batch, heads, 1, length).reshape(-1, 1, length)
+        scores = torch.baddbmm(bias, query, key, alpha=1.0 / math.sqrt(hidden))
+        attention = scores.softmax(dim=-1, dtype=torch.float32).view(batch, heads, length, length)
+        fused_map = attention.mean(dim=1).to(positions.dtype)  # head fusion: (batch, length, length)
         return self.output(fused_map @ self.value(positions))
 
 
