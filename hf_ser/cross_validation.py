@@ -5,8 +5,8 @@
 Every fold tests on speakers that neither its training nor its validation split contains. Validation speakers come
 from the fold's training speakers, and the best checkpoint is chosen on them; the test speakers are scored once, after
 training. Fold results land in `<output_dir>/fold-XX/`; the summary in `<output_dir>/cv_summary.json` / `.md` and
-`cv_confusion_matrix.png`. A finished fold (its `test_results.json` and `cv_fold.json` exist) is not trained again, so an interrupted run
-resumes where it stopped (and a fold interrupted mid-training resumes from its last checkpoint).
+`cv_confusion_matrix.png`. A finished fold (its `test_results.json` and model card exist) is not trained again, so an
+interrupted run resumes where it stopped (and a fold interrupted mid-training resumes from its last checkpoint).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 
 from .arguments import parse_args
 from .data import CorpusReport, _corpus_records, select_labels
+from .guards import is_finished_run
 from .metrics import percent, save_confusion_matrix, ser_scores
 from .run_files import read_json
 from .train import main as train_main
@@ -191,8 +192,8 @@ def run_cross_validation(argv: list[str], folds: str = LOSO) -> dict:
     started = time.perf_counter()
     for fold in fold_list:
         fold_dir = cv_dir / fold.name
-        # cv_fold.json is written last, after the results, card and confusion matrices: a fold killed before it reruns.
-        if (fold_dir / FOLD_TIME_FILE).is_file() and (fold_dir / "test_results.json").is_file():
+        # The model card is the last file a run writes (then cv_fold.json, its wall time): a fold killed before reruns.
+        if is_finished_run(fold_dir):
             logger.info("%s: done already (%s), not trained again", fold.name, fold_dir / "test_results.json")
             continue
         logger.info("%s: test %s, validation %s, %d training speakers",

@@ -59,6 +59,31 @@ def last_complete_checkpoint(output_dir: str | Path) -> Optional[str]:
     return None
 
 
+# `hf_ser.train.main` writes the test results and then the model card, last of all: both present mark a finished run.
+FINISHED_RUN_FILES = ("test_results.json", "README.md")
+
+
+def is_finished_run(output_dir: str | Path) -> bool:
+    """`output_dir` holds a run that trained, scored its test split and wrote its model card."""
+    return all((Path(output_dir) / name).is_file() for name in FINISHED_RUN_FILES)
+
+
+def refuse_finished_run(training_args) -> None:
+    """Stop before any work when `output_dir` already holds a finished run.
+
+    Resuming a finished run is not a no-op: the Trainer would restart from the last checkpoint left on disk (often
+    the best one, epochs before the end), train again and overwrite the results. Asking is the safe default, as
+    `TrainingArguments.overwrite_output_dir` used to be.
+    """
+    if training_args.overwrite_output_dir or training_args.resume_from_checkpoint is not None:
+        return
+    if is_finished_run(training_args.output_dir):
+        raise FileExistsError(
+            f"{training_args.output_dir} holds a finished run (its {' and '.join(FINISHED_RUN_FILES)} exist): choose "
+            "another --output_dir, or pass --overwrite_output_dir true to train it again from scratch"
+        )
+
+
 def checkpoint_to_resume(training_args) -> Optional[str]:
     """`resume_from_checkpoint` when the recipe names one; else the last complete checkpoint in `output_dir`, unless
     `overwrite_output_dir` asks for a fresh start."""

@@ -4,16 +4,22 @@
 
 Each seed trains into `output_dir/seed-N` (same recipe and overrides, only `seed` differs); the summary is computed
 from the per-seed `eval_results.json` / `test_results.json` files and written to `output_dir/seeds_summary.json` and
-`seeds_summary.md`. The standard deviation is the sample one (ddof=1), as for a handful of runs.
+`seeds_summary.md`. A seed whose run finished already is not trained again, so an interrupted command can be run
+again as it was. The standard deviation is the sample one (ddof=1), as for a handful of runs.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+
+from .guards import is_finished_run
+
+logger = logging.getLogger(__name__)
 
 RESULT_FILES = ("eval_results.json", "test_results.json")
 SUMMARY_METRICS = tuple(f"{split}_{name}" for split in ("eval", "test") for name in ("wa", "ua", "macro_f1"))
@@ -45,9 +51,14 @@ def run_seeds(argv: list[str], seeds: list[int]) -> dict:
     from .arguments import parse_args
     from .train import main as train_main
 
-    output_dir = parse_args(list(argv))[2].output_dir  # also checks the recipe before the first run
+    training_args = parse_args(list(argv))[2]  # also checks the recipe before the first run
     for seed in seeds:
-        train_main(list(argv) + ["--seed", str(seed), "--output_dir", str(seed_dir(output_dir, seed))])
+        run_dir = seed_dir(training_args.output_dir, seed)
+        if is_finished_run(run_dir) and not training_args.overwrite_output_dir:
+            logger.info("seed %d: finished already (%s), not trained again", seed, run_dir)
+            continue
+        train_main(list(argv) + ["--seed", str(seed), "--output_dir", str(run_dir)])
+    output_dir = training_args.output_dir
     return summarise_seeds(output_dir, seeds)
 
 

@@ -27,7 +27,9 @@ from hf_ser.callbacks import FreezeEncoderCallback, PreciseBatchNormCallback  # 
 from hf_ser.collator import SERDataCollator  # noqa: E402
 from hf_ser.data import EpochCallback, attach_transforms, balanced_class_weights, build_corpus, clean_training_view  # noqa: E402,E501
 from hf_ser.evaluation import evaluate_and_save  # noqa: E402
-from hf_ser.guards import ValidationOnlyCallback, check_selection_uses_validation, checkpoint_to_resume  # noqa: E402
+from hf_ser.guards import (  # noqa: E402
+    ValidationOnlyCallback, check_selection_uses_validation, checkpoint_to_resume, refuse_finished_run,
+)
 from hf_ser.lora import prepare_lora  # noqa: E402
 from hf_ser.metrics import compute_metrics  # noqa: E402
 from hf_ser.model_card import save_model_card  # noqa: E402
@@ -42,6 +44,7 @@ logger = logging.getLogger("hf_ser.train")
 def main(argv: Optional[list] = None, callbacks: Optional[list] = None) -> dict:
     """Train from `RECIPE.yaml [--key value ...]`; `callbacks` are extra `TrainerCallback`s. Returns all metrics."""
     model_args, data_args, training_args = parse_args(argv)
+    refuse_finished_run(training_args)
     # hf_ser.publish pushes once, after the test evaluation, with our card, code files and metrics; the Trainer's own
     # push would create the repo before training and upload every checkpoint with training_args.bin and a generic
     # card. (A `hub_token` was already moved to HF_TOKEN by SERTrainingArguments, where HfApi finds it.)

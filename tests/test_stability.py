@@ -9,6 +9,7 @@ import torch
 from datasets import Dataset
 from transformers import TrainerCallback, Wav2Vec2FeatureExtractor
 
+import hf_ser.train
 from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
 from hf_ser.arguments import SERTrainingArguments
 from hf_ser.callbacks import FreezeEncoderCallback
@@ -112,8 +113,9 @@ def test_seeds_summary_names_a_missing_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_seeds_summary_is_the_mean_and_std_of_the_per_seed_results(tiny_train_argv, tmp_path):
-    assert cli_main(["seeds", "--seeds", "1", "2", *tiny_train_argv, "--num_train_epochs", "1"]) == 0
+def test_seeds_summary_is_the_mean_and_std_of_the_per_seed_results(tiny_train_argv, tmp_path, monkeypatch):
+    argv = ["seeds", "--seeds", "1", "2", *tiny_train_argv, "--num_train_epochs", "1"]
+    assert cli_main(argv) == 0
     root = tmp_path / "run"
     summary = json.loads((root / "seeds_summary.json").read_text())
     assert summary["seeds"] == [1, 2] and set(summary["metrics"]) == set(SUMMARY_METRICS)
@@ -125,3 +127,11 @@ def test_seeds_summary_is_the_mean_and_std_of_the_per_seed_results(tiny_train_ar
     table = (root / "seeds_summary.md").read_text()
     ua = summary["metrics"]["test_ua"]
     assert f"| test_ua | {ua['mean']:.4f} ± {ua['std']:.4f} |" in table
+
+    # run again, finished seeds are not trained again; a seed whose run did not finish (no model card) is
+    calls = []
+    monkeypatch.setattr(hf_ser.train, "main", lambda argv: calls.append(argv))
+    assert cli_main(argv) == 0 and calls == []
+    (root / "seed-2" / "README.md").unlink()
+    assert cli_main(argv) == 0  # the stub trains nothing: seed-2's earlier result files are summarised
+    assert len(calls) == 1 and calls[0][-1] == str(root / "seed-2")

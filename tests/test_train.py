@@ -34,6 +34,10 @@ def test_end_to_end_training_writes_results_and_a_loadable_model(tiny_train_argv
     assert all(not key.startswith("test_") for entry in state["log_history"] for key in entry)
     classifier = pipeline("audio-classification", model=str(run))
     assert {p["label"] for p in classifier(torch.randn(16000).numpy(), top_k=None)} == set(matrix["labels"])
+    # the same command again does not retrain the finished run from its best checkpoint: it stops and says why
+    with pytest.raises(FileExistsError, match=f"{run} holds a finished run.*--overwrite_output_dir true"):
+        train_main(tiny_train_argv)
+    assert json.loads((run / "test_results.json").read_text()) == test_results
 
 
 @pytest.mark.slow
