@@ -108,10 +108,12 @@ class EmotionClassifier:
         backend: str = "torch",
         feature_extractor=None,
         threads: Optional[int] = None,
+        device: Union[str, torch.device, None] = None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r}: use one of {BACKENDS}")
         self.backend = backend
+        self.device = resolve_device(device, backend)
         if backend == "onnx":
             from .onnx_export import OnnxSERModel
 
@@ -129,6 +131,8 @@ class EmotionClassifier:
 
             _refuse_onnx_only_folder(model_or_path)
             self.model, feature_extractor = load_model(model_or_path, feature_extractor)
+        if backend == "torch":
+            self.model.to(self.device)
         self.config = self.model.config
         self.feature_extractor = feature_extractor
         self.collator = SERDataCollator(self.feature_extractor)
@@ -149,6 +153,7 @@ class EmotionClassifier:
         if self.backend == "onnx":
             return self.model(batch["input_values"].numpy(), batch["attention_mask"].numpy())
         with torch.inference_mode():
+            batch = {key: value.to(self.device) for key, value in batch.items()}
             return self.model(**batch).logits.float().cpu().numpy()
 
     def probabilities(self, waveforms: Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
@@ -248,6 +253,19 @@ class EmotionClassifier:
                 bar.update(len(chunk))
         bar.close()
         return PredictionReport([predictions[path] for path in files if path in predictions], failures)
+
+
+def resolve_device(device: Union[str, torch.device, None], backend: str = "torch") -> torch.device:
+    """The device inference runs on: the one asked for, else the machine's accelerator (CUDA, MPS, ...) if it has
+    one, else the CPU. The onnx backend runs on the CPU only."""
+    if backend == "onnx":
+        if device is not None and torch.device(device).type != "cpu":
+            raise ValueError(f"device={str(device)!r}: the onnx backend runs on the CPU (onnxruntime's CPU provider)")
+        return torch.device("cpu")
+    if device is not None:
+        return torch.device(device)
+    accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+    return accelerator or torch.device("cpu")
 
 
 def _refuse_onnx_only_folder(model_or_path) -> None:
@@ -383,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot", help="write a PNG of the class probabilities over time (needs --window)")
     parser.add_argument("--batch-size", type=int, default=8, help="inputs per forward pass (default: 8)")
     parser.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (default) or onnx (onnxruntime)")
+    parser.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: the accelerator if any, else cpu)")
     parser.add_argument("--threads", type=int, help="CPU threads for inference (default: the library's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
@@ -398,7 +417,7 @@ def main(argv: Optional[list] = None) -> int:
     if args.threads and args.backend == "torch":
         torch.set_num_threads(args.threads)
 
-    classifier = EmotionClassifier(args.model, backend=args.backend, threads=args.threads)
+    classifier = EmotionClassifier(args.model, backend=args.backend, threads=args.threads, device=args.device)
     report = classifier.predict_files(
         args.audio, args.window, args.hop, args.batch_size, progress=not args.no_progress and sys.stderr.isatty()
     )

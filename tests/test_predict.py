@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import torch
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
 import hf_ser
 from hf_ser.cli import main as cli_main
 from hf_ser.demo_corpus import synthesize
-from hf_ser.predict import AGGREGATE, EmotionClassifier
+from hf_ser.predict import AGGREGATE, EmotionClassifier, resolve_device
 
 from conftest import TINY_LABELS
 
@@ -119,6 +120,24 @@ def test_batching_by_length_keeps_results_and_order(tiny_model_dir, audio_dir):
     one_by_one = classifier.probabilities(waveforms, batch_size=1)
     batched = classifier.probabilities(waveforms, batch_size=3)
     np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+
+
+def test_device_defaults_to_the_accelerator_and_onnx_stays_on_the_cpu(tiny_model_dir, audio_dir, capsys, monkeypatch):
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    assert resolve_device(None) == torch.device("cpu")
+    assert resolve_device("cuda:1") == torch.device("cuda:1")  # asked for: taken as given
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda: torch.device("cuda"))
+    assert resolve_device(None) == torch.device("cuda")
+    assert resolve_device(None, backend="onnx") == torch.device("cpu")
+    with pytest.raises(ValueError, match="onnx backend runs on the CPU"):
+        resolve_device("cuda", backend="onnx")
+    monkeypatch.undo()
+    code, out, _ = run_cli(capsys, tiny_model_dir, audio_dir / "a.wav", "--format", "json", "--device", "cpu")
+    assert code == 0
+    _, default_out, _ = run_cli(capsys, tiny_model_dir, audio_dir / "a.wav", "--format", "json")
+    assert json.loads(out) == json.loads(default_out)
+    assert {p.device for p in EmotionClassifier(tiny_model_dir, device="cpu").model.parameters()} == {torch.device("cpu")}
 
 
 def test_undecodable_files_are_reported_and_counted_not_fatal(tiny_model_dir, audio_dir, tmp_path, capsys):
