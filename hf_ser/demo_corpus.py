@@ -9,6 +9,9 @@ Layout: `<root>/<emotion>/spk<NN>_<emotion>_<index>.wav` (an `audiofolder` with 
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -48,18 +51,39 @@ def synthesize(emotion: str, base_pitch: float, formants: tuple, rng: np.random.
 
 
 def generate_demo_corpus(root: str | Path, speakers: int = 8, per_emotion: int = 10, seed: int = 0) -> Path:
-    """Write the corpus under `root` (skipped when it is already complete); returns `root`."""
+    """Write the corpus under `root` (skipped when it is already complete); returns `root`.
+
+    The files are written to a private folder beside `root` that is then renamed to `root`, so a reader never sees a
+    half-written corpus and two commands generating it at once do not interleave (the corpus is deterministic: the
+    one renamed first is kept, the other discarded).
+    """
     root = Path(root)
     expected = speakers * per_emotion * len(PROSODY)
-    if root.is_dir() and len(list(root.glob("*/*.wav"))) == expected:
+
+    def complete() -> bool:
+        return root.is_dir() and len(list(root.glob("*/*.wav"))) == expected
+
+    if complete():
         return root
-    rng = np.random.default_rng(seed)
-    for speaker in range(1, speakers + 1):
-        base_pitch = rng.uniform(95, 230)
-        formants = (rng.uniform(450, 800), rng.uniform(1100, 1900))
-        for emotion in PROSODY:
-            (root / emotion).mkdir(parents=True, exist_ok=True)
-            for index in range(per_emotion):
-                waveform = synthesize(emotion, base_pitch, formants, rng)
-                soundfile.write(root / emotion / f"spk{speaker:02d}_{emotion}_{index:02d}.wav", waveform, 16_000)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        rng = np.random.default_rng(seed)
+        for speaker in range(1, speakers + 1):
+            base_pitch = rng.uniform(95, 230)
+            formants = (rng.uniform(450, 800), rng.uniform(1100, 1900))
+            for emotion in PROSODY:
+                (staging / emotion).mkdir(exist_ok=True)
+                for index in range(per_emotion):
+                    waveform = synthesize(emotion, base_pitch, formants, rng)
+                    soundfile.write(staging / emotion / f"spk{speaker:02d}_{emotion}_{index:02d}.wav", waveform, 16_000)
+        if root.is_dir() and not complete():  # left half-written by a version that wrote in place
+            shutil.rmtree(root)
+        try:
+            os.rename(staging, root)
+        except OSError:  # another process renamed its copy first
+            if not complete():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return root

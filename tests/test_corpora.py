@@ -258,3 +258,32 @@ def test_csv_and_jsonl_manifests_read_path_label_speaker(tmp_path):
     (tmp_path / "bad.csv").write_text("file,label\nclips/a.wav,happy\n")
     with pytest.raises(KeyError, match=r"bad\.csv: row 2 has no 'path' column"):
         load_records("csv", None, manifest=str(tmp_path / "bad.csv"))
+
+
+def _generate_small_demo(root: str) -> str:
+    from hf_ser.demo_corpus import generate_demo_corpus
+
+    return str(generate_demo_corpus(root, speakers=2, per_emotion=2, seed=3))
+
+
+def test_demo_corpus_is_renamed_into_place_whole_even_when_two_writers_generate_it(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import hf_ser.demo_corpus
+
+    written, write = [], hf_ser.demo_corpus.soundfile.write
+    monkeypatch.setattr(hf_ser.demo_corpus.soundfile, "write",
+                        lambda path, *args, **kwargs: (written.append(Path(path)), write(path, *args, **kwargs)))
+    root = tmp_path / "demo"
+    (root / "angry").mkdir(parents=True)  # what an interrupted in-place write used to leave
+    (root / "angry" / "spk01_angry_00.wav").write_bytes(b"")
+    with ThreadPoolExecutor(2) as pool:  # the folders are the shared state, so threads race as processes would
+        assert list(pool.map(_generate_small_demo, [str(root)] * 2)) == [str(root)] * 2
+    files = sorted(root.glob("*/*.wav"))
+    assert len(files) == 2 * 2 * 4 and all(soundfile.info(path).frames > 0 for path in files)
+    assert [path.name for path in tmp_path.iterdir()] == ["demo"]  # no staging folder left behind
+    # no file is ever written inside the corpus folder: a reader sees no corpus or a whole one
+    assert len(written) >= len(files) and not any(root in path.parents for path in written)
+    first = {path.name: path.read_bytes() for path in files}
+    assert _generate_small_demo(str(root)) == str(root)  # complete: nothing is rewritten
+    assert {path.name: path.read_bytes() for path in sorted(root.glob("*/*.wav"))} == first
