@@ -39,11 +39,19 @@ def build_feature_extractor(model_args: ModelArguments, sampling_rate: int, back
         return Wav2Vec2FeatureExtractor(sampling_rate=sampling_rate, do_normalize=False, return_attention_mask=True)
     if backbone_config is not None and backbone_config.model_type == "whisper":
         # Whisper's encoder takes exactly 2 * max_source_positions mel frames (10 ms hop): 30 s for real checkpoints.
-        extractor = WhisperFeatureExtractor(feature_size=backbone_config.num_mel_bins, sampling_rate=sampling_rate)
-        extractor.nb_max_frames = 2 * backbone_config.max_source_positions
-        extractor.n_samples = extractor.nb_max_frames * extractor.hop_length
-        extractor.chunk_length = extractor.n_samples / sampling_rate
-        return extractor
+        # The extractor saves only `chunk_length` (seconds) and recomputes its sizes from it when loaded, so the
+        # chunk must be a whole number of seconds or the reloaded extractor pads to a float length and fails.
+        hop_length = WhisperFeatureExtractor().hop_length
+        samples = 2 * backbone_config.max_source_positions * hop_length
+        if samples % sampling_rate:
+            raise ValueError(
+                f"backbone_config: max_source_positions={backbone_config.max_source_positions} gives Whisper inputs of "
+                f"{samples / sampling_rate:g} s; the saved feature extractor can only describe whole seconds: use a "
+                f"multiple of {sampling_rate // (2 * hop_length)} (1500 = 30 s, as released Whisper checkpoints)"
+            )
+        return WhisperFeatureExtractor(
+            feature_size=backbone_config.num_mel_bins, sampling_rate=sampling_rate, chunk_length=samples // sampling_rate
+        )
     return Wav2Vec2FeatureExtractor(sampling_rate=sampling_rate, do_normalize=True, return_attention_mask=True)
 
 

@@ -3,7 +3,10 @@
     hf-ser export-onnx MODEL OUT_DIR [--opset 18] [--no-verify]
 
 The graph maps `input_values` (batch, samples) and `attention_mask` (batch, samples) to per-input `logits`
-(batch, num_labels), with dynamic batch and time axes. It is exported with `torch.export` (the dynamo-based exporter,
+(batch, num_labels), with dynamic batch and time axes. Whisper-encoder models take `input_features` (batch, mel bins,
+frames) and `attention_mask` (batch, frames) instead; only their batch axis is dynamic, because the encoder requires
+exactly `2 * max_source_positions` frames (3000 = 30 s for released checkpoints), the length the
+WhisperFeatureExtractor pads every input to. It is exported with `torch.export` (the dynamo-based exporter,
 the default of `torch.onnx.export`): the TorchScript exporter (`dynamo=False`) bakes the data-dependent attention-mask
 handling of transformers' wav2vec2 into constants, and its logits then differ from PyTorch's by more than 1 (measured
 with torch 2.13, transformers 5.24). SERCNN is exported on its per-input path (`aggregate_segments=False`); when the
@@ -11,7 +14,8 @@ config asks for segment averaging, `OnnxSERModel` splits each input into segment
 same `split_into_segments` that the PyTorch model uses, so both backends give the same answer.
 
 OUT_DIR gets `model.onnx`, the model's `config.json` (labels, architecture), the feature extractor's
-`preprocessor_config.json` and `onnx_export.json` (input names, shortest supported input, measured parity).
+`preprocessor_config.json` and `onnx_export.json` (input names, dynamic axes, shortest supported input or fixed
+frame count, measured parity).
 """
 
 from __future__ import annotations
@@ -35,22 +39,27 @@ logger = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 EXPORT_INFO_FILE = "onnx_export.json"
-INPUT_NAMES = ["input_values", "attention_mask"]
+INPUT_NAMES = ["input_values", "attention_mask"]  # waveform models; Whisper encoders: input_features, attention_mask
 DEFAULT_OPSET = 18
 # ONNX keeps a model in one protobuf file only below 2 GiB; larger weights go to an external data file.
 PROTOBUF_LIMIT_BYTES = 2**31 - 2**26
 
 
 class LogitsOnly(nn.Module):
-    """The exported function: (input_values, attention_mask) -> per-input logits, nothing data-dependent."""
+    """The exported function: (inputs, attention_mask) -> per-input logits, nothing data-dependent.
 
-    def __init__(self, model: PreTrainedModel):
+    `inputs` go to the model as `input_name`: `input_values` (waveforms) or `input_features` (Whisper log-Mel).
+    """
+
+    def __init__(self, model: PreTrainedModel, input_name: str = "input_values"):
         super().__init__()
         self.model = model
+        self.input_name = input_name
         self.extra = {"aggregate_segments": False} if model.config.model_type == "ser-cnn" else {}
 
-    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_values=input_values, attention_mask=attention_mask, return_dict=True, **self.extra).logits
+    def forward(self, inputs: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        named = {self.input_name: inputs, "attention_mask": attention_mask}
+        return self.model(**named, return_dict=True, **self.extra).logits
 
 
 def _load(model_or_path: Union[str, os.PathLike, PreTrainedModel], feature_extractor=None):
@@ -61,20 +70,38 @@ def _load(model_or_path: Union[str, os.PathLike, PreTrainedModel], feature_extra
     return load_model(model_or_path, feature_extractor)
 
 
-def _check_exportable(model: PreTrainedModel, feature_extractor) -> None:
+def whisper_input_shape(model: PreTrainedModel) -> Optional[tuple[int, int]]:
+    """(mel bins, frames) of a Whisper encoder's fixed-size `input_features`; None for waveform models."""
+    backbone = getattr(model.config, "backbone_config", None)
+    if backbone is None or backbone.model_type != "whisper":
+        return None
+    # WhisperEncoder's convolutions have strides 1 and 2 and it refuses any other frame count.
+    return int(backbone.num_mel_bins), 2 * int(backbone.max_source_positions)
+
+
+def _check_exportable(model: PreTrainedModel, feature_extractor) -> str:
+    """The graph's input name; refuses a feature extractor whose output the model cannot take."""
     input_name = feature_extractor.model_input_names[0]
-    if input_name != "input_values":
+    shape = whisper_input_shape(model)
+    if shape is None:
+        if input_name != "input_values":
+            raise ValueError(f"the feature extractor gives `{input_name}`; this waveform model takes `input_values`")
+        return input_name
+    mel_bins, frames = shape
+    given = (getattr(feature_extractor, "feature_size", None), getattr(feature_extractor, "nb_max_frames", None))
+    if input_name != "input_features" or given != (mel_bins, frames):
         raise ValueError(
-            f"ONNX export supports waveform models (input `input_values`); this one takes `{input_name}` "
-            "(Whisper-style log-Mel features), which is not supported yet"
+            f"the Whisper encoder takes `input_features` of {mel_bins} mel bins x {frames} frames "
+            f"(num_mel_bins, 2 * max_source_positions); the feature extractor ({type(feature_extractor).__name__}, "
+            f"preprocessor_config.json) gives `{input_name}` with feature_size={given[0]}, nb_max_frames={given[1]}"
         )
+    return input_name
 
 
 def _shortest_input(exported: torch.export.ExportedProgram) -> int:
     """The fewest samples the exported graph was proven valid for (torch.export refines the time axis's range)."""
-    placeholder = next(
-        node for node in exported.graph.nodes if node.op == "placeholder" and node.name == "input_values"
-    )
+    first_input = exported.graph_signature.user_inputs[0]
+    placeholder = next(node for node in exported.graph.nodes if node.op == "placeholder" and node.name == first_input)
     samples = placeholder.meta["val"].shape[1]
     if isinstance(samples, int):
         raise RuntimeError("the time axis was specialised to a constant during export; the ONNX model would be fixed-length")
@@ -91,17 +118,25 @@ def export_onnx(
     """Export a model (folder, Hub id or in-memory `PreTrainedModel` + `feature_extractor`) to `output_dir`.
 
     Returns the export info also written to `onnx_export.json`; with `verify`, it holds the largest absolute difference
-    between onnxruntime's and PyTorch's logits on random audio at two lengths and batch sizes.
+    between onnxruntime's and PyTorch's logits on random inputs at two batch sizes (and, for waveforms, two lengths).
     """
     model, feature_extractor = _load(model_or_path, feature_extractor)
-    _check_exportable(model, feature_extractor)
+    input_name = _check_exportable(model, feature_extractor)
+    input_names = [input_name, "attention_mask"]
     model = model.float().eval()
-    wrapper = LogitsOnly(model).eval()
-    example = (torch.randn(2, 16000), torch.ones(2, 16000, dtype=torch.long))
-    dynamic = {name: {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC} for name in INPUT_NAMES}
+    wrapper = LogitsOnly(model, input_name).eval()
+    whisper_shape = whisper_input_shape(model)
+    if whisper_shape is None:
+        example = (torch.randn(2, 16000), torch.ones(2, 16000, dtype=torch.long))
+        axes = {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC}
+    else:
+        mel_bins, frames = whisper_shape
+        example = (torch.randn(2, mel_bins, frames), torch.ones(2, frames, dtype=torch.long))
+        axes = {0: torch.export.Dim.DYNAMIC}
+    dynamic = {"inputs": axes, "attention_mask": axes}
     with torch.no_grad():
         exported = torch.export.export(wrapper, example, dynamic_shapes=dynamic, strict=False)
-    min_samples = _shortest_input(exported)
+    min_samples = _shortest_input(exported) if whisper_shape is None else None
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -110,7 +145,7 @@ def export_onnx(
     program = torch.onnx.export(
         exported,
         example,
-        input_names=INPUT_NAMES,
+        input_names=input_names,
         output_names=["logits"],
         opset_version=opset,
         dynamo=True,
@@ -119,47 +154,61 @@ def export_onnx(
     model.config.save_pretrained(output_dir)
     feature_extractor.save_pretrained(output_dir)
 
-    info = {
-        "onnx_file": ONNX_FILE,
-        "inputs": INPUT_NAMES,
-        "outputs": ["logits"],
-        "dynamic_axes": {name: {"0": "batch", "1": "samples"} for name in INPUT_NAMES},
-        "min_samples": min_samples,
-        "opset": opset,
-        "model_type": model.config.model_type,
-        "segment_averaging_outside_graph": model.config.model_type == "ser-cnn"
+    info = {"onnx_file": ONNX_FILE, "inputs": input_names, "outputs": ["logits"]}
+    if whisper_shape is None:
+        info["dynamic_axes"] = {name: {"0": "batch", "1": "samples"} for name in input_names}
+        info["min_samples"] = min_samples
+    else:  # the frame axis is fixed at what the encoder requires
+        info["dynamic_axes"] = {name: {"0": "batch"} for name in input_names}
+        info["num_mel_bins"], info["num_frames"] = whisper_shape
+    info.update(
+        opset=opset,
+        model_type=model.config.model_type,
+        segment_averaging_outside_graph=model.config.model_type == "ser-cnn"
         and bool(getattr(model.config, "aggregate_segments", False)),
-        "torch_version": torch.__version__,
-    }
+        torch_version=torch.__version__,
+    )
+    info_path = output_dir / EXPORT_INFO_FILE
+    info_path.write_text(json.dumps(info, indent=2) + "\n")  # OnnxSERModel reads the input names from it
     if verify:
         info["parity"] = verify_parity(model, output_dir)
-    (output_dir / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        info_path.write_text(json.dumps(info, indent=2) + "\n")
     return info
 
 
 def verify_parity(model: PreTrainedModel, onnx_dir: Union[str, os.PathLike], seed: int = 0) -> dict:
-    """Max |logits_onnx - logits_torch| over random padded batches of two shapes (different batch and time sizes)."""
+    """Max |logits_onnx - logits_torch| over random padded batches of two shapes (different batch sizes; for
+    waveforms different lengths too, for Whisper the fixed frame count)."""
     generator = torch.Generator().manual_seed(seed)
     onnx_model = OnnxSERModel(onnx_dir)
-    wrapper = LogitsOnly(model.float().eval())
+    wrapper = LogitsOnly(model.float().eval(), onnx_model.input_name)
+    whisper_shape = whisper_input_shape(model)
     checks = []
     for batch, samples in ((1, 24_000), (3, 52_000)):
-        input_values = torch.randn(batch, samples, generator=generator) * 0.1
-        attention_mask = torch.ones(batch, samples, dtype=torch.long)
-        attention_mask[-1, samples * 2 // 3 :] = 0  # one padded row, so the mask path is checked too
+        if whisper_shape is None:
+            inputs = torch.randn(batch, samples, generator=generator) * 0.1
+            length, check = samples, {"batch": batch, "samples": samples}
+        else:  # log-Mel-like: WhisperFeatureExtractor's features lie in about [-1, 1.5]
+            mel_bins, length = whisper_shape
+            inputs = (torch.randn(batch, mel_bins, length, generator=generator) * 0.5).clamp(-1.0, 1.5)
+            check = {"batch": batch, "frames": length}
+        attention_mask = torch.ones(batch, length, dtype=torch.long)
+        attention_mask[-1, length * 2 // 3 :] = 0  # one padded row, so the mask path is checked too
         with torch.no_grad():
-            expected = wrapper(input_values, attention_mask).numpy()
-        actual = onnx_model.run_graph(input_values.numpy(), attention_mask.numpy())
-        checks.append({"batch": batch, "samples": samples, "max_abs_diff": float(np.abs(actual - expected).max())})
+            expected = wrapper(inputs, attention_mask).numpy()
+        actual = onnx_model.run_graph(inputs.numpy(), attention_mask.numpy())
+        checks.append({**check, "max_abs_diff": float(np.abs(actual - expected).max())})
     return {"checks": checks, "max_abs_diff": max(check["max_abs_diff"] for check in checks)}
 
 
 class OnnxSERModel:
-    """An exported model under onnxruntime: padded `input_values` + `attention_mask` in, logits out (NumPy).
+    """An exported model under onnxruntime: padded inputs + `attention_mask` in, logits out (NumPy).
 
-    Behaves like the PyTorch model in evaluation mode: SERCNN configs with `aggregate_segments` average the logits
-    of each input's segments. Inputs shorter than the graph's shortest supported length (`min_samples`) are
-    zero-padded with a zero attention mask, which the models ignore when pooling.
+    The inputs are `input_values` (waveforms) or, for Whisper encoders, `input_features` of the fixed frame count
+    (`inputs` and `num_frames` in onnx_export.json; folders without them hold waveform graphs). Behaves like the
+    PyTorch model in evaluation mode: SERCNN configs with `aggregate_segments` average the logits of each input's
+    segments. Waveforms shorter than the graph's shortest supported length (`min_samples`) are zero-padded with a
+    zero attention mask, which the models ignore when pooling.
     """
 
     def __init__(self, onnx_dir: Union[str, os.PathLike], threads: Optional[int] = None):
@@ -173,7 +222,9 @@ class OnnxSERModel:
             raise FileNotFoundError(f"{onnx_path} not found: export the model first with `hf-ser export-onnx MODEL {onnx_dir}`")
         info_path = onnx_dir / EXPORT_INFO_FILE
         self.info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        self.input_name = self.info.get("inputs", INPUT_NAMES)[0]
         self.min_samples = int(self.info.get("min_samples", 1))
+        self.num_frames = self.info.get("num_frames")  # Whisper: the fixed frame axis
         self.config = AutoConfig.from_pretrained(onnx_dir)
         options = onnxruntime.SessionOptions()
         if threads:
@@ -181,17 +232,23 @@ class OnnxSERModel:
             options.inter_op_num_threads = 1
         self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
-    def run_graph(self, input_values: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """One pass of the exported graph: per-input logits."""
-        input_values = np.asarray(input_values, dtype=np.float32)
+    def run_graph(self, inputs: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """One pass of the exported graph: per-input logits. `inputs` are the graph's `input_name` (time last)."""
+        inputs = np.asarray(inputs, dtype=np.float32)
         attention_mask = np.asarray(attention_mask, dtype=np.int64)
-        shortfall = self.min_samples - input_values.shape[1]
+        if self.num_frames is not None and inputs.shape[-1] != self.num_frames:
+            raise ValueError(
+                f"the exported Whisper encoder takes exactly {self.num_frames} frames (`num_frames` in "
+                f"{EXPORT_INFO_FILE}), got {inputs.shape[-1]}: prepare inputs with the exported feature extractor"
+            )
+        shortfall = self.min_samples - inputs.shape[-1]
         if shortfall > 0:
-            input_values = np.pad(input_values, ((0, 0), (0, shortfall)))
+            inputs = np.pad(inputs, [(0, 0)] * (inputs.ndim - 1) + [(0, shortfall)])
             attention_mask = np.pad(attention_mask, ((0, 0), (0, shortfall)))
-        return self.session.run(["logits"], {"input_values": input_values, "attention_mask": attention_mask})[0]
+        return self.session.run(["logits"], {self.input_name: inputs, "attention_mask": attention_mask})[0]
 
     def __call__(self, input_values: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Evaluation logits of a padded batch: `input_values`, or `input_features` for Whisper encoders."""
         config = self.config
         if not (config.model_type == "ser-cnn" and config.aggregate_segments):
             return self.run_graph(input_values, attention_mask)
@@ -219,7 +276,8 @@ class OnnxSERModel:
 def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hf-ser export-onnx",
-        description="Export a trained model to ONNX (dynamic batch and time axes) with its config and feature extractor.",
+        description="Export a trained model to ONNX (dynamic batch and time axes; Whisper encoders: dynamic batch, "
+        "fixed frames) with its config and feature extractor.",
     )
     parser.add_argument("model", help="model folder or Hub id (as saved by `hf-ser train`)")
     parser.add_argument("output_dir", help="folder for model.onnx, config.json, preprocessor_config.json")
@@ -227,8 +285,12 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-PyTorch parity check")
     args = parser.parse_args(argv)
     info = export_onnx(args.model, args.output_dir, opset=args.opset, verify=not args.no_verify)
-    print(f"wrote {Path(args.output_dir) / ONNX_FILE} (inputs: {', '.join(info['inputs'])}; "
-          f"dynamic batch and time axes; shortest input {info['min_samples']} samples)")
+    axes = (
+        f"dynamic batch and time axes; shortest input {info['min_samples']} samples"
+        if "min_samples" in info
+        else f"dynamic batch axis; fixed {info['num_mel_bins']} mel bins x {info['num_frames']} frames"
+    )
+    print(f"wrote {Path(args.output_dir) / ONNX_FILE} (inputs: {', '.join(info['inputs'])}; {axes})")
     if "parity" in info:
         print(f"parity with PyTorch: max |logits difference| = {info['parity']['max_abs_diff']:.2e}")
     return 0

@@ -151,7 +151,7 @@ class EmotionClassifier:
                 example["attention_mask"] = mask
         batch = self.collator(examples)
         if self.backend == "onnx":
-            return self.model(batch["input_values"].numpy(), batch["attention_mask"].numpy())
+            return self.model(batch[input_name].numpy(), batch["attention_mask"].numpy())
         with torch.inference_mode():
             batch = {key: value.to(self.device) for key, value in batch.items()}
             return self.model(**batch).logits.float().cpu().numpy()

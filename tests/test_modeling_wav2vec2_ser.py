@@ -1,6 +1,8 @@
 import pytest
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor, pipeline
+from transformers import (
+    AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor, pipeline,
+)
 
 import hf_ser
 from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
@@ -111,7 +113,7 @@ def test_other_encoder_families(backbone):
     assert model(torch.randn(2, 8000)).logits.shape == (2, 4)
 
 
-def test_whisper_encoder_with_log_mel_features():
+def test_whisper_encoder_with_log_mel_features(tmp_path):
     from hf_ser.arguments import ModelArguments
     from hf_ser.models import build_feature_extractor
 
@@ -125,6 +127,14 @@ def test_whisper_encoder_with_log_mel_features():
     assert features["input_features"].shape == (2, 80, 200)
     out = model(input_features=features["input_features"], attention_mask=features["attention_mask"])
     assert out.logits.shape == (2, 4)
+    # saved with a run and loaded back, the extractor gives the same features (it stores only whole seconds)
+    extractor.save_pretrained(tmp_path)
+    reloaded = AutoFeatureExtractor.from_pretrained(tmp_path)(
+        [torch.randn(8000).numpy()], sampling_rate=16000, return_attention_mask=True, return_tensors="pt")
+    assert reloaded["input_features"].shape == (1, 80, 200)
+    with pytest.raises(ValueError, match="max_source_positions=16 gives Whisper inputs of 0.32 s.*multiple of 50"):
+        build_feature_extractor(ModelArguments(backbone_config={**backbone, "max_source_positions": 16}), 16000,
+                                make_model({**backbone, "max_source_positions": 16}).config.backbone_config)
 
 
 def save_checkpoint(model, folder):

@@ -1,11 +1,12 @@
 """Specification of the ONNX export (hf_ser/onnx_export.py) and `hf-ser predict --backend onnx`.
 
-Each architecture is exported once per module (torch.export + ONNX translation takes tens of seconds on 2 CPU cores),
-so the module is marked slow.
+Each architecture (and a Wav2Vec2SER with a Whisper encoder) is exported once per module (torch.export + ONNX
+translation takes tens of seconds on 2 CPU cores), so the module is marked slow.
 """
 
 import json
 import os
+import shutil
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -15,9 +16,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from transformers import Wav2Vec2FeatureExtractor
+from transformers import Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
 
-from hf_ser import SERCNN, SERCNNConfig
+from hf_ser import SERCNN, SERCNNConfig, Wav2Vec2SER, Wav2Vec2SERConfig
 from hf_ser.audio import load_audio
 from hf_ser.cli import main as cli_main
 from hf_ser.demo_corpus import synthesize
@@ -28,7 +29,12 @@ from conftest import EMODB_DIR, TINY_LABELS, requires_emodb
 
 pytestmark = pytest.mark.slow
 TOLERANCE = 1e-4
-ARCHITECTURES = ["wav2vec2-ser", "ser-cnn"]
+ARCHITECTURES = ["wav2vec2-ser", "ser-cnn"]  # waveform inputs, dynamic time axis
+WITH_WHISPER = ARCHITECTURES + ["whisper"]  # a Wav2Vec2SER with a Whisper encoder: log-Mel frames, fixed frame axis
+TINY_WHISPER = {"model_type": "whisper", "d_model": 16, "encoder_layers": 1, "encoder_attention_heads": 2,
+                "decoder_layers": 1, "decoder_attention_heads": 2, "encoder_ffn_dim": 32, "decoder_ffn_dim": 32,
+                "num_mel_bins": 8, "max_source_positions": 200}
+WHISPER_FRAMES = 2 * TINY_WHISPER["max_source_positions"]  # what the encoder takes: 4 s at 10 ms per frame
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +59,37 @@ def cnn_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_model_dir, cnn_model_dir, tmp_path_factory) -> dict:
-    """{architecture: (model folder, ONNX folder)}: wav2vec2 through the CLI, SERCNN through the Python API."""
+def whisper_model_dir(tmp_path_factory) -> Path:
+    """A saved tiny Wav2Vec2SER on a random Whisper encoder, with a WhisperFeatureExtractor that pads to the
+    encoder's frame count (a 4 s chunk instead of the released 30 s, so the test stays fast)."""
+    torch.manual_seed(0)
+    config = Wav2Vec2SERConfig(
+        backbone_config=dict(TINY_WHISPER), head_hidden_sizes=[16, 8], pooling="attentive_stats",
+        id2label=dict(enumerate(TINY_LABELS)), label2id={label: i for i, label in enumerate(TINY_LABELS)},
+    )
+    model_dir = tmp_path_factory.mktemp("whisper") / "model"
+    Wav2Vec2SER(config).eval().save_pretrained(model_dir)
+    extractor = WhisperFeatureExtractor(
+        feature_size=TINY_WHISPER["num_mel_bins"], chunk_length=4, return_attention_mask=True
+    )
+    assert extractor.nb_max_frames == WHISPER_FRAMES
+    extractor.save_pretrained(model_dir)
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model_dir, cnn_model_dir, whisper_model_dir, tmp_path_factory) -> dict:
+    """{architecture: (model folder, ONNX folder)}: wav2vec2 and Whisper through the CLI, SERCNN through the Python
+    API."""
     root = tmp_path_factory.mktemp("onnx")
     assert cli_main(["export-onnx", str(tiny_model_dir), str(root / "wav2vec2")]) == 0
     export_onnx(cnn_model_dir, root / "cnn")
-    return {"wav2vec2-ser": (tiny_model_dir, root / "wav2vec2"), "ser-cnn": (cnn_model_dir, root / "cnn")}
+    assert cli_main(["export-onnx", str(whisper_model_dir), str(root / "whisper")]) == 0
+    return {
+        "wav2vec2-ser": (tiny_model_dir, root / "wav2vec2"),
+        "ser-cnn": (cnn_model_dir, root / "cnn"),
+        "whisper": (whisper_model_dir, root / "whisper"),
+    }
 
 
 def speech_like_waveforms(count: int, seed: int) -> list:
@@ -111,6 +142,61 @@ def test_per_input_logits_match_pytorch_at_other_batch_sizes_and_lengths(exporte
         assert np.abs(actual - expected).max() <= TOLERANCE
 
 
+def test_whisper_export_has_a_dynamic_batch_axis_and_the_encoders_fixed_frame_axis(exported):
+    model_dir, onnx_dir = exported["whisper"]
+    graph = onnx.load(onnx_dir / "model.onnx")
+    onnx.checker.check_model(graph)
+    inputs = {i.name: i.type.tensor_type.shape.dim for i in graph.graph.input}
+    assert list(inputs) == ["input_features", "attention_mask"]
+    mel_bins = TINY_WHISPER["num_mel_bins"]
+    expected_fixed = {"input_features": [mel_bins, WHISPER_FRAMES], "attention_mask": [WHISPER_FRAMES]}
+    for name, fixed in expected_fixed.items():
+        dims = inputs[name]
+        assert dims[0].dim_param and not dims[0].dim_value  # batch: symbolic
+        assert [d.dim_value for d in dims[1:]] == fixed and not any(d.dim_param for d in dims[1:])
+    info = json.loads((onnx_dir / "onnx_export.json").read_text())
+    assert info["inputs"] == ["input_features", "attention_mask"]
+    assert info["dynamic_axes"] == {"input_features": {"0": "batch"}, "attention_mask": {"0": "batch"}}
+    assert (info["num_mel_bins"], info["num_frames"]) == (mel_bins, WHISPER_FRAMES) and "min_samples" not in info
+    assert info["model_type"] == "wav2vec2-ser" and not info["segment_averaging_outside_graph"]
+    assert [check["batch"] for check in info["parity"]["checks"]] == [1, 3]
+    assert info["parity"]["max_abs_diff"] <= TOLERANCE
+    extractor = WhisperFeatureExtractor.from_pretrained(onnx_dir)
+    assert (extractor.feature_size, extractor.nb_max_frames) == (mel_bins, WHISPER_FRAMES)
+
+
+def test_whisper_graph_matches_pytorch_at_other_batch_sizes_and_refuses_other_frame_counts(exported):
+    model_dir, onnx_dir = exported["whisper"]
+    onnx_model = OnnxSERModel(onnx_dir)
+    assert onnx_model.input_name == "input_features"
+    reference = LogitsOnly(EmotionClassifier(model_dir).model, "input_features")
+    generator = torch.Generator().manual_seed(1)
+    for batch in (1, 4):
+        features = torch.rand(batch, TINY_WHISPER["num_mel_bins"], WHISPER_FRAMES, generator=generator) * 2 - 0.8
+        attention_mask = torch.ones(batch, WHISPER_FRAMES, dtype=torch.long)
+        attention_mask[-1, 150:] = 0
+        with torch.no_grad():
+            expected = reference(features, attention_mask).numpy()
+        actual = onnx_model.run_graph(features.numpy(), attention_mask.numpy())
+        assert actual.shape == (batch, len(TINY_LABELS))
+        assert np.abs(actual - expected).max() <= TOLERANCE
+    with pytest.raises(ValueError, match=f"exactly {WHISPER_FRAMES} frames"):
+        onnx_model.run_graph(features[..., :300].numpy(), attention_mask[:, :300].numpy())
+
+
+def test_folders_exported_before_input_names_were_recorded_run_as_waveform_graphs(exported, tmp_path):
+    _, onnx_dir = exported["wav2vec2-ser"]
+    old = tmp_path / "old"
+    shutil.copytree(onnx_dir, old)
+    info = json.loads((old / "onnx_export.json").read_text())
+    del info["inputs"]
+    (old / "onnx_export.json").write_text(json.dumps(info))
+    input_values, attention_mask = np.random.default_rng(0).normal(size=(2, 20_000)) * 0.1, np.ones((2, 20_000))
+    assert OnnxSERModel(old).input_name == "input_values"
+    expected = OnnxSERModel(onnx_dir).run_graph(input_values, attention_mask)
+    np.testing.assert_array_equal(OnnxSERModel(old).run_graph(input_values, attention_mask), expected)
+
+
 def assert_backends_agree(exported, architecture, waveforms):
     model_dir, onnx_dir = exported[architecture]
     torch_backend, onnx_backend = EmotionClassifier(model_dir), EmotionClassifier(onnx_dir, backend="onnx")
@@ -120,7 +206,7 @@ def assert_backends_agree(exported, architecture, waveforms):
         assert np.abs(actual - expected).max() <= TOLERANCE
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("architecture", WITH_WHISPER)
 def test_model_logits_match_pytorch_on_speech_like_audio(exported, architecture):
     """Whole-model evaluation output, SERCNN's segment averaging included (done outside the graph for ONNX)."""
     waveforms = speech_like_waveforms(4, seed=3)
@@ -129,12 +215,12 @@ def test_model_logits_match_pytorch_on_speech_like_audio(exported, architecture)
 
 
 @requires_emodb()
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("architecture", WITH_WHISPER)
 def test_model_logits_match_pytorch_on_real_emodb_speech(exported, architecture):
     assert_backends_agree(exported, architecture, emodb_waveforms(4))
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("architecture", WITH_WHISPER)
 def test_predict_with_the_onnx_backend_gives_the_torch_backend_answer(exported, architecture, tmp_path, capsys):
     import soundfile
 
@@ -164,15 +250,9 @@ def test_torch_backend_on_an_onnx_folder_says_which_backend_to_use(exported):
         EmotionClassifier(exported["ser-cnn"][0], backend="onnx")
 
 
-def test_whisper_feature_models_are_refused_with_a_reason(tmp_path):
-    from transformers import WhisperFeatureExtractor
-
-    from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
-
-    whisper = {"model_type": "whisper", "d_model": 16, "encoder_layers": 1, "encoder_attention_heads": 2,
-               "decoder_layers": 1, "decoder_attention_heads": 2, "encoder_ffn_dim": 32, "decoder_ffn_dim": 32,
-               "num_mel_bins": 8, "max_source_positions": 16}
+def test_whisper_models_with_a_feature_extractor_of_other_frames_are_refused_with_a_reason(tmp_path):
+    whisper = {**TINY_WHISPER, "max_source_positions": 16}  # 32 frames; the extractor below pads to 3000 (30 s)
     model = Wav2Vec2SER(Wav2Vec2SERConfig(backbone_config=whisper, num_labels=2, head_hidden_sizes=[8]))
-    with pytest.raises(ValueError, match="input_features"):
+    with pytest.raises(ValueError, match="8 mel bins x 32 frames.*nb_max_frames=3000"):
         export_onnx(model, tmp_path / "out", feature_extractor=WhisperFeatureExtractor(feature_size=8))
     assert not (tmp_path / "out").exists()
