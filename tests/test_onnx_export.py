@@ -124,6 +124,14 @@ def test_export_writes_a_valid_graph_with_dynamic_batch_and_time_axes(exported, 
     )["id2label"]
 
 
+def assert_graph_matches(reference: LogitsOnly, onnx_model: OnnxSERModel, inputs, attention_mask) -> None:
+    with torch.no_grad():
+        expected = reference(inputs, attention_mask).numpy()
+    actual = onnx_model.run_graph(inputs.numpy(), attention_mask.numpy())
+    assert actual.shape == (inputs.shape[0], len(TINY_LABELS))
+    assert np.abs(actual - expected).max() <= TOLERANCE
+
+
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_per_input_logits_match_pytorch_at_other_batch_sizes_and_lengths(exported, architecture):
     """Shapes differ from the (2, 16000) example used for export: only dynamic axes can run them."""
@@ -135,11 +143,7 @@ def test_per_input_logits_match_pytorch_at_other_batch_sizes_and_lengths(exporte
         input_values = torch.randn(batch, samples, generator=generator) * 0.2
         attention_mask = torch.ones(batch, samples, dtype=torch.long)
         attention_mask[-1, 30_000:] = 0
-        with torch.no_grad():
-            expected = reference(input_values, attention_mask).numpy()
-        actual = onnx_model.run_graph(input_values.numpy(), attention_mask.numpy())
-        assert actual.shape == (batch, len(TINY_LABELS))
-        assert np.abs(actual - expected).max() <= TOLERANCE
+        assert_graph_matches(reference, onnx_model, input_values, attention_mask)
 
 
 def test_whisper_export_has_a_dynamic_batch_axis_and_the_encoders_fixed_frame_axis(exported):
@@ -175,11 +179,7 @@ def test_whisper_graph_matches_pytorch_at_other_batch_sizes_and_refuses_other_fr
         features = torch.rand(batch, TINY_WHISPER["num_mel_bins"], WHISPER_FRAMES, generator=generator) * 2 - 0.8
         attention_mask = torch.ones(batch, WHISPER_FRAMES, dtype=torch.long)
         attention_mask[-1, 150:] = 0
-        with torch.no_grad():
-            expected = reference(features, attention_mask).numpy()
-        actual = onnx_model.run_graph(features.numpy(), attention_mask.numpy())
-        assert actual.shape == (batch, len(TINY_LABELS))
-        assert np.abs(actual - expected).max() <= TOLERANCE
+        assert_graph_matches(reference, onnx_model, features, attention_mask)
     with pytest.raises(ValueError, match=f"exactly {WHISPER_FRAMES} frames"):
         onnx_model.run_graph(features[..., :300].numpy(), attention_mask[:, :300].numpy())
 
