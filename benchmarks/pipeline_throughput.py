@@ -5,6 +5,8 @@ same Trainer settings (batch 16, no augmentation, no evaluation or checkpoints d
 - `hf-ser`: hf-ser's own pieces as hf_ser/train.py wires them: `build_corpus` (decode-check in `map`, `duration`
   column), `attach_transforms` (decode + random 6 s crop on the fly), `SERDataCollator` (pad each batch to its longest
   clip), `SERTrainer` with `train_sampling_strategy: group_by_length`.
+- `hf-ser-release`: the same with `cpu_release_freed_memory: true` (freed activation memory goes back to the OS at
+  once; hf_ser/cpu_memory.py).
 - `seed`: the seed's way: every clip cropped or zero-padded to exactly 6 s (hf-ser's `pad_to_max_duration: true`),
   random batches.
 - `example`: transformers' examples/pytorch/audio-classification/run_audio_classification.py: the `audio` column decoded
@@ -36,7 +38,7 @@ from common import (
     write_report,
 )
 
-VARIANTS = ("hf-ser", "seed", "example")
+VARIANTS = ("hf-ser", "hf-ser-release", "seed", "example")
 RECIPE = REPO_ROOT / "recipes" / "emodb.yaml"
 EMODB_DIR = REPO_ROOT.parent / "shared" / "data" / "emodb"
 
@@ -117,8 +119,10 @@ def run_variant(variant: str, epochs: float, max_train_samples: int | None, thre
             "--class_weights", "balanced", "--use_cpu", "true", "--dataloader_num_workers", "0"]
     if max_train_samples:
         argv += ["--max_train_samples", str(max_train_samples)]
-    if variant == "hf-ser":
+    if variant.startswith("hf-ser"):
         argv += ["--train_sampling_strategy", "group_by_length"]
+    if variant == "hf-ser-release":
+        argv += ["--cpu_release_freed_memory", "true"]
     elif variant == "seed":
         argv += ["--pad_to_max_duration", "true"]
     model_args, data_args, training_args = parse_args(argv)

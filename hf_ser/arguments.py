@@ -194,6 +194,11 @@ class SERTrainingArguments(TrainingArguments):
         default=0, metadata={"help": "Train only the head (and pooling) for this many optimizer steps, then unfreeze "
                              "the encoder (the feature encoder stays as freeze_feature_encoder says)."}
     )
+    cpu_release_freed_memory: bool = field(
+        default=False,
+        metadata={"help": "CPU training: give freed activation memory back to the OS at once (glibc's mmap threshold "
+                  "fixed), so peak RSS follows live memory; costs CPU time in page faults (docs/benchmarks.md)."},
+    )
     precise_bn_batches: int = field(
         default=0,
         metadata={"help": "Before each evaluation, recompute BatchNorm statistics over this many batches of clean "

@@ -1,9 +1,10 @@
-"""`SERTrainer`: the `Trainer` with two things hf-ser's data and recipes need.
+"""`SERTrainer`: the `Trainer` with what hf-ser's data and recipes need.
 
 - Length-grouped batches (`train_sampling_strategy: group_by_length`) from the `duration` column that `build_corpus`
   computes in `map`: the audio transform hides every column but its outputs, so the sampler reads the plain table.
 - `encoder_learning_rate`: the encoder's parameters in their own optimizer groups, the head and pooling on
   `learning_rate`, with the Trainer's own weight-decay rules (no decay on biases and norms).
+- `cpu_release_freed_memory`: freed activation memory goes back to the OS at once (hf_ser/cpu_memory.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import datasets
 from torch import nn
 from transformers import Trainer
 from transformers.trainer_utils import unwrap_peft_model
+
+from .cpu_memory import release_freed_memory
 
 LENGTH_STRATEGIES = ("group_by_length", "batch_rebalance")
 
@@ -28,6 +31,11 @@ def encoder_parameter_ids(model: nn.Module) -> set[int]:
 
 
 class SERTrainer(Trainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if getattr(self.args, "cpu_release_freed_memory", False):
+            release_freed_memory()
+
     def _with_visible_lengths(self, dataset):
         """The dataset as the length-grouping samplers need it: they read only its size and length column, which the
         audio transform hides; `with_format(None)` shows the plain table."""

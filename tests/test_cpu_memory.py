@@ -1,0 +1,64 @@
+"""`cpu_release_freed_memory` (hf_ser/cpu_memory.py): freed blocks leave the process instead of staying resident."""
+
+import subprocess
+import sys
+
+import pytest
+
+from hf_ser.arguments import SERTrainingArguments
+from hf_ser.cpu_memory import release_freed_memory
+
+from conftest import REPO_ROOT
+
+glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the lever is glibc's mallopt")
+
+# Freeing one 8 MiB block raises glibc's default mmap threshold to 8 MiB, so the twenty 4 MiB blocks that follow come
+# from the heap; all but the last are freed, and the heap cannot shrink below the last one. Prints retained MiB.
+PROBE = """
+import importlib.util, os, sys
+def rss_mib():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+if sys.argv[1] == "release":  # the module alone, without importing hf_ser's dependencies
+    spec = importlib.util.spec_from_file_location("cpu_memory", {path!r})
+    module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
+    assert module.release_freed_memory()
+base = rss_mib()
+big = bytearray(8 * 2**20); del big
+blocks = [bytearray(4 * 2**20) for _ in range(20)]
+keep = blocks[-1]; del blocks
+print(rss_mib() - base)
+"""
+
+
+def retained_mib(mode: str) -> float:
+    code = PROBE.format(path=str(REPO_ROOT / "hf_ser" / "cpu_memory.py"))
+    result = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+@glibc_only
+def test_freed_blocks_go_back_to_the_os_only_with_the_lever():
+    assert retained_mib("default") > 60  # 19 freed 4 MiB blocks stay resident
+    assert retained_mib("release") < 16  # only the block still alive
+
+
+def test_the_lever_is_a_training_argument_and_refuses_thresholds_glibc_cannot_take(tmp_path):
+    assert SERTrainingArguments(output_dir=str(tmp_path)).cpu_release_freed_memory is False
+    with pytest.raises(ValueError, match="1 byte to 32 MiB"):
+        release_freed_memory(64 * 2**20)
+
+
+def test_the_trainer_applies_the_lever_when_the_recipe_asks(tmp_path, monkeypatch):
+    import torch
+
+    import hf_ser.trainer
+
+    calls = []
+    monkeypatch.setattr(hf_ser.trainer, "release_freed_memory", lambda: calls.append(True))
+    for asked in (False, True):
+        args = SERTrainingArguments(output_dir=str(tmp_path), cpu_release_freed_memory=asked, use_cpu=True,
+                                    eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+                                    report_to="none")
+        hf_ser.trainer.SERTrainer(model=torch.nn.Linear(2, 2), args=args)
+    assert calls == [True]
