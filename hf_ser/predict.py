@@ -99,7 +99,8 @@ class EmotionClassifier:
 
     Waveforms (16 kHz mono float32, as `load_audio` returns them) in, class probabilities out. Inputs are prepared
     as in training: the feature extractor per waveform, then `SERDataCollator` pads each batch with the extractor's
-    `pad` and an attention mask.
+    `pad` and an attention mask. The PyTorch backend runs on `device` (default: a loaded model on the machine's
+    accelerator if any, else the CPU; an in-memory model where it already is).
     """
 
     def __init__(
@@ -113,6 +114,8 @@ class EmotionClassifier:
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r}: use one of {BACKENDS}")
         self.backend = backend
+        if device is None and isinstance(model_or_path, PreTrainedModel):
+            device = model_or_path.device  # an in-memory model stays where its owner put it
         self.device = resolve_device(device, backend)
         if backend == "onnx":
             from .onnx_export import OnnxSERModel

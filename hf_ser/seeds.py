@@ -58,8 +58,7 @@ def run_seeds(argv: list[str], seeds: list[int]) -> dict:
             logger.info("seed %d: finished already (%s), not trained again", seed, run_dir)
             continue
         train_main(list(argv) + ["--seed", str(seed), "--output_dir", str(run_dir)])
-    output_dir = training_args.output_dir
-    return summarise_seeds(output_dir, seeds)
+    return summarise_seeds(training_args.output_dir, seeds)
 
 
 def summarise_seeds(output_dir: str | Path, seeds: list[int]) -> dict:
