@@ -19,9 +19,11 @@ import torch
 from transformers import Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
 
 from hf_ser import SERCNN, SERCNNConfig, Wav2Vec2SER, Wav2Vec2SERConfig
+from hf_ser.arguments import ModelArguments
 from hf_ser.audio import load_audio
 from hf_ser.cli import main as cli_main
 from hf_ser.demo_corpus import synthesize
+from hf_ser.models import build_feature_extractor
 from hf_ser.onnx_export import LogitsOnly, OnnxSERModel, export_onnx
 from hf_ser.predict import EmotionClassifier
 
@@ -60,8 +62,8 @@ def cnn_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def whisper_model_dir(tmp_path_factory) -> Path:
-    """A saved tiny Wav2Vec2SER on a random Whisper encoder, with a WhisperFeatureExtractor that pads to the
-    encoder's frame count (a 4 s chunk instead of the released 30 s, so the test stays fast)."""
+    """A saved tiny Wav2Vec2SER on a random Whisper encoder, with the WhisperFeatureExtractor hf-ser builds for it:
+    padded to the encoder's frame count (a 4 s chunk instead of the released 30 s, so the test stays fast)."""
     torch.manual_seed(0)
     config = Wav2Vec2SERConfig(
         backbone_config=dict(TINY_WHISPER), head_hidden_sizes=[16, 8], pooling="attentive_stats",
@@ -69,9 +71,8 @@ def whisper_model_dir(tmp_path_factory) -> Path:
     )
     model_dir = tmp_path_factory.mktemp("whisper") / "model"
     Wav2Vec2SER(config).eval().save_pretrained(model_dir)
-    extractor = WhisperFeatureExtractor(
-        feature_size=TINY_WHISPER["num_mel_bins"], chunk_length=4, return_attention_mask=True
-    )
+    # the extractor a training run builds and saves for this encoder
+    extractor = build_feature_extractor(ModelArguments(backbone_config=dict(TINY_WHISPER)), 16000, config.backbone_config)
     assert extractor.nb_max_frames == WHISPER_FRAMES
     extractor.save_pretrained(model_dir)
     return model_dir
