@@ -43,6 +43,12 @@ class ModelArguments:
         metadata={"help": "Encoder built from this config with random weights (a dict with `model_type`), when "
                   "there is no `backbone`: for from-scratch and offline runs."},
     )
+    backbone_overrides: dict | str | None = field(
+        default=None,
+        metadata={"help": "Encoder config values to change, for `backbone` and `backbone_config` alike, e.g. "
+                  "{layerdrop: 0.0, mask_time_prob: 0.0, hidden_dropout: 0.1}; saved with the model. A key the "
+                  "encoder's config lacks is an error."},
+    )
     model_name_or_path: Optional[str] = field(
         default=None, metadata={"help": "Start from a saved hf-ser checkpoint (folder or Hub id) instead."}
     )
@@ -75,6 +81,7 @@ class ModelArguments:
 
     def __post_init__(self):
         self.backbone_config = _json_field(self.backbone_config)
+        self.backbone_overrides = _json_field(self.backbone_overrides) or {}
         self.model_config = _json_field(self.model_config) or {}
         self.peft = _json_field(self.peft)
         if self.class_weights not in (None, "balanced"):

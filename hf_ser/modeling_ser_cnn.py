@@ -214,10 +214,18 @@ class SERCNNHeadFusionAttention(nn.Module):
 
 class SERCNNPreTrainedModel(PreTrainedModel):
     config_class = SERCNNConfig
+    accepts_loss_kwargs = False  # the loss is a per-example mean: the Trainer scales it for gradient accumulation
     base_model_prefix = "ser_cnn"
     main_input_name = "input_values"
     # The default model has about 172k parameters; a device map gains nothing from splitting these.
     _no_split_modules = ["SERCNNFrontEnd", "SERCNNHeadFusionAttention"]
+
+    def save_pretrained(self, *args, **kwargs):
+        # `register_for_auto_class` records one Auto class; checkpoints must resolve with AutoModel as well.
+        if getattr(self, "_auto_class", None) is not None:
+            auto_map = getattr(self.config, "auto_map", None) or {}
+            self.config.auto_map = {**auto_map, "AutoModel": f"{__name__.rsplit('.', 1)[-1]}.SERCNN"}
+        return super().save_pretrained(*args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -14,6 +14,11 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .configuration_wav2vec2_ser import Wav2Vec2SERConfig
 
+# Where the encoder's tensors sit in checkpoints saved from a whole Whisper model (WhisperForConditionalGeneration:
+# `model.encoder.*`, WhisperModel: `encoder.*`). The wav2vec2 family needs none: `from_pretrained` of the bare encoder
+# strips its task classes' prefix (`wav2vec2.`, `hubert.`, `wavlm.`) itself.
+WHISPER_ENCODER_KEYS = {r"^(model\.)?encoder\.": ""}
+
 
 class SafeBatchNorm1d(nn.BatchNorm1d):
     """BatchNorm1d that accepts a training batch of one example.
@@ -71,6 +76,9 @@ def masked_mean(frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
 
 class Wav2Vec2SERPreTrainedModel(PreTrainedModel):
     config_class = Wav2Vec2SERConfig
+    # The loss is a per-example mean: the Trainer must scale it for gradient accumulation (it would assume the model
+    # does so itself if forward took `**kwargs` and this were not set), so k x b and 1 x kb give the same update.
+    accepts_loss_kwargs = False
     base_model_prefix = "ser"
     main_input_name = "input_values"
     supports_gradient_checkpointing = True
@@ -110,6 +118,57 @@ def build_encoder(backbone_config) -> nn.Module:
     return AutoModel.from_config(backbone_config)
 
 
+def apply_backbone_overrides(backbone_config, overrides: Optional[dict]):
+    """Set encoder config values (layerdrop, mask_time_prob, dropouts, ...); a key the config lacks is refused."""
+    for key, value in (overrides or {}).items():
+        if not hasattr(backbone_config, key):
+            raise ValueError(
+                f"backbone_overrides: {type(backbone_config).__name__} has no setting {key!r} "
+                f"(model_type {backbone_config.model_type!r})"
+            )
+        setattr(backbone_config, key, value)
+    return backbone_config
+
+
+def load_pretrained_encoder(encoder_class: type, name_or_path: str, backbone_config, **kwargs) -> nn.Module:
+    """The checkpoint's encoder with every tensor read from its files, in float32 unless `dtype` is given.
+
+    Refuses a checkpoint that lacks any encoder tensor (or holds one of another shape), naming them: a partly
+    random encoder would train without an error and only show as poor results.
+    """
+    kwargs.setdefault("dtype", torch.float32)
+    key_mapping = WHISPER_ENCODER_KEYS if backbone_config.model_type == "whisper" else None
+    encoder, info = encoder_class.from_pretrained(
+        name_or_path, config=backbone_config, key_mapping=key_mapping, output_loading_info=True, **kwargs
+    )
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(str(entry[0] if isinstance(entry, tuple) else entry) for entry in info.get("mismatched_keys") or [])
+    if missing or mismatched:
+        problems = [f"{len(missing)} missing"] if missing else []
+        problems += [f"{len(mismatched)} of another shape"] if mismatched else []
+        raise ValueError(
+            f"{name_or_path} does not hold the weights of a {encoder_class.__name__}: {' and '.join(problems)} "
+            f"encoder tensors, e.g. {(missing + mismatched)[:6]}. Point `backbone` at a checkpoint of this encoder "
+            "(or use `backbone_config` for a randomly initialised one)"
+        )
+    return encoder
+
+
+def mel_frame_mask(attention_mask: torch.Tensor, num_mel_frames: int) -> torch.Tensor:
+    """Whisper's mask over mel frames. `WhisperFeatureExtractor` called without `return_attention_mask=True` (as
+    `pipeline("audio-classification")` calls it) but saved with `return_attention_mask: true` returns its mask over
+    *samples*; one mel frame per `hop_length` samples, as the extractor itself rescales it."""
+    length = attention_mask.shape[-1]
+    if length == num_mel_frames:
+        return attention_mask
+    if length % num_mel_frames:
+        raise ValueError(
+            f"attention_mask has {length} positions for {num_mel_frames} mel frames: pass the mask the feature "
+            "extractor returns with return_attention_mask=True"
+        )
+    return attention_mask[:, :: length // num_mel_frames]
+
+
 class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
     """Speech emotion recognition: encoder -> masked pooling over frames -> MLP head -> logits."""
 
@@ -134,17 +193,24 @@ class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
 
     @classmethod
     def from_backbone(
-        cls, name_or_path: str, num_labels: Optional[int] = None, id2label: Optional[dict] = None, **kwargs
+        cls,
+        name_or_path: str,
+        num_labels: Optional[int] = None,
+        id2label: Optional[dict] = None,
+        backbone_overrides: Optional[dict] = None,
+        **kwargs,
     ) -> "Wav2Vec2SER":
         """A new SER model around pretrained encoder weights (Hub id or local folder); the head starts random.
 
-        Keyword arguments that name `Wav2Vec2SERConfig` fields configure the head; the rest (e.g. `cache_dir`,
-        `revision`) go to `from_pretrained` of the encoder.
+        Every encoder tensor comes from the checkpoint, whatever class it was saved from (`Wav2Vec2ForCTC`,
+        `HubertForSequenceClassification`, `WhisperForConditionalGeneration`, bare `WavLMModel`, ...); a checkpoint
+        that lacks some is refused, naming them. `backbone_overrides` (e.g. `{"layerdrop": 0.0, "mask_time_prob":
+        0.0}`) change the encoder's config and are saved with the model. Keyword arguments that name
+        `Wav2Vec2SERConfig` fields configure the head; the rest (e.g. `cache_dir`, `revision`) go to `from_pretrained`.
         """
         config_keys = set(Wav2Vec2SERConfig().to_dict()) | {"label2id"}
         config_kwargs = {key: kwargs.pop(key) for key in list(kwargs) if key in config_keys}
-        backbone_overrides = config_kwargs.pop("backbone_overrides", None) or {}
-        backbone_config = AutoConfig.from_pretrained(name_or_path, **kwargs, **backbone_overrides)
+        backbone_config = apply_backbone_overrides(AutoConfig.from_pretrained(name_or_path, **kwargs), backbone_overrides)
         if id2label is not None:
             id2label = {int(i): label for i, label in id2label.items()}
             num_labels = len(id2label)
@@ -153,28 +219,40 @@ class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
             backbone_config=backbone_config, num_labels=num_labels, id2label=id2label, **config_kwargs
         )
         model = cls(config)
-        encoder_class = type(model.encoder)
-        pretrained = encoder_class.from_pretrained(name_or_path, config=backbone_config, **kwargs)
-        missing, unexpected = model.encoder.load_state_dict(pretrained.state_dict(), strict=False)
-        if missing:
-            raise ValueError(f"{name_or_path} lacks encoder weights: {missing[:5]}...")
+        pretrained = load_pretrained_encoder(type(model.encoder), name_or_path, backbone_config, **kwargs)
+        model.encoder.load_state_dict(pretrained.state_dict(), strict=True)
+        del pretrained
         if config.freeze_feature_encoder:
             model.freeze_feature_encoder()
         return model
 
-    def freeze_feature_encoder(self) -> None:
-        """Stop gradients through the convolutional waveform encoder (wav2vec2 family; Whisper's two convs)."""
-        if hasattr(self.encoder, "freeze_feature_encoder"):
-            self.encoder.freeze_feature_encoder()
-        elif hasattr(self.encoder, "conv1"):
-            for module in (self.encoder.conv1, self.encoder.conv2):
-                for parameter in module.parameters():
-                    parameter.requires_grad = False
+    def feature_encoder(self) -> Optional[nn.Module]:
+        """The convolutional front end of the encoder: the wav2vec2 family's conv feature encoder (HuBERT, WavLM and
+        data2vec-audio included), Whisper's two input convolutions; None for encoders without one (Wav2Vec2-BERT)."""
+        front = getattr(self.encoder, "feature_extractor", None)
+        if isinstance(front, nn.Module):
+            return front
+        if isinstance(getattr(self.encoder, "conv1", None), nn.Module) and hasattr(self.encoder, "conv2"):
+            return nn.ModuleList([self.encoder.conv1, self.encoder.conv2])
+        return None
+
+    def freeze_feature_encoder(self, frozen: bool = True) -> None:
+        """Stop (or restore) gradients through the convolutional front end (see `feature_encoder`)."""
+        front = self.feature_encoder()
+        if front is None:
+            return
+        for parameter in front.parameters():
+            parameter.requires_grad = not frozen
+        if hasattr(front, "_requires_grad"):  # wav2vec2-family encoders read it to skip their conv gradients
+            front._requires_grad = not frozen
 
     def freeze_encoder(self, frozen: bool = True) -> None:
         """Freeze (or unfreeze) the whole encoder; the feature encoder stays frozen when the config says so."""
         for parameter in self.encoder.parameters():
             parameter.requires_grad = not frozen
+        front = self.feature_encoder()
+        if hasattr(front, "_requires_grad"):
+            front._requires_grad = not frozen
         if not frozen and self.config.freeze_feature_encoder:
             self.freeze_feature_encoder()
 
@@ -182,6 +260,15 @@ class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
         # Group-norm wav2vec2 checkpoints (base) were trained on unpadded audio and must not get a mask;
         # layer-norm ones (large-lv60, HuBERT-large, WavLM) need it. See the Wav2Vec2 docs on `attention_mask`.
         return getattr(self.config.backbone_config, "feat_extract_norm", "layer") == "layer"
+
+    def _encodes_clips_alone(self, attention_mask: Optional[torch.Tensor]) -> bool:
+        """Group-norm conv encoders normalise each channel over the whole input, padding included: a clip padded
+        in a batch gets other features than alone. Such batches are encoded clip by clip, unpadded."""
+        if attention_mask is None or self._encoder_takes_attention_mask():
+            return False
+        if self.config.backbone_config.model_type == "whisper":
+            return False
+        return bool((attention_mask == 0).any())
 
     def frame_mask(self, num_frames: int, attention_mask: Optional[torch.Tensor], batch_size: int, device) -> torch.Tensor:
         """Boolean (batch, frames) mask of encoder frames that come from real (unpadded) input."""
@@ -192,6 +279,34 @@ class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
         # Whisper: the mask is over mel frames; the encoder's second convolution halves them (stride 2).
         lengths = (attention_mask.sum(-1) - 1) // 2 + 1
         return torch.arange(num_frames, device=device)[None, :] < lengths[:, None]
+
+    def _encode(self, inputs: torch.Tensor, attention_mask: Optional[torch.Tensor], output_hidden_states: bool):
+        """Encoder frames (the last layer, or the learned layer sum), their hidden states when asked, and the mask."""
+        want_all_layers = self.config.use_weighted_layer_sum or output_hidden_states
+        if self._encodes_clips_alone(attention_mask):
+            lengths = attention_mask.sum(-1).tolist()
+            clips = [self._encode(inputs[i : i + 1, :n], None, output_hidden_states) for i, n in enumerate(lengths)]
+            frames = nn.utils.rnn.pad_sequence([clip[0][0] for clip in clips], batch_first=True)
+            mask = nn.utils.rnn.pad_sequence([clip[2][0] for clip in clips], batch_first=True)
+            hidden_states = None
+            if output_hidden_states:
+                hidden_states = tuple(
+                    nn.utils.rnn.pad_sequence([clip[1][layer][0] for clip in clips], batch_first=True)
+                    for layer in range(len(clips[0][1]))
+                )
+            return frames, hidden_states, mask
+        encoder_mask = attention_mask if self._encoder_takes_attention_mask() else None
+        if self.config.backbone_config.model_type == "whisper":
+            encoder_mask = None  # Whisper's encoder ignores masks; padding is handled by pooling.
+        outputs = self.encoder(inputs, attention_mask=encoder_mask, output_hidden_states=want_all_layers, return_dict=True)
+        if self.config.use_weighted_layer_sum:
+            stacked = torch.stack(outputs.hidden_states, dim=0)
+            weights = self.layer_weights.softmax(dim=-1).to(stacked.dtype).view(-1, 1, 1, 1)
+            frames = (stacked * weights).sum(dim=0)
+        else:
+            frames = outputs.last_hidden_state
+        mask = self.frame_mask(frames.shape[1], attention_mask, frames.shape[0], frames.device)
+        return frames, (outputs.hidden_states if output_hidden_states else None), mask
 
     def forward(
         self,
@@ -214,20 +329,9 @@ class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
         inputs = input_features if input_features is not None else input_values
         if inputs is None:
             raise ValueError("Wav2Vec2SER needs `input_values` (waveforms) or `input_features` (Whisper log-Mel)")
-        want_all_layers = self.config.use_weighted_layer_sum or bool(output_hidden_states)
-        encoder_mask = attention_mask if self._encoder_takes_attention_mask() else None
-        if self.config.backbone_config.model_type == "whisper":
-            encoder_mask = None  # Whisper's encoder ignores masks; padding is handled by pooling below.
-        outputs = self.encoder(
-            inputs, attention_mask=encoder_mask, output_hidden_states=want_all_layers, return_dict=True
-        )
-        if self.config.use_weighted_layer_sum:
-            stacked = torch.stack(outputs.hidden_states, dim=0)
-            weights = self.layer_weights.softmax(dim=-1).to(stacked.dtype).view(-1, 1, 1, 1)
-            frames = (stacked * weights).sum(dim=0)
-        else:
-            frames = outputs.last_hidden_state
-        mask = self.frame_mask(frames.shape[1], attention_mask, frames.shape[0], frames.device)
+        if attention_mask is not None and self.config.backbone_config.model_type == "whisper":
+            attention_mask = mel_frame_mask(attention_mask, inputs.shape[-1])
+        frames, hidden_states, mask = self._encode(inputs, attention_mask, bool(output_hidden_states))
         pooled = self.attentive_pooling(frames, mask) if self.attentive_pooling is not None else masked_mean(frames, mask)
         logits = self.head(pooled)
 
@@ -238,7 +342,6 @@ class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
                 weight = torch.tensor(self.config.class_weights, dtype=torch.float32, device=logits.device)
             loss = F.cross_entropy(logits.float(), labels.view(-1), weight=weight)
 
-        hidden_states = outputs.hidden_states if output_hidden_states else None
         if not return_dict:
             output = (logits,) + ((hidden_states,) if hidden_states is not None else ())
             return ((loss,) + output) if loss is not None else output

@@ -18,7 +18,7 @@ from transformers import (
 
 from .arguments import DataArguments, ModelArguments
 from .configuration_wav2vec2_ser import Wav2Vec2SERConfig
-from .modeling_wav2vec2_ser import Wav2Vec2SER
+from .modeling_wav2vec2_ser import Wav2Vec2SER, apply_backbone_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -103,16 +103,19 @@ def build_model(
         **model_args.model_config,
     )
     if model_args.backbone:
-        return Wav2Vec2SER.from_backbone(model_args.backbone, **labels, **head)
+        return Wav2Vec2SER.from_backbone(model_args.backbone, backbone_overrides=model_args.backbone_overrides,
+                                         **labels, **head)
     if not model_args.backbone_config:
         raise ValueError("set `backbone` (pretrained encoder) or `backbone_config` (random encoder from a config)")
-    return Wav2Vec2SER(Wav2Vec2SERConfig(backbone_config=model_args.backbone_config, **labels, **head))
+    return Wav2Vec2SER(Wav2Vec2SERConfig(backbone_config=backbone_config_of(model_args), **labels, **head))
 
 
 def backbone_config_of(model_args: ModelArguments):
-    """The encoder config a recipe asks for, without building the model (to pick the feature extractor)."""
+    """The encoder config a recipe asks for, `backbone_overrides` applied, without building the model."""
     if model_args.backbone:
-        return AutoConfig.from_pretrained(model_args.backbone)
-    if model_args.backbone_config:
-        return Wav2Vec2SERConfig(backbone_config=model_args.backbone_config).backbone_config
-    return None
+        config = AutoConfig.from_pretrained(model_args.backbone)
+    elif model_args.backbone_config:
+        config = Wav2Vec2SERConfig(backbone_config=dict(model_args.backbone_config)).backbone_config
+    else:
+        return None
+    return apply_backbone_overrides(config, model_args.backbone_overrides)

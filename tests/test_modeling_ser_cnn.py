@@ -248,12 +248,13 @@ def test_checkpoint_loads_and_classifies_where_hf_ser_is_not_importable(model, t
     torch.save(model(audio).logits, tmp_path / "expected.pt")
     last_line = run_without_hf_ser(f"""
         import torch
-        from transformers import AutoModelForAudioClassification, pipeline
+        from transformers import AutoModel, AutoModelForAudioClassification, pipeline
         folder = {str(tmp_path / 'ckpt')!r}
-        model = AutoModelForAudioClassification.from_pretrained(folder, trust_remote_code=True).eval()
-        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-        assert torch.allclose(model(torch.load({str(tmp_path / 'audio.pt')!r})).logits,
-                              torch.load({str(tmp_path / 'expected.pt')!r}), atol=1e-6)
+        for auto_class in (AutoModel, AutoModelForAudioClassification):  # the README promises both
+            model = auto_class.from_pretrained(folder, trust_remote_code=True).eval()
+            assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+            assert torch.allclose(model(torch.load({str(tmp_path / 'audio.pt')!r})).logits,
+                                  torch.load({str(tmp_path / 'expected.pt')!r}), atol=1e-6)
         classifier = pipeline("audio-classification", model=folder, trust_remote_code=True)
         print(sorted(p["label"] for p in classifier(torch.randn(32000).numpy(), top_k=None)))
     """, cwd=tmp_path)

@@ -1,0 +1,171 @@
+"""The contract every backbone family keeps, checked on checkpoints in the exact layouts users download.
+
+Each layout (tests/published_layouts.py) is a random-weight model built from a published `config.json`, shrunk to 2
+encoder layers and saved from the class the Hub checkpoint was saved from. Per layout: `from_backbone` carries every
+encoder tensor bit for bit from the saved file; the convolutional front end is frozen or trainable as the config says;
+a clip's logits do not depend on what it is batched with; `pipeline("audio-classification")` equals a direct forward,
+with and without hf_ser importable; `backbone_overrides` reach the encoder's config and are saved with the model.
+"""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from transformers import pipeline
+
+from hf_ser import Wav2Vec2SER
+from hf_ser.arguments import ModelArguments
+from hf_ser.models import build_feature_extractor
+
+from conftest import run_without_hf_ser
+from published_layouts import CHECKPOINTS_DIR, LAYOUTS, build_layout, saved_tensors
+
+pytestmark = pytest.mark.skipif(
+    not CHECKPOINTS_DIR.is_dir(), reason=f"published configs not found at {CHECKPOINTS_DIR} (CI provides them)"
+)
+LABELS = {0: "anger", 1: "happiness", 2: "neutral", 3: "sadness"}
+CLIP_SAMPLES = (16000, 40000, 24000)  # 1 s, 2.5 s and 1.5 s: the first is padded by 1.5 s in a batch
+
+
+@pytest.fixture(scope="module", params=LAYOUTS, ids=[layout.name for layout in LAYOUTS])
+def layout_dir(request, tmp_path_factory):
+    """One published layout at a time on disk (the Whisper ones are ~300 MB each), removed after its tests."""
+    folder = build_layout(request.param, tmp_path_factory.mktemp("published") / request.param.name)
+    yield request.param, folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ser_model(layout_dir):
+    layout, folder = layout_dir
+    model = Wav2Vec2SER.from_backbone(str(folder), id2label=LABELS, head_dropout=0.0).eval()
+    extractor = build_feature_extractor(ModelArguments(backbone=str(folder)), 16000)
+    return model, extractor
+
+
+@pytest.fixture(scope="module")
+def clips():
+    rng = np.random.default_rng(0)
+    return [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in CLIP_SAMPLES]
+
+
+def checkpoint_key(layout, encoder_key: str) -> str:
+    key = layout.encoder_prefix + encoder_key
+    if layout.legacy_bin:  # torch's parametrized weight norm, as pickles saved before it existed name it
+        key = key.replace("parametrizations.weight.original0", "weight_g")
+        key = key.replace("parametrizations.weight.original1", "weight_v")
+    return key
+
+
+def test_from_backbone_carries_every_encoder_tensor_from_the_saved_file(layout_dir, ser_model):
+    layout, folder = layout_dir
+    model, _ = ser_model
+    on_disk = saved_tensors(folder)
+    loaded = model.encoder.state_dict()
+    assert len(loaded) > 20
+    differing = [key for key, tensor in loaded.items() if not torch.equal(on_disk[checkpoint_key(layout, key)], tensor)]
+    assert differing == []
+
+
+def test_feature_encoder_is_frozen_or_trainable_as_configured(layout_dir, ser_model):
+    layout, folder = layout_dir
+    model, _ = ser_model
+    front = model.feature_encoder()
+    if layout.name == "wav2vec2-bert":  # fbank input: no convolutional front end to freeze
+        assert front is None
+        return
+    assert front is not None and not any(p.requires_grad for p in front.parameters())
+    transformer_layers = [p for n, p in model.encoder.named_parameters() if ".layers." in f".{n}"]
+    assert transformer_layers and all(p.requires_grad for p in transformer_layers)
+    unfrozen = Wav2Vec2SER.from_backbone(str(folder), id2label=LABELS, freeze_feature_encoder=False)
+    assert all(p.requires_grad for p in unfrozen.feature_encoder().parameters())
+
+
+def test_a_clip_gets_the_same_logits_alone_and_padded_in_a_batch(layout_dir, ser_model, clips):
+    layout, _ = layout_dir
+    model, extractor = ser_model
+    padding = {} if layout.family == "whisper" else {"padding": True}  # Whisper's extractor pads every clip to 30 s
+    with torch.no_grad():
+        alone = [model(**extractor([clip], sampling_rate=16000, return_tensors="pt")).logits[0] for clip in clips]
+        batch = extractor(clips, sampling_rate=16000, return_attention_mask=True, return_tensors="pt", **padding)
+        assert (batch["attention_mask"] == 0).any()
+        batched = model(**batch).logits
+    for single, in_batch in zip(alone, batched):
+        torch.testing.assert_close(in_batch, single, atol=1e-4, rtol=0)
+
+
+def test_pipeline_equals_a_direct_forward_with_and_without_hf_ser(layout_dir, ser_model, clips, tmp_path):
+    model, extractor = ser_model
+    model.save_pretrained(tmp_path / "run")
+    extractor.save_pretrained(tmp_path / "run")
+    clip = clips[1]
+    with torch.no_grad():
+        inputs = extractor([clip], sampling_rate=16000, return_attention_mask=True, return_tensors="pt")
+        expected = model(**inputs).logits.softmax(-1)[0]
+    expected_by_label = {LABELS[i]: float(p) for i, p in enumerate(expected)}
+    scores = {p["label"]: p["score"] for p in pipeline("audio-classification", model=str(tmp_path / "run"))(
+        clip.copy(), top_k=None)}
+    assert scores == pytest.approx(expected_by_label, abs=1e-5)
+
+    np.save(tmp_path / "clip.npy", clip)
+    remote = run_without_hf_ser(f"""
+        import json, numpy as np
+        from transformers import pipeline
+        classifier = pipeline("audio-classification", model={str(tmp_path / 'run')!r}, trust_remote_code=True)
+        print(json.dumps({{p["label"]: p["score"] for p in classifier(np.load({str(tmp_path / 'clip.npy')!r}), top_k=None)}}))
+    """, cwd=tmp_path)
+    assert json.loads(remote) == pytest.approx(expected_by_label, abs=1e-5)
+
+
+def test_backbone_overrides_reach_the_encoder_config_and_are_saved(layout_dir, tmp_path):
+    layout, folder = layout_dir
+    keys = {"whisper": {"encoder_layerdrop": 0.0, "dropout": 0.2}}.get(layout.family, {"layerdrop": 0.0, "mask_time_prob": 0.0})
+    model = Wav2Vec2SER.from_backbone(str(folder), id2label=LABELS, backbone_overrides=keys)
+    for key, value in keys.items():
+        assert getattr(model.encoder.config, key) == value
+    model.save_pretrained(tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["backbone_config"]
+    assert {key: saved[key] for key in keys} == keys
+    with pytest.raises(ValueError, match="no setting 'layer_drop'"):
+        Wav2Vec2SER.from_backbone(str(folder), id2label=LABELS, backbone_overrides={"layer_drop": 0.0})
+
+
+def test_a_checkpoint_without_encoder_weights_is_refused_naming_them(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    layout = next(layout for layout in LAYOUTS if layout.name == "whisper-tiny")
+    folder = build_layout(layout, tmp_path / "whisper")
+    tensors = load_file(folder / "model.safetensors")
+    save_file({k: v for k, v in tensors.items() if "encoder.layers.1." not in k}, folder / "model.safetensors",
+              metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"does not hold the weights of a WhisperEncoder: \d+ missing .*layers\.1\."):
+        Wav2Vec2SER.from_backbone(str(folder), id2label=LABELS)
+
+
+def test_a_decoder_only_checkpoint_is_refused(tmp_path):
+    """A CTC head without its encoder (e.g. a truncated download) must not pass as a backbone."""
+    from safetensors.torch import load_file, save_file
+
+    layout = next(layout for layout in LAYOUTS if layout.name == "wav2vec2-base-960h")
+    folder = build_layout(layout, tmp_path / "w2v")
+    tensors = load_file(folder / "model.safetensors")
+    save_file({k: v for k, v in tensors.items() if k.startswith("lm_head")}, folder / "model.safetensors",
+              metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="does not hold the weights of a Wav2Vec2Model"):
+        Wav2Vec2SER.from_backbone(str(folder), id2label=LABELS)
+
+
+
+def test_the_backbone_overrides_recipe_key_reaches_random_and_pretrained_encoders(tmp_path):
+    from hf_ser.arguments import parse_args
+    from hf_ser.models import build_model
+
+    layout = next(layout for layout in LAYOUTS if layout.name == "wav2vec2-base-960h")
+    folder = build_layout(layout, tmp_path / "w2v")
+    overrides = ["--backbone_overrides", '{"layerdrop": 0.0, "mask_time_prob": 0.0, "hidden_dropout": 0.2}']
+    for source in (["--backbone", str(folder)], ["--backbone_config", '{"model_type": "wav2vec2", "num_hidden_layers": 2}']):
+        model_args, _, _ = parse_args([*source, *overrides, "--output_dir", str(tmp_path / "run")])
+        config = build_model(model_args, list(LABELS.values())).config.backbone_config
+        assert (config.layerdrop, config.mask_time_prob, config.hidden_dropout) == (0.0, 0.0, 0.2)
