@@ -206,10 +206,11 @@ class SERTrainingArguments(TrainingArguments):
         metadata={"help": "CPU training: give freed activation memory back to the OS at once (glibc's mmap threshold "
                   "fixed), so peak RSS follows live memory; costs CPU time in page faults (docs/benchmarks.md)."},
     )
-    precise_bn_batches: int = field(
-        default=0,
+    precise_bn_batches: Optional[int] = field(
+        default=None,
         metadata={"help": "Before each evaluation, recompute BatchNorm statistics over this many batches of clean "
-                  "(non-augmented) training windows instead of using running averages; 0: off (docs/recipes.md)."},
+                  "(non-augmented) training windows instead of using running averages. Unset: 8 for models with "
+                  "BatchNorm (the seed's head, SERCNN), off without; 0: off (docs/recipes.md)."},
     )
 
     def __post_init__(self):
@@ -218,6 +219,16 @@ class SERTrainingArguments(TrainingArguments):
             # all the data and they would overwrite each other's files. With it, accelerate runs DDP over gloo.
             logger.info("%s processes launched without a GPU: data-parallel training on CPU (gloo)", launched_world_size())
             self.use_cpu = True
+        if self.freeze_encoder_steps > 0:
+            # The Trainer wraps the model in DDP before the encoder is frozen, so DDP expects gradients for it; with
+            # gradient checkpointing it would not look for unused parameters and stop with "Expected to have
+            # finished reduction in the prior iteration". Unused-parameter detection covers the frozen steps.
+            if self.ddp_find_unused_parameters is False:
+                raise ValueError(
+                    "freeze_encoder_steps needs ddp_find_unused_parameters: true (the frozen encoder gets no "
+                    "gradients for the first steps); remove ddp_find_unused_parameters: false from the recipe"
+                )
+            self.ddp_find_unused_parameters = True
         super().__post_init__()
         if self.metric_for_best_model and self.metric_for_best_model.startswith("test"):
             raise ValueError("metric_for_best_model must be a validation metric: the test split never selects models")

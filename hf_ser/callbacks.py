@@ -12,12 +12,13 @@ for the current weights remove that swing (Wu & Johnson, "Rethinking 'Batch' in 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,43 @@ def batch_norm_layers(model: nn.Module, running_stats_only: bool = True) -> list
     `running_stats_only`."""
     return [m for m in model.modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.track_running_stats or not running_stats_only)]
+
+
+DEFAULT_PRECISE_BN_BATCHES = 8
+
+
+def resolve_precise_bn_batches(requested: Optional[int], model: nn.Module) -> int:
+    """`precise_bn_batches` as the run uses it: unset means on (DEFAULT_PRECISE_BN_BATCHES) for a model with
+    BatchNorm and off without; a number is taken as given (0: off)."""
+    if requested is not None:
+        return requested
+    return DEFAULT_PRECISE_BN_BATCHES if batch_norm_layers(model) else 0
+
+
+def check_batch_norm_batch_size(model: nn.Module, per_device_train_batch_size: int) -> None:
+    """Refuse training batches of one example for a model with BatchNorm: statistics of one example are undefined,
+    so its BatchNorm layers would normalise with running statistics that never update."""
+    if per_device_train_batch_size < 2 and batch_norm_layers(model):
+        raise ValueError(
+            f"per_device_train_batch_size={per_device_train_batch_size} with a BatchNorm model: BatchNorm cannot "
+            "compute the statistics of one example, so its running statistics would never update. Use a "
+            "per-device batch of 2 or more (gradient_accumulation_steps keeps the effective batch), or "
+            "head_batch_norm: false"
+        )
+
+
+def rank_windows(num_examples: int, generator: torch.Generator, rank: int, world_size: int) -> list[int]:
+    """This rank's share of one seeded shuffle of the examples: the ranks see disjoint windows."""
+    return torch.randperm(num_examples, generator=generator)[rank::world_size].tolist()
+
+
+def _model_inputs(batch: dict, parameter: torch.Tensor) -> dict:
+    """A batch as the model takes it: on its device, floating inputs in its parameters' dtype (a bf16 DeepSpeed
+    model gets bf16 inputs from the Trainer too); labels dropped."""
+    return {
+        key: value.to(device=parameter.device, dtype=parameter.dtype if value.is_floating_point() else value.dtype)
+        for key, value in batch.items() if key != "labels"
+    }
 
 
 @torch.no_grad()
@@ -45,7 +83,7 @@ def recompute_batch_norm_statistics(model: nn.Module, batches, num_batches: int)
         return 0
     modes = {module: module.training for module in model.modules()}
     momenta = {layer: layer.momentum for layer in layers}
-    device = next(model.parameters()).device
+    parameter = next(p for p in model.parameters() if p.is_floating_point())
     try:
         model.eval()
         for layer in layers:
@@ -56,8 +94,7 @@ def recompute_batch_norm_statistics(model: nn.Module, batches, num_batches: int)
         while seen < num_batches:
             before = seen
             for batch in batches:
-                inputs = {key: value.to(device) for key, value in batch.items() if key != "labels"}
-                model(**inputs)
+                model(**_model_inputs(batch, parameter))
                 seen += 1
                 if seen == num_batches:
                     break
@@ -111,7 +148,7 @@ class PreciseBatchNormCallback(TrainerCallback):
     of `dataset`: the training split with the training crop but no augmentation (`hf_ser.data.clean_training_view`).
 
     The checkpoint saved after an evaluation holds these statistics, so the best model and the final model carry them.
-    Recipe key: `precise_bn_batches` (0 = off).
+    Recipe key: `precise_bn_batches` (unset: on for models with BatchNorm; 0 = off).
     """
 
     def __init__(self, dataset, data_collator: Callable, num_batches: int, batch_size: int, seed: int = 0):
@@ -127,14 +164,15 @@ class PreciseBatchNormCallback(TrainerCallback):
     def recompute(self, model: nn.Module, step: int) -> None:
         if self.recomputed_at_step == step:  # nothing was trained since the last recomputation
             return
-        generator = torch.Generator().manual_seed(self.seed + step)
+        generator = torch.Generator().manual_seed(self.seed + step)  # the same shuffle on every rank
         transform = getattr(self.dataset, "format", {}).get("format_kwargs", {}).get("transform")
         if hasattr(transform, "set_epoch"):  # crops keyed by step, not by how often this process has read a file
             transform.set_epoch(step)
-        loader = DataLoader(
-            self.dataset, batch_size=self.batch_size, shuffle=True, generator=generator, collate_fn=self.data_collator
-        )
-        if recompute_batch_norm_statistics(model, loader, self.num_batches) == 0:
+        rank, world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+        # Each rank takes its own share of the windows (and of the batches); the statistics are averaged after.
+        indices = rank_windows(len(self.dataset), generator, rank, world_size)
+        loader = DataLoader(Subset(self.dataset, indices), batch_size=self.batch_size, collate_fn=self.data_collator)
+        if recompute_batch_norm_statistics(model, loader, math.ceil(self.num_batches / world_size)) == 0:
             logger.warning("precise_bn_batches is set but the model has no BatchNorm layer; nothing to recompute")
         self.recomputed_at_step = step
 

@@ -55,6 +55,10 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
 }
 
 
+# Modules of the optional extras (pyproject.toml), and the extra that installs each.
+OPTIONAL_EXTRAS = {"onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx", "deepspeed": "deepspeed"}
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
@@ -65,7 +69,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 2
         return 0
     command, _ = COMMANDS[argv[0]]
-    return command(argv[1:])
+    try:
+        return command(argv[1:])
+    except ModuleNotFoundError as error:
+        extra = OPTIONAL_EXTRAS.get((error.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"hf-ser {argv[0]}: {error.name} is not installed; it comes with the `{extra}` extra: "
+              f"pip install 'hf-ser[{extra}]'", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

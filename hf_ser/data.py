@@ -203,6 +203,13 @@ def build_corpus(args: DataArguments, seed: int = 42) -> tuple[DatasetDict, list
     dataset = dataset.cast_column("label", ClassLabel(names=label_names))
     report.labels = label_names
     splits, report.protocol = split_corpus(dataset, args, seed)
+    if args.max_train_samples is not None and args.max_train_samples < len(splits["train"]):
+        # A seeded random subset: the first rows would be one or two speakers of a corpus listed speaker by speaker.
+        total = len(splits["train"])
+        chosen = np.random.default_rng(seed).choice(total, size=args.max_train_samples, replace=False)
+        splits["train"] = splits["train"].select(sorted(chosen.tolist())).flatten_indices()
+        report.notes.append({"path": "train split", "reason": f"max_train_samples: trained on a seeded random "
+                             f"{args.max_train_samples} of the {total} training clips"})
     for name, split in splits.items():
         report.splits[name] = {
             "items": len(split),
@@ -210,8 +217,6 @@ def build_corpus(args: DataArguments, seed: int = 42) -> tuple[DatasetDict, list
             "speakers": sorted({s for s in split["speaker"] if s is not None}),
             "per_label": dict(Counter(label_names[i] for i in split["label"])),
         }
-    if args.max_train_samples is not None:
-        splits["train"] = splits["train"].select(range(min(args.max_train_samples, len(splits["train"]))))
     if report.skipped:
         logger.warning("Skipped %d bad item(s); all are listed in data_report.json", len(report.skipped))
     return splits, label_names, report
@@ -321,13 +326,15 @@ class AudioTransform:
                 ) from None
             rng = self._generator(example["path"]) if self.train else None
             if self.window:
-                waveform = crop_or_pad(
-                    waveform, int(self.window * self.sampling_rate), random=self.train, pad=self.pad, rng=rng
-                )
+                waveform = crop_or_pad(waveform, int(self.window * self.sampling_rate), random=self.train, rng=rng)
             waveforms.append(augment(self.augmenter, waveform, self.sampling_rate, rng=rng) if self.train else waveform)
-        features = self.feature_extractor(waveforms, sampling_rate=self.sampling_rate, return_attention_mask=True)
+        # `pad_to_max_duration`: the extractor pads, so the mask marks the padding as padding (not as silent audio).
+        padding = {"padding": "max_length", "max_length": int(self.window * self.sampling_rate)} if self.pad else {}
+        features = self.feature_extractor(
+            waveforms, sampling_rate=self.sampling_rate, return_attention_mask=True, **padding
+        )
         output = {self.input_name: list(features[self.input_name]), "label": batch["label"]}
-        if self.input_name != "input_values":  # fixed-size features (Whisper): keep the mask over real frames
+        if self.input_name != "input_values" or self.pad:  # fixed-size inputs: keep the mask over real samples
             output["attention_mask"] = list(features["attention_mask"])
         return output
 

@@ -154,6 +154,13 @@ def load_pretrained_encoder(encoder_class: type, name_or_path: str, backbone_con
     return encoder
 
 
+def encodes_clips_alone(config: Wav2Vec2SERConfig) -> bool:
+    """Whether the encoder normalises over the whole input (group-norm conv front end: wav2vec2-base, WavLM-base-plus,
+    HuBERT-base), so that padded batches must be encoded clip by clip to give each clip its own result."""
+    backbone = config.backbone_config
+    return backbone.model_type != "whisper" and getattr(backbone, "feat_extract_norm", "layer") == "group"
+
+
 def mel_frame_mask(attention_mask: torch.Tensor, num_mel_frames: int) -> torch.Tensor:
     """Whisper's mask over mel frames. `WhisperFeatureExtractor` called without `return_attention_mask=True` (as
     `pipeline("audio-classification")` calls it) but saved with `return_attention_mask: true` returns its mask over
@@ -264,10 +271,8 @@ class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
     def _encodes_clips_alone(self, attention_mask: Optional[torch.Tensor]) -> bool:
         """Group-norm conv encoders normalise each channel over the whole input, padding included: a clip padded
         in a batch gets other features than alone. Such batches are encoded clip by clip, unpadded."""
-        if attention_mask is None or self._encoder_takes_attention_mask():
-            return False
-        if self.config.backbone_config.model_type == "whisper":
-            return False
+        if attention_mask is None or not encodes_clips_alone(self.config) or torch.compiler.is_exporting():
+            return False  # an exported graph encodes its batch as given; OnnxSERModel feeds it one clip at a time
         return bool((attention_mask == 0).any())
 
     def frame_mask(self, num_frames: int, attention_mask: Optional[torch.Tensor], batch_size: int, device) -> torch.Tensor:

@@ -70,8 +70,12 @@ def load_model(name_or_path: Union[str, os.PathLike], feature_extractor=None):
 
 
 def build_model(
-    model_args: ModelArguments, label_names: list[str], class_weights: Optional[list[float]] = None
+    model_args: ModelArguments,
+    label_names: list[str],
+    class_weights: Optional[list[float]] = None,
+    sampling_rate: int = 16_000,
 ) -> PreTrainedModel:
+    """The model a recipe's model keys describe; `sampling_rate` is the data's (recipe key `sampling_rate`)."""
     labels = _label_maps(label_names)
     if model_args.model_name_or_path:
         # hf-ser writes safetensors only; refusing pickles means a tampered checkpoint cannot run code on load.
@@ -88,7 +92,16 @@ def build_model(
         from .configuration_ser_cnn import SERCNNConfig
         from .modeling_ser_cnn import SERCNN
 
-        config = SERCNNConfig(class_weights=class_weights, **labels, **model_args.model_config)
+        # One sampling rate: the data's. SERCNN builds its mel filter bank from it, so another value in model_config
+        # would silently compute features of the wrong frequencies.
+        configured = model_args.model_config.get("sampling_rate", sampling_rate)
+        if configured != sampling_rate:
+            raise ValueError(
+                f"model_config sets sampling_rate={configured} but the data is resampled to {sampling_rate} Hz: "
+                "set the recipe's `sampling_rate` only (SERCNN takes it from there)"
+            )
+        model_config = {**model_args.model_config, "sampling_rate": sampling_rate}
+        config = SERCNNConfig(class_weights=class_weights, **labels, **model_config)
         return SERCNN(config)
     if model_args.model_type != "wav2vec2-ser":
         raise ValueError(f"model_type {model_args.model_type!r}: use `wav2vec2-ser` or `ser-cnn`")

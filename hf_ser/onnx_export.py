@@ -33,6 +33,7 @@ from torch import nn
 from transformers import AutoConfig, PreTrainedModel
 
 from .modeling_ser_cnn import split_into_segments
+from .modeling_wav2vec2_ser import encodes_clips_alone
 from .models import load_model
 
 logger = logging.getLogger(__name__)
@@ -250,6 +251,13 @@ class OnnxSERModel:
     def __call__(self, input_values: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Evaluation logits of a padded batch: `input_values`, or `input_features` for Whisper encoders."""
         config = self.config
+        attention_mask = np.asarray(attention_mask)
+        if config.model_type == "wav2vec2-ser" and encodes_clips_alone(config) and (attention_mask == 0).any():
+            # group-norm encoders: each clip alone and unpadded, as Wav2Vec2SER.forward encodes them
+            return np.concatenate([
+                self.run_graph(input_values[row : row + 1, :length], attention_mask[row : row + 1, :length])
+                for row, length in enumerate(attention_mask.sum(axis=1))
+            ])
         if not (config.model_type == "ser-cnn" and config.aggregate_segments):
             return self.run_graph(input_values, attention_mask)
         # SERCNN's evaluation protocol (SERCNN.segment_logits): mean logits over each input's segments.

@@ -23,7 +23,9 @@ import transformers  # noqa: E402
 from transformers import EarlyStoppingCallback, enable_full_determinism, set_seed  # noqa: E402
 
 from hf_ser.arguments import parse_args  # noqa: E402
-from hf_ser.callbacks import FreezeEncoderCallback, PreciseBatchNormCallback  # noqa: E402
+from hf_ser.callbacks import (  # noqa: E402
+    FreezeEncoderCallback, PreciseBatchNormCallback, check_batch_norm_batch_size, resolve_precise_bn_batches,
+)
 from hf_ser.collator import SERDataCollator  # noqa: E402
 from hf_ser.data import EpochCallback, attach_transforms, balanced_class_weights, build_corpus, clean_training_view  # noqa: E402,E501
 from hf_ser.evaluation import evaluate_and_save  # noqa: E402
@@ -67,7 +69,7 @@ def main(argv: Optional[list] = None, callbacks: Optional[list] = None) -> dict:
         class_weights = balanced_class_weights(splits["train"], len(label_names))
     feature_extractor = build_feature_extractor(model_args, data_args.sampling_rate, backbone_config_of(model_args))
     with weights_built_whole(training_args):  # ZeRO-3 partitions it later, when the Trainer prepares it
-        model = build_model(model_args, label_names, class_weights)
+        model = build_model(model_args, label_names, class_weights, sampling_rate=data_args.sampling_rate)
     if model_args.peft:
         model = prepare_lora(model, model_args.peft, training_args.output_dir, model_args.model_name_or_path,
                              save_base=training_args.process_index == 0)
@@ -83,10 +85,14 @@ def main(argv: Optional[list] = None, callbacks: Optional[list] = None) -> dict:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
     if training_args.freeze_encoder_steps:
         callbacks.append(FreezeEncoderCallback(training_args.freeze_encoder_steps))
-    if training_args.precise_bn_batches:
+    check_batch_norm_batch_size(model, training_args.per_device_train_batch_size)
+    precise_bn_batches = resolve_precise_bn_batches(training_args.precise_bn_batches, model)
+    if precise_bn_batches:
+        logger.info("Precise BatchNorm: statistics recomputed on %d clean training batches before each evaluation",
+                    precise_bn_batches)
         clean_train = clean_training_view(splits["train"], feature_extractor, data_args, seed=training_args.seed)
         callbacks.append(PreciseBatchNormCallback(
-            clean_train, SERDataCollator(feature_extractor), training_args.precise_bn_batches,
+            clean_train, SERDataCollator(feature_extractor), precise_bn_batches,
             training_args.per_device_train_batch_size, seed=training_args.seed,
         ))
     trainer = SERTrainer(

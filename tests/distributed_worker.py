@@ -49,6 +49,7 @@ class RankRecorder(TrainerCallback):
             "step": state.global_step,
             "parameters": digest(p for _, p in sorted(model.named_parameters())),
             "batch_norm_statistics": digest(buffers),
+            "encoder_parameters": digest(p for name, p in sorted(model.named_parameters()) if name.startswith("encoder.")),
             "num_parameters": sum(p.numel() for p in model.parameters()),
         })
 

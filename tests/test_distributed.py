@@ -239,6 +239,24 @@ def test_only_rank_zero_writes_results_and_checkpoints(ddp_run):
 
 
 @pytest.mark.slow
+def test_freeze_encoder_steps_with_gradient_checkpointing_trains_under_ddp(run_argv, tmp_path):
+    """Frozen for 2 steps, then trained: DDP (which wraps the model before the encoder is frozen) must cope with the
+    frozen encoder under gradient checkpointing, and keep both ranks in step once it trains."""
+    ranks = _launch(tmp_path / "records", run_argv + ["--output_dir", str(tmp_path / "run"), "--freeze_encoder_steps",
+                    "2", "--gradient_checkpointing", "true"], "--multi_gpu", "--num_processes", "2")
+    encoder = [[step["encoder_parameters"] for step in record["steps"]] for record in ranks]
+    assert encoder[0] == encoder[1]  # gradients of the unfrozen encoder are averaged across ranks
+    assert encoder[0][0] == encoder[0][1]  # steps 1-2: frozen
+    assert len(set(encoder[0][1:])) == len(encoder[0]) - 1  # from step 3 on it moves every step
+    assert [step["parameters"] for step in ranks[0]["steps"]] == [step["parameters"] for step in ranks[1]["steps"]]
+
+
+def test_freeze_encoder_steps_refuses_ddp_without_unused_parameter_detection(tmp_path):
+    with pytest.raises(ValueError, match="freeze_encoder_steps needs ddp_find_unused_parameters: true"):
+        SERTrainingArguments(output_dir=str(tmp_path), freeze_encoder_steps=2, ddp_find_unused_parameters=False)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["deepspeed_zero2.yaml", "deepspeed_zero3.yaml"])
 def test_deepspeed_trains_two_cpu_processes_and_writes_a_plain_model(config, run_argv, tmp_path):
     # the first run JIT-compiles DeepSpeed's CPU communication op (minutes; cached in ~/.cache/torch_extensions)

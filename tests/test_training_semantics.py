@@ -1,4 +1,5 @@
-"""What the Trainer does with hf-ser's models: gradient accumulation k x b is the same update as 1 x kb."""
+"""What training does with hf-ser's models: gradient accumulation k x b is the update of 1 x kb; BatchNorm gets
+batches it can normalise and precise statistics by default; the training data is what the report says."""
 
 import pytest
 import torch
@@ -6,6 +7,10 @@ from torch.utils.data import Dataset
 from transformers import Trainer, TrainingArguments
 
 from hf_ser import SERCNN, SERCNNConfig, Wav2Vec2SER, Wav2Vec2SERConfig
+from hf_ser.callbacks import (
+    DEFAULT_PRECISE_BN_BATCHES, check_batch_norm_batch_size, rank_windows, recompute_batch_norm_statistics,
+    resolve_precise_bn_batches,
+)
 
 from conftest import TINY_WAV2VEC2
 
@@ -72,3 +77,81 @@ def test_gradient_accumulation_gives_the_update_and_loss_of_one_large_batch(accu
     difference = max((large[name] - small[name]).abs().max().item() for name in large)
     assert difference < 1e-5, f"k={accumulation}: max parameter difference {difference:.3g}"
     assert small_loss == pytest.approx(large_loss, rel=1e-4)
+
+
+# ---------------------------------------------------------------- BatchNorm
+
+
+def seed_head_model(batch_norm: bool = True):
+    config = Wav2Vec2SERConfig(backbone_config=dict(TINY_WAV2VEC2), head_hidden_sizes=[16], num_labels=4,
+                               head_batch_norm=batch_norm)
+    return Wav2Vec2SER(config)
+
+
+def test_a_batch_norm_model_refuses_training_batches_of_one():
+    with pytest.raises(ValueError, match="per_device_train_batch_size=1 with a BatchNorm model"):
+        check_batch_norm_batch_size(seed_head_model(), 1)
+    check_batch_norm_batch_size(seed_head_model(), 2)
+    check_batch_norm_batch_size(seed_head_model(batch_norm=False), 1)
+
+
+def test_precise_batch_norm_is_on_by_default_exactly_when_the_model_has_batch_norm():
+    assert resolve_precise_bn_batches(None, seed_head_model()) == DEFAULT_PRECISE_BN_BATCHES > 0
+    assert resolve_precise_bn_batches(None, SERCNN(SERCNNConfig(num_labels=4))) == DEFAULT_PRECISE_BN_BATCHES
+    assert resolve_precise_bn_batches(None, seed_head_model(batch_norm=False)) == 0
+    assert resolve_precise_bn_batches(0, seed_head_model()) == 0  # explicitly off
+    assert resolve_precise_bn_batches(3, seed_head_model()) == 3
+
+
+def test_precise_batch_norm_ranks_take_disjoint_windows_of_one_shuffle():
+    shares = [rank_windows(10, torch.Generator().manual_seed(4), rank, 3) for rank in range(3)]
+    assert sorted(sum(shares, [])) == list(range(10))
+    assert [len(share) for share in shares] == [4, 3, 3]
+
+
+def test_precise_batch_norm_feeds_a_bf16_model_bf16_inputs():
+    model = seed_head_model().to(torch.bfloat16)
+    batches = [{"input_values": torch.randn(4, 8000), "attention_mask": torch.ones(4, 8000, dtype=torch.long),
+                "labels": torch.zeros(4, dtype=torch.long)}]
+    assert recompute_batch_norm_statistics(model, batches, 2) == 1
+    statistics = model.head[1].running_var
+    assert statistics.dtype == torch.bfloat16 and not torch.equal(statistics, torch.ones_like(statistics))
+
+
+# ---------------------------------------------------------------- data the Trainer sees
+
+
+def tiny_data_args(corpus, **overrides):
+    from hf_ser.arguments import DataArguments
+
+    return DataArguments(dataset="audiofolder", data_dir=str(corpus), speaker_pattern=r"spk(?P<speaker>\d+)_",
+                         validation_speakers=["03"], test_speakers=["04"], **overrides)
+
+
+def test_max_train_samples_draws_a_seeded_random_subset_and_the_report_counts_it(tiny_corpus):
+    from hf_ser.data import build_corpus
+
+    splits, _, report = build_corpus(tiny_data_args(tiny_corpus, max_train_samples=8), seed=3)
+    again, _, _ = build_corpus(tiny_data_args(tiny_corpus, max_train_samples=8), seed=3)
+    assert len(splits["train"]) == 8 and splits["train"]["path"] == again["train"]["path"]
+    assert set(splits["train"]["speaker"]) == {"01", "02"}  # not the first 8 rows (all of speaker 01)
+    assert report.splits["train"]["items"] == 8
+    assert sum(report.splits["train"]["per_label"].values()) == 8
+    assert any("random 8 of the 24 training clips" in note["reason"] for note in report.notes)
+
+
+def test_pad_to_max_duration_marks_the_padding_as_padding(tiny_corpus):
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from hf_ser.collator import SERDataCollator
+    from hf_ser.data import AudioTransform, build_corpus
+
+    args = tiny_data_args(tiny_corpus, max_duration_seconds=5.0, pad_to_max_duration=True)
+    splits, _, _ = build_corpus(args)
+    real = [round(16000 * d) for d in splits["train"]["duration"][:4]]
+    extractor = Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True)
+    splits["train"].set_transform(AudioTransform(extractor, args, train=True))
+    batch = SERDataCollator(extractor)([splits["train"][i] for i in range(4)])
+    assert batch["input_values"].shape == (4, 80000)
+    assert batch["attention_mask"].sum(-1).tolist() == pytest.approx(real, abs=2)
+    assert max(real) < 80000
