@@ -17,8 +17,9 @@ def evaluate_and_save(
     trainer: Trainer, splits: DatasetDict, label_names: list[str], output_dir: str, protocol: str,
     prefixes: dict[str, str] = SPLIT_PREFIXES,
 ) -> dict:
-    """Write `eval_results.json`, `test_results.json` (keys `eval_wa`, `test_ua`, ...), `confusion_matrix.json`
-    and one confusion-matrix PNG per split; returns all metrics. `prefixes` maps the splits to score to their
+    """Write `eval_results.json`, `test_results.json` (keys `eval_wa`, `test_ua`, ...), the per-clip predictions
+    behind them (`eval_predictions.json`, `test_predictions.json`), `confusion_matrix.json` and one confusion-matrix
+    PNG per split; returns all metrics. `prefixes` maps the splits to score to their
     metric prefixes (`hf-ser evaluate` scores other splits)."""
     results, matrices = {}, {}
     for split, prefix in prefixes.items():
@@ -33,6 +34,11 @@ def evaluate_and_save(
         trainer.save_metrics(prefix, metrics)
         results.update(metrics)
         if trainer.is_world_process_zero():
+            # Per clip, so `hf-ser predict` (which batches differently) can be checked against these results.
+            rows = zip(splits[split].with_format(None)["path"], prediction.label_ids.tolist(), np.argmax(logits, -1).tolist())
+            per_clip = [{"path": path, "label": label_names[label], "predicted": label_names[predicted]}
+                        for path, label, predicted in rows]
+            (Path(output_dir) / f"{prefix}_predictions.json").write_text(json.dumps(per_clip, indent=1))
             name = "confusion_matrix" if split == "test" else f"confusion_matrix_{split}"
             title = f"{split} ({protocol}): UA {scores['ua']:.1%}, WA {scores['wa']:.1%}"
             save_confusion_matrix(matrices[split], label_names, Path(output_dir) / f"{name}.png", title)

@@ -62,3 +62,21 @@ def test_recipe_trains_and_evaluates_on_its_published_layout(recipe, layouts, ti
     state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     assert any("eval_ua" in entry for entry in state["log_history"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHECKPOINTS_DIR.is_dir(), reason=f"published configs not found at {CHECKPOINTS_DIR}")
+def test_hf_ser_predict_reproduces_the_per_clip_predictions_behind_test_results(layouts, tiny_corpus, tmp_path):
+    """A group-norm backbone (wav2vec2-base-960h layout): evaluation batched the test clips 4 at a time in corpus
+    order, `hf-ser predict` batches 8 at a time by duration; each clip must get the same class."""
+    from hf_ser.cli import main as cli_main
+
+    run = tmp_path / "run"
+    train_main([str(REPO_ROOT / "recipes" / "wav2vec2.yaml"), *TINY_DATA_ARGV, "--data_dir", str(tiny_corpus),
+                *SHORT_RUN, "--output_dir", str(run), "--backbone", str(layouts("wav2vec2-base-960h"))])
+    behind_results = {row["path"]: row["predicted"] for row in json.loads((run / "test_predictions.json").read_text())}
+    assert len(behind_results) == json.loads((run / "test_results.json").read_text())["test_samples"] == 12
+    assert cli_main(["predict", str(run), *behind_results, "--format", "json", "--output", str(tmp_path / "p.json"),
+                     "--device", "cpu"]) == 0
+    predicted = {row["file"]: row["label"] for row in json.loads((tmp_path / "p.json").read_text())["predictions"]}
+    assert predicted == behind_results
