@@ -1,9 +1,9 @@
 """Clips per second of the seed's four augmentations (TimeStretch, PitchShift, AddGaussianNoise, TimeMask at p=0.5 each,
-exactly as recipes/wav2vec2.yaml lists them) on 6 s clips, through `hf_ser.augment` and a torch DataLoader with 0, 1
+exactly as recipes/wav2vec2.yaml lists them) on 6 s clips, through `hf_ser.data.augment` and a torch DataLoader with 0, 1
 and 2 workers; then each transform alone (p=1), for both stretch implementations audiomentations offers:
 `signalsmith_stretch` (its default since 0.36) and `librosa_phase_vocoder` (the older default).
 
-Clips: EmoDB utterances (../shared/data/emodb) decoded with hf_ser.audio.load_audio and repeated to exactly 6 s, so
+Clips: EmoDB utterances (../shared/data/emodb) decoded with hf_ser.data.audio.load_audio and repeated to exactly 6 s, so
 every sample is speech; without EmoDB, noise-like synthetic clips. Configurations run interleaved (A, B, C, A, B, C),
 the table reports medians and the load average.
 
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import REPO_ROOT, load_average, machine_description, markdown_table, median, write_report
 from torch.utils.data import DataLoader, Dataset
 
-from common import REPO_ROOT, load_average, machine_description, markdown_table, median, write_report
 from hf_ser.arguments import load_recipe
-from hf_ser.audio import load_audio
-from hf_ser.augment import augment, build_augmenter
+from hf_ser.data.audio import load_audio
+from hf_ser.data.augment import augment, build_augmenter
 
 SAMPLING_RATE = 16_000
 EMODB = REPO_ROOT.parent / "shared" / "data" / "emodb" / "wav"

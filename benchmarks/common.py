@@ -83,7 +83,7 @@ def machine_description() -> dict:
     except OSError:
         pass
     try:
-        memory_kib = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        memory_kib = int(next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")).split()[1])
         memory = f"{memory_kib / 2**20:.1f} GiB"
     except (OSError, StopIteration):
         memory = "unknown"
@@ -151,7 +151,7 @@ def build_ser_model(lever: str, backbone: dict, num_labels: int = 4):
 
     - `full`: `freeze_feature_encoder: false`; `frozen_cnn`: the default `true`;
     - `frozen_cnn_gc`: + `gradient_checkpointing: true` (the Trainer calls the model's checkpointing switch);
-    - `lora`: the recipe's `peft:` section through `hf_ser.lora.apply_lora` (r=8 on q/k/v/out_proj, head trained
+    - `lora`: the recipe's `peft:` section through `hf_ser.training.lora.apply_lora` (r=8 on q/k/v/out_proj, head trained
       fully as PEFT `modules_to_save`; every encoder weight, the CNN included, frozen).
     """
     import torch
@@ -170,7 +170,7 @@ def build_ser_model(lever: str, backbone: dict, num_labels: int = 4):
         # transformers 5 names it activation_checkpointing_enable (gradient_checkpointing_enable is its old alias)
         (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
     if lever == "lora":
-        from hf_ser.lora import apply_lora
+        from hf_ser.training.lora import apply_lora
 
         model = apply_lora(model, LORA_SPEC)
     return model.train()

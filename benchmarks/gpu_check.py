@@ -26,7 +26,14 @@ import time
 from pathlib import Path
 
 from common import (
-    REPO_ROOT, WAV2VEC2_LARGE, WAV2VEC2_TINY, build_ser_model, emit, machine_description, markdown_table, run_worker,
+    REPO_ROOT,
+    WAV2VEC2_LARGE,
+    WAV2VEC2_TINY,
+    build_ser_model,
+    emit,
+    machine_description,
+    markdown_table,
+    run_worker,
     write_report,
 )
 

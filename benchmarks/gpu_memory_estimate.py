@@ -32,10 +32,18 @@ import contextlib
 from dataclasses import dataclass, field
 
 import torch
-
 from common import (
-    LEVERS, WAV2VEC2_LARGE, WAV2VEC2_TINY, build_ser_model, emit, load_average, machine_description, markdown_table,
-    parameter_counts, run_worker, write_report,
+    LEVERS,
+    WAV2VEC2_LARGE,
+    WAV2VEC2_TINY,
+    build_ser_model,
+    emit,
+    load_average,
+    machine_description,
+    markdown_table,
+    parameter_counts,
+    run_worker,
+    write_report,
 )
 
 GIB = 2**30

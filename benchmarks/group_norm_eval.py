@@ -22,13 +22,13 @@ import time
 
 import torch
 import transformers
+from common import REPO_ROOT, load_average, machine_description, markdown_table, write_report
 from torch.utils.data import DataLoader
 
-from common import REPO_ROOT, load_average, machine_description, markdown_table, write_report
 from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
 from hf_ser.arguments import DataArguments
-from hf_ser.collator import SERDataCollator
-from hf_ser.data import attach_transforms, build_corpus
+from hf_ser.data.collator import SERDataCollator
+from hf_ser.data.dataset import attach_transforms, build_corpus
 
 CHECKPOINT = REPO_ROOT.parent / "shared" / "checkpoints" / "facebook__wav2vec2-base-960h"
 EMODB = REPO_ROOT.parent / "shared" / "data" / "emodb"

@@ -29,9 +29,9 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor
 
 import hf_ser
 from hf_ser import SERCNN, SERCNNConfig, Wav2Vec2SER, Wav2Vec2SERConfig
-from hf_ser.demo_corpus import synthesize
-from hf_ser.onnx_export import export_onnx
-from hf_ser.predict import EmotionClassifier
+from hf_ser.data.demo_corpus import synthesize
+from hf_ser.inference.onnx_export import export_onnx
+from hf_ser.inference.predict import EmotionClassifier
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 SR = 16_000

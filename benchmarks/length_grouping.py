@@ -17,10 +17,10 @@ from transformers import Wav2Vec2FeatureExtractor
 
 from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
 from hf_ser.arguments import DataArguments, SERTrainingArguments
-from hf_ser.collator import SERDataCollator
-from hf_ser.data import attach_transforms, build_corpus
-from hf_ser.demo_corpus import generate_demo_corpus
-from hf_ser.trainer import SERTrainer
+from hf_ser.data.collator import SERDataCollator
+from hf_ser.data.dataset import attach_transforms, build_corpus
+from hf_ser.data.demo_corpus import generate_demo_corpus
+from hf_ser.training.trainer import SERTrainer
 
 TINY = {"model_type": "wav2vec2", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
         "intermediate_size": 64, "conv_dim": [16, 16], "conv_stride": [5, 4], "conv_kernel": [10, 4],

@@ -16,8 +16,20 @@ import argparse
 import time
 
 from common import (
-    LEVERS, WAV2VEC2_LARGE, WAV2VEC2_TINY, build_ser_model, emit, interleaved, load_average, machine_description,
-    markdown_table, median, parameter_counts, peak_rss_mib, run_worker, write_report,
+    LEVERS,
+    WAV2VEC2_LARGE,
+    WAV2VEC2_TINY,
+    build_ser_model,
+    emit,
+    interleaved,
+    load_average,
+    machine_description,
+    markdown_table,
+    median,
+    parameter_counts,
+    peak_rss_mib,
+    run_worker,
+    write_report,
 )
 
 

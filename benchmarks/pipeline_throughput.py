@@ -6,7 +6,7 @@ same Trainer settings (batch 16, no augmentation, no evaluation or checkpoints d
   column), `attach_transforms` (decode + random 6 s crop on the fly), `SERDataCollator` (pad each batch to its longest
   clip), `SERTrainer` with `train_sampling_strategy: group_by_length`.
 - `hf-ser-release`: the same with `cpu_release_freed_memory: true` (freed activation memory goes back to the OS at
-  once; hf_ser/cpu_memory.py).
+  once; hf_ser/training/cpu_memory.py).
 - `seed`: the seed's way: every clip cropped or zero-padded to exactly 6 s (hf-ser's `pad_to_max_duration: true`),
   random batches.
 - `example`: transformers' examples/pytorch/audio-classification/run_audio_classification.py: the `audio` column decoded
@@ -34,7 +34,15 @@ import resource
 import time
 
 from common import (
-    REPO_ROOT, emit, interleaved, load_average, machine_description, markdown_table, median, peak_rss_mib, run_worker,
+    REPO_ROOT,
+    emit,
+    interleaved,
+    load_average,
+    machine_description,
+    markdown_table,
+    median,
+    peak_rss_mib,
+    run_worker,
     write_report,
 )
 
@@ -106,10 +114,10 @@ def run_variant(variant: str, epochs: float, max_train_samples: int | None, thre
     from transformers import DataCollatorWithPadding, Trainer, set_seed
 
     from hf_ser.arguments import parse_args
-    from hf_ser.collator import SERDataCollator
-    from hf_ser.data import EpochCallback, attach_transforms, balanced_class_weights, build_corpus
-    from hf_ser.models import backbone_config_of, build_feature_extractor, build_model
-    from hf_ser.trainer import SERTrainer
+    from hf_ser.data.collator import SERDataCollator
+    from hf_ser.data.dataset import EpochCallback, attach_transforms, balanced_class_weights, build_corpus
+    from hf_ser.training.model_building import backbone_config_of, build_feature_extractor, build_model
+    from hf_ser.training.trainer import SERTrainer
 
     torch.set_num_threads(threads)
     argv = [str(RECIPE), "--data_dir", str(EMODB_DIR), "--output_dir", os.environ["BENCH_OUTPUT_DIR"],
@@ -132,7 +140,7 @@ def run_variant(variant: str, epochs: float, max_train_samples: int | None, thre
     train = splits["train"]
     feature_extractor = build_feature_extractor(model_args, data_args.sampling_rate, backbone_config_of(model_args))
     model = build_model(model_args, label_names, balanced_class_weights(train, len(label_names)))
-    decoder = "hf_ser.audio.load_audio (soundfile)"
+    decoder = "hf_ser.data.audio.load_audio (soundfile)"
     if variant == "example":
         dataset, decoder = example_dataset(train, feature_extractor)
         collator = CountingCollator(DataCollatorWithPadding(feature_extractor))
@@ -196,7 +204,7 @@ def main() -> None:
     reference = summary.get("example")
     rows = []
     for variant, values in summary.items():
-        ratio = lambda key: f"{values[key] / reference[key]:.2f}x" if reference else "-"  # noqa: E731
+        ratio = lambda key, values=values: f"{values[key] / reference[key]:.2f}x" if reference else "-"  # noqa: E731
         rows.append([
             variant, results[variant][0]["decoder"], f"{values['samples_per_second']:.2f}", ratio("samples_per_second"),
             f"{values['cpu_seconds_per_sample']:.3f}", f"{reference['cpu_seconds_per_sample'] / values['cpu_seconds_per_sample']:.2f}x" if reference else "-",

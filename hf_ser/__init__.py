@@ -7,10 +7,10 @@ without remote code.
 
 from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification
 
-from .configuration_ser_cnn import SERCNNConfig
-from .configuration_wav2vec2_ser import Wav2Vec2SERConfig
-from .modeling_ser_cnn import SERCNN
-from .modeling_wav2vec2_ser import Wav2Vec2SER
+from hf_ser.models.configuration_ser_cnn import SERCNNConfig
+from hf_ser.models.configuration_wav2vec2_ser import Wav2Vec2SERConfig
+from hf_ser.models.modeling_ser_cnn import SERCNN
+from hf_ser.models.modeling_wav2vec2_ser import Wav2Vec2SER
 
 __version__ = "0.1.0"
 
@@ -24,6 +24,6 @@ for _config_class, _model_class in ARCHITECTURES:
     _config_class.register_for_auto_class()
     _model_class.register_for_auto_class("AutoModelForAudioClassification")
 
-from .predict import predict_timeline  # noqa: E402  (after the registration it relies on)
+from hf_ser.inference.predict import predict_timeline  # noqa: E402  (after the registration it relies on)
 
 __all__ = ["Wav2Vec2SERConfig", "Wav2Vec2SER", "SERCNNConfig", "SERCNN", "predict_timeline", "__version__"]

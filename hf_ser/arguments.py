@@ -17,12 +17,21 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-from .scaling import cpu_processes_launched, launched_world_size
-
 logger = logging.getLogger(__name__)
+
+
+def launched_world_size() -> int:
+    """How many processes the launcher (torchrun, `accelerate launch`, DeepSpeed) started; 1 for a plain run."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def cpu_processes_launched() -> bool:
+    """Several processes were launched on a machine with no GPU (or other accelerator)."""
+    return launched_world_size() > 1 and not torch.accelerator.is_available()
 
 def _json_field(value):
     """Complex recipe values (lists of dicts, dicts) travel through argparse as JSON text."""

@@ -22,7 +22,7 @@ def _merge_lora(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0].startswith("-"):
         print("usage: hf-ser merge-lora RUN_DIR OUT_DIR", file=sys.stderr)
         return 2
-    from .lora import merge_lora
+    from hf_ser.inference.loading import merge_lora
 
     print(merge_lora(*argv))
     return 0
@@ -40,18 +40,18 @@ def _delegate(module: str) -> Callable[[list[str]], int]:
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "train": (_delegate("train"), "train a model from a recipe: hf-ser train RECIPE.yaml [--key value ...]"),
-    "evaluate": (_delegate("evaluate_model"), "score a saved model on a corpus: hf-ser evaluate MODEL [RECIPE.yaml] --output_dir DIR "
+    "evaluate": (_delegate("evaluation.evaluate_command"), "score a saved model on a corpus: hf-ser evaluate MODEL [RECIPE.yaml] --output_dir DIR "
                             "[--split test|validation|train|all] [--key value ...]"),
-    "push": (_delegate("publish"), "publish a run folder with its model card: hf-ser push RUN_DIR --repo-id NAME [--private]"),
-    "cv": (_delegate("cross_validation"), "speaker-independent cross-validation: hf-ser cv RECIPE.yaml [--folds leave-one-speaker-out | "
+    "push": (_delegate("hub.publish"), "publish a run folder with its model card: hf-ser push RUN_DIR --repo-id NAME [--private]"),
+    "cv": (_delegate("experiments.cross_validation"), "speaker-independent cross-validation: hf-ser cv RECIPE.yaml [--folds leave-one-speaker-out | "
                 "leave-one-session-out | K] [--key value ...]"),
-    "compare": (_delegate("compare"), "compare runs and CV results: hf-ser compare RUN_OR_CV_DIR... --output DIR"),
-    "seeds": (_delegate("seeds"), "one recipe over several seeds, mean ± std: hf-ser seeds RECIPE.yaml --seeds 1 2 3 "
+    "compare": (_delegate("experiments.compare"), "compare runs and CV results: hf-ser compare RUN_OR_CV_DIR... --output DIR"),
+    "seeds": (_delegate("experiments.seeds"), "one recipe over several seeds, mean ± std: hf-ser seeds RECIPE.yaml --seeds 1 2 3 "
                       "[--key value ...]"),
     "merge-lora": (_merge_lora, "fold a LoRA run's adapter into a plain checkpoint: hf-ser merge-lora RUN_DIR OUT_DIR"),
-    "predict": (_delegate("predict"), "emotions of audio files or folders: hf-ser predict MODEL AUDIO... [--window S --hop S] "
+    "predict": (_delegate("inference.predict"), "emotions of audio files or folders: hf-ser predict MODEL AUDIO... [--window S --hop S] "
                           "[--format table|json|csv] [--output FILE] [--plot PNG] [--backend torch|onnx]"),
-    "export-onnx": (_delegate("onnx_export"), "export a model to ONNX (dynamic batch/time): hf-ser export-onnx MODEL OUT_DIR"),
+    "export-onnx": (_delegate("inference.onnx_export"), "export a model to ONNX (dynamic batch/time): hf-ser export-onnx MODEL OUT_DIR"),
 }
 
 

@@ -23,23 +23,35 @@ import transformers  # noqa: E402
 from transformers import EarlyStoppingCallback, enable_full_determinism, set_seed  # noqa: E402
 
 from hf_ser.arguments import parse_args  # noqa: E402
-from hf_ser.callbacks import (  # noqa: E402
-    FreezeEncoderCallback, PreciseBatchNormCallback, check_batch_norm_batch_size, resolve_precise_bn_batches,
+from hf_ser.data.collator import SERDataCollator  # noqa: E402
+from hf_ser.data.dataset import (  # noqa: E402,E501
+    EpochCallback,
+    attach_transforms,
+    balanced_class_weights,
+    build_corpus,
+    clean_training_view,
 )
-from hf_ser.collator import SERDataCollator  # noqa: E402
-from hf_ser.data import EpochCallback, attach_transforms, balanced_class_weights, build_corpus, clean_training_view  # noqa: E402,E501
-from hf_ser.evaluation import evaluate_and_save  # noqa: E402
-from hf_ser.guards import (  # noqa: E402
-    ValidationOnlyCallback, check_selection_uses_validation, checkpoint_to_resume, refuse_finished_run,
+from hf_ser.evaluation.final import evaluate_and_save  # noqa: E402
+from hf_ser.evaluation.metrics import compute_metrics  # noqa: E402
+from hf_ser.hub.model_card import save_model_card  # noqa: E402
+from hf_ser.hub.publish import push_run  # noqa: E402
+from hf_ser.run_folder import save_run_config  # noqa: E402
+from hf_ser.training.callbacks import (  # noqa: E402
+    FreezeEncoderCallback,
+    PreciseBatchNormCallback,
+    check_batch_norm_batch_size,
+    resolve_precise_bn_batches,
 )
-from hf_ser.lora import prepare_lora  # noqa: E402
-from hf_ser.metrics import compute_metrics  # noqa: E402
-from hf_ser.model_card import save_model_card  # noqa: E402
-from hf_ser.models import backbone_config_of, build_feature_extractor, build_model  # noqa: E402
-from hf_ser.publish import push_run  # noqa: E402
-from hf_ser.run_files import save_run_config  # noqa: E402
-from hf_ser.scaling import prepare_model_for_processes, weights_built_whole  # noqa: E402
-from hf_ser.trainer import SERTrainer  # noqa: E402
+from hf_ser.training.checkpoints import (  # noqa: E402
+    ValidationOnlyCallback,
+    check_selection_uses_validation,
+    checkpoint_to_resume,
+    refuse_finished_run,
+)
+from hf_ser.training.distributed import prepare_model_for_processes, weights_built_whole  # noqa: E402
+from hf_ser.training.lora import prepare_lora  # noqa: E402
+from hf_ser.training.model_building import backbone_config_of, build_feature_extractor, build_model  # noqa: E402
+from hf_ser.training.trainer import SERTrainer  # noqa: E402
 
 logger = logging.getLogger("hf_ser.train")
 
@@ -47,7 +59,7 @@ def main(argv: Optional[list] = None, callbacks: Optional[list] = None) -> dict:
     """Train from `RECIPE.yaml [--key value ...]`; `callbacks` are extra `TrainerCallback`s. Returns all metrics."""
     model_args, data_args, training_args = parse_args(argv)
     refuse_finished_run(training_args)
-    # hf_ser.publish pushes once, after the test evaluation, with our card, code files and metrics; the Trainer's own
+    # hf_ser.hub.publish pushes once, after the test evaluation, with our card, code files and metrics; the Trainer's own
     # push would create the repo before training and upload every checkpoint with training_args.bin and a generic
     # card. (A `hub_token` was already moved to HF_TOKEN by SERTrainingArguments, where HfApi finds it.)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False

@@ -38,7 +38,7 @@ def tiny_backbone_config():
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """An audiofolder of the generated demo signals: 4 speakers x 4 emotions x 3 clips."""
-    from hf_ser.demo_corpus import generate_demo_corpus
+    from hf_ser.data.demo_corpus import generate_demo_corpus
 
     return generate_demo_corpus(tmp_path_factory.mktemp("corpus") / "demo", speakers=4, per_emotion=3, seed=1)
 

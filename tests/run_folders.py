@@ -4,12 +4,11 @@ extractor, and the JSON files `hf-ser train` writes, filled with the values a te
 import json
 from pathlib import Path
 
+from conftest import TINY_WAV2VEC2
 from transformers import Wav2Vec2FeatureExtractor
 
 from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
-from hf_ser.data import CorpusReport
-
-from conftest import TINY_WAV2VEC2
+from hf_ser.data.dataset import CorpusReport
 
 LABELS = ["anger", "boredom", "happiness", "sadness"]
 

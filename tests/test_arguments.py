@@ -1,10 +1,8 @@
-from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 
 from hf_ser.arguments import load_recipe, parse_args
-
-from conftest import REPO_ROOT
 
 RECIPES = sorted((REPO_ROOT / "recipes").glob("*.yaml"))
 

@@ -5,20 +5,19 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import EMODB_DIR, REPO_ROOT, requires_emodb
 from safetensors.torch import load_file
 from torch import nn
 from transformers import TrainerControl, TrainerState, Wav2Vec2FeatureExtractor, pipeline
 
 from hf_ser.arguments import DataArguments, parse_args
-from hf_ser.audio import load_audio
-from hf_ser.callbacks import PreciseBatchNormCallback, recompute_batch_norm_statistics
-from hf_ser.collator import SERDataCollator
-from hf_ser.configuration_ser_cnn import SERCNNConfig
-from hf_ser.data import attach_transforms, build_corpus, clean_training_view
-from hf_ser.modeling_ser_cnn import SERCNN
+from hf_ser.data.audio import load_audio
+from hf_ser.data.collator import SERDataCollator
+from hf_ser.data.dataset import attach_transforms, build_corpus, clean_training_view
+from hf_ser.models.configuration_ser_cnn import SERCNNConfig
+from hf_ser.models.modeling_ser_cnn import SERCNN
 from hf_ser.train import main as train_main
-
-from conftest import EMODB_DIR, REPO_ROOT, requires_emodb
+from hf_ser.training.callbacks import PreciseBatchNormCallback, recompute_batch_norm_statistics
 
 SPEAKERS = r"spk(?P<speaker>\d+)_"
 

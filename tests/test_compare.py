@@ -3,7 +3,7 @@ import json
 import pytest
 
 from hf_ser.cli import main as cli_main
-from hf_ser.compare import compare, load_result
+from hf_ser.experiments.compare import compare, load_result
 from hf_ser.train import main as train_main
 
 

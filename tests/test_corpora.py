@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from conftest import EMODB_DIR, requires_emodb
 
 from hf_ser.arguments import DataArguments
-from hf_ser.corpora import CORPORA, load_records
-from hf_ser.data import build_corpus
-
-from conftest import EMODB_DIR, requires_emodb
+from hf_ser.data.corpora import CORPORA, load_records
+from hf_ser.data.dataset import build_corpus
 
 _seed = iter(range(10**6))
 
@@ -261,7 +260,7 @@ def test_csv_and_jsonl_manifests_read_path_label_speaker(tmp_path):
 
 
 def _generate_small_demo(root: str) -> str:
-    from hf_ser.demo_corpus import generate_demo_corpus
+    from hf_ser.data.demo_corpus import generate_demo_corpus
 
     return str(generate_demo_corpus(root, speakers=2, per_emotion=2, seed=3))
 
@@ -269,10 +268,10 @@ def _generate_small_demo(root: str) -> str:
 def test_demo_corpus_is_renamed_into_place_whole_even_when_two_writers_generate_it(tmp_path, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
-    import hf_ser.demo_corpus
+    import hf_ser.data.demo_corpus
 
-    written, write = [], hf_ser.demo_corpus.soundfile.write
-    monkeypatch.setattr(hf_ser.demo_corpus.soundfile, "write",
+    written, write = [], hf_ser.data.demo_corpus.soundfile.write
+    monkeypatch.setattr(hf_ser.data.demo_corpus.soundfile, "write",
                         lambda path, *args, **kwargs: (written.append(Path(path)), write(path, *args, **kwargs)))
     root = tmp_path / "demo"
     (root / "angry").mkdir(parents=True)  # what an interrupted in-place write used to leave

@@ -4,11 +4,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO_ROOT
 
 from hf_ser.arguments import SERTrainingArguments
-from hf_ser.cpu_memory import release_freed_memory
-
-from conftest import REPO_ROOT
+from hf_ser.training.cpu_memory import release_freed_memory
 
 glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the lever is glibc's mallopt")
 
@@ -31,7 +30,7 @@ print(rss_mib() - base)
 
 
 def retained_mib(mode: str) -> float:
-    code = PROBE.format(path=str(REPO_ROOT / "hf_ser" / "cpu_memory.py"))
+    code = PROBE.format(path=str(REPO_ROOT / "hf_ser" / "training" / "cpu_memory.py"))
     result = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return float(result.stdout.strip().splitlines()[-1])
@@ -52,13 +51,13 @@ def test_the_lever_is_a_training_argument_and_refuses_thresholds_glibc_cannot_ta
 def test_the_trainer_applies_the_lever_when_the_recipe_asks(tmp_path, monkeypatch):
     import torch
 
-    import hf_ser.trainer
+    import hf_ser.training.trainer
 
     calls = []
-    monkeypatch.setattr(hf_ser.trainer, "release_freed_memory", lambda: calls.append(True))
+    monkeypatch.setattr(hf_ser.training.trainer, "release_freed_memory", lambda: calls.append(True))
     for asked in (False, True):
         args = SERTrainingArguments(output_dir=str(tmp_path), cpu_release_freed_memory=asked, use_cpu=True,
                                     eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
                                     report_to="none")
-        hf_ser.trainer.SERTrainer(model=torch.nn.Linear(2, 2), args=args)
+        hf_ser.training.trainer.SERTrainer(model=torch.nn.Linear(2, 2), args=args)
     assert calls == [True]

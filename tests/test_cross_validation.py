@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from hf_ser import cross_validation
 from hf_ser.cli import main as cli_main
-from hf_ser.compare import compare
-from hf_ser.cross_validation import LOSESSO, LOSO, make_folds, run_cross_validation, speaker_session
+from hf_ser.experiments import cross_validation
+from hf_ser.experiments.compare import compare
+from hf_ser.experiments.cross_validation import LOSESSO, LOSO, make_folds, run_cross_validation, speaker_session
 
 # EmoDB's ten speakers with their real item counts
 EMODB_ITEMS = {"03": 49, "08": 58, "09": 43, "10": 38, "11": 55, "12": 35, "13": 61, "14": 69, "15": 56, "16": 71}

@@ -3,13 +3,13 @@ import json
 import numpy as np
 import pytest
 import soundfile
+from transformers import Wav2Vec2FeatureExtractor
 
 from hf_ser.arguments import DataArguments
-from hf_ser.audio import load_audio
-from hf_ser.augment import build_augmenter
-from hf_ser.collator import SERDataCollator
-from hf_ser.data import SPEAKER_DEPENDENT, SPEAKER_INDEPENDENT, attach_transforms, build_corpus
-from transformers import Wav2Vec2FeatureExtractor
+from hf_ser.data.audio import load_audio
+from hf_ser.data.augment import build_augmenter
+from hf_ser.data.collator import SERDataCollator
+from hf_ser.data.dataset import SPEAKER_DEPENDENT, SPEAKER_INDEPENDENT, attach_transforms, build_corpus
 
 SPEAKERS = r"spk(?P<speaker>\d+)_"
 

@@ -17,15 +17,14 @@ import pytest
 import torch
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.utils import DistributedType
+from conftest import REPO_ROOT, TINY_WAV2VEC2
 from transformers import TrainingArguments
 
 from hf_ser.arguments import SERTrainingArguments
-from hf_ser.configuration_wav2vec2_ser import Wav2Vec2SERConfig
-from hf_ser.modeling_wav2vec2_ser import SafeBatchNorm1d, Wav2Vec2SER
-from hf_ser.scaling import prepare_model_for_processes
+from hf_ser.models.configuration_wav2vec2_ser import Wav2Vec2SERConfig
+from hf_ser.models.modeling_wav2vec2_ser import SafeBatchNorm1d, Wav2Vec2SER
 from hf_ser.train import main as train_main
-
-from conftest import REPO_ROOT, TINY_WAV2VEC2
+from hf_ser.training.distributed import prepare_model_for_processes
 
 CONFIG_DIR = REPO_ROOT / "accelerate_configs"
 EXPECTED_CONFIGS = {
@@ -98,7 +97,7 @@ def _layerdrops(model):
 
 def test_layerdrop_is_switched_off_for_ddp_with_activation_checkpointing(caplog):
     model = _tiny_model(layerdrop=0.1)
-    with caplog.at_level(logging.WARNING, logger="hf_ser.scaling"):
+    with caplog.at_level(logging.WARNING, logger="hf_ser.training.distributed"):
         prepare_model_for_processes(model, _process_args(activation_checkpointing=True))
     assert _layerdrops(model) == (0.0, 0.0)
     assert "LayerDrop switched off" in caplog.text and "30113" in caplog.text

@@ -1,11 +1,10 @@
 import json
 
 import pytest
-
-from hf_ser.cli import main as cli_main
-
 from conftest import TINY_DATA_ARGV
 from run_folders import make_run_folder
+
+from hf_ser.cli import main as cli_main
 
 TINY_LABELS = ["angry", "happy", "neutral", "sad"]
 

@@ -5,19 +5,19 @@ import json
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 from peft import PeftModel
 from transformers import AutoModelForAudioClassification, Wav2Vec2FeatureExtractor, pipeline
 
 from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
 from hf_ser.arguments import parse_args
 from hf_ser.cli import main as cli_main
-from hf_ser.collator import SERDataCollator
-from hf_ser.data import attach_transforms, build_corpus
-from hf_ser.lora import BASE_MODEL_DIR, apply_lora, load_lora, lora_target_modules, merge_lora, prepare_lora
+from hf_ser.data.collator import SERDataCollator
+from hf_ser.data.dataset import attach_transforms, build_corpus
+from hf_ser.inference.loading import load_lora, merge_lora
 from hf_ser.train import main as train_main
-from hf_ser.trainer import SERTrainer
-
-from conftest import REPO_ROOT
+from hf_ser.training.lora import BASE_MODEL_DIR, apply_lora, lora_target_modules, prepare_lora
+from hf_ser.training.trainer import SERTrainer
 
 LABELS = {"id2label": {0: "a", 1: "b", 2: "c"}, "label2id": {"a": 0, "b": 1, "c": 2}}
 SPEC = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0}

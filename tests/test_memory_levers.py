@@ -11,10 +11,10 @@ from transformers import Wav2Vec2FeatureExtractor
 
 from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
 from hf_ser.arguments import DataArguments, SERTrainingArguments
-from hf_ser.collator import SERDataCollator
-from hf_ser.data import attach_transforms, build_corpus
+from hf_ser.data.collator import SERDataCollator
+from hf_ser.data.dataset import attach_transforms, build_corpus
 from hf_ser.train import main as train_main
-from hf_ser.trainer import SERTrainer
+from hf_ser.training.trainer import SERTrainer
 
 LABELS = {"id2label": {0: "a", 1: "b", 2: "c"}, "label2id": {"a": 0, "b": 1, "c": 2}}
 

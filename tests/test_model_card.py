@@ -3,10 +3,9 @@ import json
 import pytest
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
-
-from hf_ser.model_card import build_model_card, save_model_card
-
 from run_folders import LABELS, make_run_folder
+
+from hf_ser.hub.model_card import build_model_card, save_model_card
 
 
 def _metrics(card) -> dict:

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from transformers import AutoModelForAudioClassification
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
-from hf_ser.configuration_ser_cnn import SERCNNConfig
-from hf_ser.modeling_ser_cnn import SERCNN, split_into_segments
+from hf_ser.models.configuration_ser_cnn import SERCNNConfig
+from hf_ser.models.modeling_ser_cnn import SERCNN, split_into_segments
 
 SR = 16000
 # Default architecture with 4 labels: 8+8 first-conv channels, blocks (32, 48, 64, 80), 4 heads x 64.
@@ -172,7 +172,7 @@ def test_checkpoint_loads_as_remote_code(model, tmp_path):
 
 @pytest.mark.parametrize("name", ["configuration_ser_cnn.py", "modeling_ser_cnn.py"])
 def test_model_files_import_only_torch_transformers_and_each_other(name):
-    source = Path(__file__).resolve().parents[1] / "hf_ser" / name
+    source = Path(__file__).resolve().parents[1] / "hf_ser" / "models" / name
     allowed = {"math", "typing", "torch", "transformers"}
     for node in ast.walk(ast.parse(source.read_text())):
         if isinstance(node, ast.Import):
@@ -234,9 +234,8 @@ def test_bad_config_values_are_rejected_with_the_key():
 
 
 def test_checkpoint_loads_and_classifies_where_hf_ser_is_not_importable(model, tmp_path):
-    from transformers import Wav2Vec2FeatureExtractor
-
     from conftest import run_without_hf_ser
+    from transformers import Wav2Vec2FeatureExtractor
 
     import hf_ser  # noqa: F401  (registers the Auto class that writes auto_map on save)
 

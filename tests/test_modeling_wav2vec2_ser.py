@@ -1,14 +1,18 @@
 import pytest
 import torch
+from conftest import run_without_hf_ser
 from transformers import (
-    AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor, pipeline,
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModel,
+    AutoModelForAudioClassification,
+    Wav2Vec2FeatureExtractor,
+    pipeline,
 )
 
 import hf_ser
 from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
-from hf_ser.modeling_wav2vec2_ser import SERHead
-
-from conftest import run_without_hf_ser
+from hf_ser.models.modeling_wav2vec2_ser import SERHead
 
 LABELS = {0: "anger", 1: "happiness", 2: "neutral", 3: "sadness"}
 
@@ -115,7 +119,7 @@ def test_other_encoder_families(backbone):
 
 def test_whisper_encoder_with_log_mel_features(tmp_path):
     from hf_ser.arguments import ModelArguments
-    from hf_ser.models import build_feature_extractor
+    from hf_ser.training.model_building import build_feature_extractor
 
     backbone = {"model_type": "whisper", "d_model": 32, "encoder_layers": 1, "encoder_attention_heads": 2,
                 "decoder_layers": 1, "decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64,

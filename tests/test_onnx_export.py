@@ -16,18 +16,17 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import EMODB_DIR, TINY_LABELS, requires_emodb
 from transformers import Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
 
 from hf_ser import SERCNN, SERCNNConfig, Wav2Vec2SER, Wav2Vec2SERConfig
 from hf_ser.arguments import ModelArguments
-from hf_ser.audio import load_audio
 from hf_ser.cli import main as cli_main
-from hf_ser.demo_corpus import synthesize
-from hf_ser.models import build_feature_extractor
-from hf_ser.onnx_export import LogitsOnly, OnnxSERModel, export_onnx
-from hf_ser.predict import EmotionClassifier
-
-from conftest import EMODB_DIR, TINY_LABELS, requires_emodb
+from hf_ser.data.audio import load_audio
+from hf_ser.data.demo_corpus import synthesize
+from hf_ser.inference.onnx_export import LogitsOnly, OnnxSERModel, export_onnx
+from hf_ser.inference.predict import EmotionClassifier
+from hf_ser.training.model_building import build_feature_extractor
 
 pytestmark = pytest.mark.slow
 TOLERANCE = 1e-4

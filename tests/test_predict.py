@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import TINY_LABELS
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
 import hf_ser
 from hf_ser.cli import main as cli_main
-from hf_ser.demo_corpus import synthesize
-from hf_ser.predict import AGGREGATE, EmotionClassifier, resolve_device
-
-from conftest import TINY_LABELS
+from hf_ser.data.demo_corpus import synthesize
+from hf_ser.inference.predict import AGGREGATE, EmotionClassifier, resolve_device
 
 SR = 16000
 LONG_SAMPLES = 84_800  # 5.3 s
@@ -34,7 +33,7 @@ def audio_dir(tmp_path_factory) -> Path:
     clips = [synthesize(emotion, 140.0, (600.0, 1500.0), rng) for emotion in ("angry", "sad", "happy")]
     soundfile.write(root / "a.wav", clips[0], SR)
     (root / "nested").mkdir()
-    at_44k = hf_ser.audio.resample(clips[1], SR, 44100)
+    at_44k = hf_ser.data.audio.resample(clips[1], SR, 44100)
     soundfile.write(root / "nested" / "b.flac", np.stack([at_44k, 0.5 * at_44k], axis=1), 44100)  # stereo, 44.1 kHz
     soundfile.write(root / "nested" / "c.ogg", clips[2], SR, format="OGG", subtype="VORBIS")
     (root / "notes.txt").write_text("not audio, not an audio extension: ignored")
@@ -105,17 +104,17 @@ def test_timeline_segments_cover_the_audio_with_known_bounds(tiny_model_dir, aud
 
 def test_timeline_segments_match_predicting_each_window_alone(tiny_model_dir, audio_dir):
     classifier = EmotionClassifier(tiny_model_dir)
-    waveform = hf_ser.audio.load_audio(audio_dir / "long.wav")
+    waveform = hf_ser.data.audio.load_audio(audio_dir / "long.wav")
     segments = classifier.timeline(waveform, window=2.0, hop=1.5, batch_size=3)
     for segment in segments:
         alone = classifier.probabilities([waveform[round(segment.start * SR) : round(segment.end * SR)]])[0]
-        np.testing.assert_allclose([segment.probabilities[l] for l in TINY_LABELS], alone, atol=1e-5)
+        np.testing.assert_allclose([segment.probabilities[label] for label in TINY_LABELS], alone, atol=1e-5)
 
 
 def test_batching_by_length_keeps_results_and_order(tiny_model_dir, audio_dir):
     """Sorted, padded batches (feature extractor pad + attention mask) give each file its own unbatched answer."""
     classifier = EmotionClassifier(tiny_model_dir)
-    waveforms = [hf_ser.audio.load_audio(p) for p in sorted(audio_dir.rglob("*.*")) if p.suffix != ".txt"]
+    waveforms = [hf_ser.data.audio.load_audio(p) for p in sorted(audio_dir.rglob("*.*")) if p.suffix != ".txt"]
     assert len({len(w) for w in waveforms}) == len(waveforms)
     one_by_one = classifier.probabilities(waveforms, batch_size=1)
     batched = classifier.probabilities(waveforms, batch_size=3)
@@ -178,7 +177,7 @@ def test_predict_timeline_from_python_on_files_waveforms_and_models(tiny_model_d
     assert from_file.aggregate == AGGREGATE
 
     # A waveform at another rate is resampled to the model's; an in-memory model needs its feature extractor.
-    waveform_8k = hf_ser.audio.resample(hf_ser.audio.load_audio(audio_dir / "long.wav"), SR, 8000)
+    waveform_8k = hf_ser.data.audio.resample(hf_ser.data.audio.load_audio(audio_dir / "long.wav"), SR, 8000)
     model = AutoModelForAudioClassification.from_pretrained(tiny_model_dir)
     extractor = AutoFeatureExtractor.from_pretrained(tiny_model_dir)
     from_array = hf_ser.predict_timeline(model, waveform_8k, window=2.0, hop=1.0, sampling_rate=8000,
@@ -187,7 +186,7 @@ def test_predict_timeline_from_python_on_files_waveforms_and_models(tiny_model_d
     assert len(from_array.segments) == 5
     # Resampling 16k -> 8k -> 16k loses the top band; the answer stays close, not identical.
     np.testing.assert_allclose(
-        [from_array.probabilities[l] for l in TINY_LABELS], [from_file.probabilities[l] for l in TINY_LABELS], atol=0.05
+        [from_array.probabilities[label] for label in TINY_LABELS], [from_file.probabilities[label] for label in TINY_LABELS], atol=0.05
     )
     with pytest.raises(ValueError, match="feature_extractor"):
         hf_ser.predict_timeline(model, waveform_8k, sampling_rate=8000)

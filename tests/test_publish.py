@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from run_folders import make_run_folder
 from transformers import AutoModelForAudioClassification
 
-from hf_ser.publish import build_upload_folder, main as push_main, push_run
-
-from run_folders import make_run_folder
+from hf_ser.hub.publish import build_upload_folder, push_run
+from hf_ser.hub.publish import main as push_main
 
 TOKEN = "hf_recorderSECRETtoken0123456789"
 MODEL_FILES = {"config.json", "model.safetensors", "modeling_wav2vec2_ser.py", "configuration_wav2vec2_ser.py",
@@ -87,7 +87,8 @@ def test_missing_model_code_is_refused(tmp_path):
 
 
 def test_lora_run_publishes_the_adapter_and_the_model_it_adapts(tmp_path):
-    from hf_ser.lora import load_lora, prepare_lora
+    from hf_ser.inference.loading import load_lora
+    from hf_ser.training.lora import prepare_lora
 
     source = make_run_folder(tmp_path / "source")
     run = tmp_path / "lora_run"

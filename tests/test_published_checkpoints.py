@@ -13,14 +13,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import run_without_hf_ser
+from published_layouts import CHECKPOINTS_DIR, LAYOUTS, build_layout, saved_tensors
 from transformers import pipeline
 
 from hf_ser import Wav2Vec2SER
 from hf_ser.arguments import ModelArguments
-from hf_ser.models import build_feature_extractor
-
-from conftest import run_without_hf_ser
-from published_layouts import CHECKPOINTS_DIR, LAYOUTS, build_layout, saved_tensors
+from hf_ser.training.model_building import build_feature_extractor
 
 pytestmark = pytest.mark.skipif(
     not CHECKPOINTS_DIR.is_dir(), reason=f"published configs not found at {CHECKPOINTS_DIR} (CI provides them)"
@@ -165,7 +164,7 @@ def test_a_decoder_only_checkpoint_is_refused(tmp_path):
 
 def test_the_backbone_overrides_recipe_key_reaches_random_and_pretrained_encoders(tmp_path):
     from hf_ser.arguments import parse_args
-    from hf_ser.models import build_model
+    from hf_ser.training.model_building import build_model
 
     layout = next(layout for layout in LAYOUTS if layout.name == "wav2vec2-base-960h")
     folder = build_layout(layout, tmp_path / "w2v")
@@ -178,7 +177,7 @@ def test_the_backbone_overrides_recipe_key_reaches_random_and_pretrained_encoder
 
 def test_onnx_of_a_group_norm_model_gives_each_clip_its_unpadded_result(clips, tmp_path):
     pytest.importorskip("onnxruntime", reason="needs the `onnx` extra")
-    from hf_ser.onnx_export import OnnxSERModel, export_onnx
+    from hf_ser.inference.onnx_export import OnnxSERModel, export_onnx
 
     layout = next(layout for layout in LAYOUTS if layout.name == "wav2vec2-base-960h")
     folder = build_layout(layout, tmp_path / "w2v")

@@ -8,12 +8,11 @@ stands in for each, in the class layout the Hub checkpoint has.
 import json
 
 import pytest
+from conftest import REPO_ROOT, TINY_DATA_ARGV
+from published_layouts import CHECKPOINTS_DIR, LAYOUTS, build_layout
 
 from hf_ser.arguments import load_recipe
 from hf_ser.train import main as train_main
-
-from conftest import REPO_ROOT, TINY_DATA_ARGV
-from published_layouts import CHECKPOINTS_DIR, LAYOUTS, build_layout
 
 RECIPES = sorted(path.name for path in (REPO_ROOT / "recipes").glob("*.yaml"))
 # The nearest published layout of each recipe's backbone (none: the recipe builds its model from a config).

@@ -12,12 +12,12 @@ from transformers import TrainerCallback, Wav2Vec2FeatureExtractor
 import hf_ser.train
 from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
 from hf_ser.arguments import SERTrainingArguments
-from hf_ser.callbacks import FreezeEncoderCallback
 from hf_ser.cli import main as cli_main
-from hf_ser.collator import SERDataCollator
-from hf_ser.lora import apply_lora
-from hf_ser.seeds import SUMMARY_METRICS, split_seeds_argv, summarise_seeds
-from hf_ser.trainer import SERTrainer
+from hf_ser.data.collator import SERDataCollator
+from hf_ser.experiments.seeds import SUMMARY_METRICS, split_seeds_argv, summarise_seeds
+from hf_ser.training.callbacks import FreezeEncoderCallback
+from hf_ser.training.lora import apply_lora
+from hf_ser.training.trainer import SERTrainer
 
 LABELS = {"id2label": {0: "a", 1: "b", 2: "c"}, "label2id": {"a": 0, "b": 1, "c": 2}}
 

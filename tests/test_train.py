@@ -5,11 +5,10 @@ import sys
 
 import pytest
 import torch
-from transformers import AutoModelForAudioClassification, pipeline
+from conftest import EMODB_DIR, REPO_ROOT, requires_emodb
+from transformers import pipeline
 
 from hf_ser.train import main as train_main
-
-from conftest import EMODB_DIR, REPO_ROOT, requires_emodb
 
 RESULT_FILES = {"eval_results.json", "test_results.json", "confusion_matrix.json", "confusion_matrix.png",
                 "data_report.json", "model.safetensors", "config.json", "preprocessor_config.json",

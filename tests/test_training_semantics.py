@@ -3,16 +3,18 @@ batches it can normalise and precise statistics by default; the training data is
 
 import pytest
 import torch
+from conftest import TINY_WAV2VEC2
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainingArguments
 
 from hf_ser import SERCNN, SERCNNConfig, Wav2Vec2SER, Wav2Vec2SERConfig
-from hf_ser.callbacks import (
-    DEFAULT_PRECISE_BN_BATCHES, check_batch_norm_batch_size, rank_windows, recompute_batch_norm_statistics,
+from hf_ser.training.callbacks import (
+    DEFAULT_PRECISE_BN_BATCHES,
+    check_batch_norm_batch_size,
+    rank_windows,
+    recompute_batch_norm_statistics,
     resolve_precise_bn_batches,
 )
-
-from conftest import TINY_WAV2VEC2
 
 NO_DROPOUT = {key: 0.0 for key in ("hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout",
                                    "layerdrop", "final_dropout", "mask_time_prob")}
@@ -129,7 +131,7 @@ def tiny_data_args(corpus, **overrides):
 
 
 def test_max_train_samples_draws_a_seeded_random_subset_and_the_report_counts_it(tiny_corpus):
-    from hf_ser.data import build_corpus
+    from hf_ser.data.dataset import build_corpus
 
     splits, _, report = build_corpus(tiny_data_args(tiny_corpus, max_train_samples=8), seed=3)
     again, _, _ = build_corpus(tiny_data_args(tiny_corpus, max_train_samples=8), seed=3)
@@ -143,8 +145,8 @@ def test_max_train_samples_draws_a_seeded_random_subset_and_the_report_counts_it
 def test_pad_to_max_duration_marks_the_padding_as_padding(tiny_corpus):
     from transformers import Wav2Vec2FeatureExtractor
 
-    from hf_ser.collator import SERDataCollator
-    from hf_ser.data import AudioTransform, build_corpus
+    from hf_ser.data.collator import SERDataCollator
+    from hf_ser.data.dataset import AudioTransform, build_corpus
 
     args = tiny_data_args(tiny_corpus, max_duration_seconds=5.0, pad_to_max_duration=True)
     splits, _, _ = build_corpus(args)

@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from .guards import is_finished_run
+from hf_ser.training.checkpoints import is_finished_run
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ def seed_dir(output_dir: str | Path, seed: int) -> Path:
 
 def run_seeds(argv: list[str], seeds: list[int]) -> dict:
     """Train the recipe once per seed into `output_dir/seed-N`, then summarise the runs' result files."""
-    from .arguments import parse_args
-    from .train import main as train_main
+    from hf_ser.arguments import parse_args
+    from hf_ser.train import main as train_main
 
     training_args = parse_args(list(argv))[2]  # also checks the recipe before the first run
     for seed in seeds:

@@ -9,8 +9,8 @@ import numpy as np
 from datasets import DatasetDict
 from transformers import Trainer
 
-from .metrics import save_confusion_matrix, ser_scores
-from .run_files import SPLIT_PREFIXES
+from hf_ser.evaluation.metrics import save_confusion_matrix, ser_scores
+from hf_ser.run_folder import SPLIT_PREFIXES
 
 
 def evaluate_and_save(

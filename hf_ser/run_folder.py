@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 RUN_CONFIG_FILE = "run_config.json"
-BASE_MODEL_DIR = "base_model"  # where hf_ser.lora keeps the model a LoRA adapter adapts
+BASE_MODEL_DIR = "base_model"  # where hf_ser.training.lora keeps the model a LoRA adapter adapts
 # Split -> metric prefix: `eval_results.json` holds `eval_ua`, ..., `test_results.json` holds `test_ua`, ...
 SPLIT_PREFIXES = {"validation": "eval", "test": "test"}
 

@@ -14,10 +14,10 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, PreTrainedModel
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import PreTrainedModel
 
-from .run_files import BASE_MODEL_DIR
+from hf_ser.run_folder import BASE_MODEL_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -94,28 +94,3 @@ def prepare_lora(
             model.save_pretrained(base_dir)
         base = str(base_dir.resolve())
     return apply_lora(model, spec, base_model_name_or_path=base)
-
-
-def load_lora(run_dir: str | Path) -> PeftModel:
-    """The trained LoRA model of a run directory: its base model (`base_model/` if present, else the adapter's
-    `base_model_name_or_path`) with the adapter loaded on top, in evaluation mode."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{run_dir} has no adapter_config.json: not a LoRA run directory")
-    base = run_dir / BASE_MODEL_DIR
-    base = str(base) if (base / "config.json").is_file() else PeftConfig.from_pretrained(str(run_dir)).base_model_name_or_path
-    if not base:
-        raise FileNotFoundError(f"{run_dir}: no {BASE_MODEL_DIR}/ and no base_model_name_or_path in adapter_config.json")
-    model = PeftModel.from_pretrained(AutoModelForAudioClassification.from_pretrained(base, use_safetensors=True), str(run_dir))
-    return model.eval()
-
-
-def merge_lora(run_dir: str | Path, out_dir: str | Path) -> Path:
-    """Fold a LoRA run's adapter into its base weights and save a plain hf-ser checkpoint (with the feature
-    extractor) that loads with `AutoModelForAudioClassification` and `pipeline("audio-classification")`."""
-    merged = load_lora(run_dir).merge_and_unload()
-    out_dir = Path(out_dir)
-    merged.save_pretrained(out_dir)
-    AutoFeatureExtractor.from_pretrained(str(run_dir)).save_pretrained(out_dir)
-    logger.info("Merged %s into %s", run_dir, out_dir)
-    return out_dir

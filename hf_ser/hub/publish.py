@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-from .model_card import confusion_images, read_run, save_model_card
-from .run_files import BASE_MODEL_DIR
+from hf_ser.hub.model_card import confusion_images, read_run, save_model_card
+from hf_ser.run_folder import BASE_MODEL_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def upload_files(run_dir: str | Path) -> dict[str, Path]:
     """What is published, as {path in the repository: file}, after checking the required files (the card excepted).
 
     A LoRA run (`adapter_config.json`) publishes the adapter and, under `base_model/`, the hf-ser model it adapts
-    (hf_ser.lora writes it there), so `hf_ser.lora.load_lora` works on a download of the repository."""
+    (hf_ser.training.lora writes it there), so `hf_ser.inference.loading.load_lora` works on a download of the repository."""
     run_dir = Path(run_dir)
     run = read_run(run_dir)
     adapter = run["adapter_config"] is not None

@@ -20,13 +20,13 @@ from typing import Optional
 
 from datasets import DatasetDict, concatenate_datasets
 
-from .arguments import DataArguments, SERTrainingArguments, parse_args
-from .collator import SERDataCollator
-from .data import CorpusReport, _corpus_records, attach_transforms, build_corpus, select_labels
-from .evaluation import evaluate_and_save
-from .metrics import compute_metrics
-from .models import load_model
-from .trainer import SERTrainer
+from hf_ser.arguments import DataArguments, SERTrainingArguments, parse_args
+from hf_ser.data.collator import SERDataCollator
+from hf_ser.data.dataset import CorpusReport, _corpus_records, attach_transforms, build_corpus, select_labels
+from hf_ser.evaluation.final import evaluate_and_save
+from hf_ser.evaluation.metrics import compute_metrics
+from hf_ser.inference.loading import load_model
+from hf_ser.training.trainer import SERTrainer
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Optional
 
 import numpy as np
 
-from .cross_validation import METRICS, SUMMARY_FILE, describe_folds
-from .metrics import percent, plot_confusion_matrix
-from .run_files import RUN_CONFIG_FILE, read_json
+from hf_ser.evaluation.metrics import percent, plot_confusion_matrix
+from hf_ser.experiments.cross_validation import METRICS, SUMMARY_FILE, describe_folds
+from hf_ser.run_folder import RUN_CONFIG_FILE, read_json
 
 logger = logging.getLogger(__name__)
 

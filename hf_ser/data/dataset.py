@@ -15,16 +15,15 @@ import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict
 from transformers import TrainerCallback
 
-from .arguments import DataArguments
-from .audio import AudioDecodeError, crop_or_pad, load_audio
-from .augment import augment, build_augmenter
-from .corpora import CORPORA, load_records
+from hf_ser.arguments import DataArguments
+from hf_ser.data.audio import AudioDecodeError, crop_or_pad, load_audio
+from hf_ser.data.augment import augment, build_augmenter
+from hf_ser.data.corpora import CORPORA, load_records
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ def _audio_source(example: dict):
 
 def _corpus_records(args: DataArguments) -> list[dict]:
     if args.dataset == "demo":
-        from .demo_corpus import DEMO_SPEAKER_PATTERN, generate_demo_corpus
+        from hf_ser.data.demo_corpus import DEMO_SPEAKER_PATTERN, generate_demo_corpus
 
         root = Path(args.data_dir or Path.home() / ".cache" / "hf_ser" / "demo_corpus")
         return load_records("audiofolder", str(generate_demo_corpus(root)), speaker_pattern=DEMO_SPEAKER_PATTERN)
@@ -264,7 +263,7 @@ def split_corpus(dataset: Dataset, args: DataArguments, seed: int) -> tuple[Data
     splits = DatasetDict()
     for name, members in chosen.items():
         members = set(members)
-        splits[name] = dataset.filter(lambda speaker: speaker in members, input_columns="speaker")
+        splits[name] = dataset.filter(lambda speaker, members=members: speaker in members, input_columns="speaker")
         if len(splits[name]) == 0:
             raise ValueError(f"the {name} split is empty (speakers {sorted(members)})")
     return splits, SPEAKER_INDEPENDENT
@@ -364,7 +363,7 @@ def attach_transforms(
 
 def clean_training_view(train: Dataset, feature_extractor, args: DataArguments, seed: int = 0) -> Dataset:
     """The training split with the training crop (random, `max_duration_seconds`) but no augmentation: what precise
-    BatchNorm recomputes statistics on (`hf_ser.callbacks.PreciseBatchNormCallback`). A new view; `train` keeps its
+    BatchNorm recomputes statistics on (`hf_ser.training.callbacks.PreciseBatchNormCallback`). A new view; `train` keeps its
     own transform."""
     clean_args = dataclasses.replace(args, augmentations=[])
     return train.with_transform(AudioTransform(feature_extractor, clean_args, train=True, seed=seed))

@@ -4,8 +4,8 @@
                    [--batch-size N] [--backend torch|onnx]
 
 MODEL is a model folder or Hub id (`--backend torch`) or a folder written by `hf-ser export-onnx` (`--backend onnx`).
-AUDIO are files or folders (searched recursively for `hf_ser.audio.AUDIO_EXTENSIONS`), decoded with
-`hf_ser.audio.load_audio` as in training. A file that cannot be decoded is reported with its reason and counted; the
+AUDIO are files or folders (searched recursively for `hf_ser.data.audio.AUDIO_EXTENSIONS`), decoded with
+`hf_ser.data.audio.load_audio` as in training. A file that cannot be decoded is reported with its reason and counted; the
 other files are still predicted.
 
 With `--window`/`--hop` each file is cut into windows (the last one ends exactly at the end of the file, so the
@@ -30,9 +30,10 @@ import numpy as np
 import torch
 from transformers import AutoFeatureExtractor, PreTrainedModel
 
-from .audio import AUDIO_EXTENSIONS, AudioDecodeError, load_audio, probe_audio
-from .collator import SERDataCollator
-from .modeling_ser_cnn import split_into_segments
+from hf_ser.data.audio import AUDIO_EXTENSIONS, AudioDecodeError, load_audio, probe_audio
+from hf_ser.data.collator import SERDataCollator
+from hf_ser.inference.loading import load_model
+from hf_ser.models.modeling_ser_cnn import split_into_segments
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class EmotionClassifier:
             device = model_or_path.device  # an in-memory model stays where its owner put it
         self.device = resolve_device(device, backend)
         if backend == "onnx":
-            from .onnx_export import OnnxSERModel
+            from hf_ser.inference.onnx_export import OnnxSERModel
 
             if isinstance(model_or_path, PreTrainedModel):
                 raise ValueError("the onnx backend takes the folder written by `hf-ser export-onnx`, not a model object")
@@ -129,9 +130,6 @@ class EmotionClassifier:
                 raise ValueError("pass `feature_extractor` together with an in-memory model")
             self.model = model_or_path.eval()
         else:
-            # Imported here: `import hf_ser` imports this module, and hf_ser.models brings in the training arguments.
-            from .models import load_model
-
             _refuse_onnx_only_folder(model_or_path)
             self.model, feature_extractor = load_model(model_or_path, feature_extractor)
         if backend == "torch":
@@ -294,7 +292,7 @@ def predict_timeline(
     Returns a `Prediction` whose `segments` hold `start`/`end` seconds and class probabilities, and whose
     `probabilities` are the mean of the segments' probabilities.
     """
-    from .audio import resample
+    from hf_ser.data.audio import resample
 
     classifier = (
         model_or_path
@@ -335,21 +333,21 @@ def to_csv(report: PredictionReport, labels: list[str]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["file", "segment", "start", "end", "label", *labels])
     for p in report.predictions:
-        writer.writerow([p.file, "all", 0.0, round(p.duration, 4), p.label, *(p.probabilities[l] for l in labels)])
+        writer.writerow([p.file, "all", 0.0, round(p.duration, 4), p.label, *(p.probabilities[label] for label in labels)])
         for index, s in enumerate(p.segments):
-            writer.writerow([p.file, index, s.start, s.end, s.label, *(s.probabilities[l] for l in labels)])
+            writer.writerow([p.file, index, s.start, s.end, s.label, *(s.probabilities[label] for label in labels)])
     return buffer.getvalue()
 
 
 def to_table(report: PredictionReport, labels: list[str]) -> str:
     width = max([len("file")] + [len(p.file) for p in report.predictions])
-    header = f"{'file':<{width}}  {'time (s)':>13}  {'label':<12}" + "".join(f"{l[:8]:>9}" for l in labels)
+    header = f"{'file':<{width}}  {'time (s)':>13}  {'label':<12}" + "".join(f"{label[:8]:>9}" for label in labels)
     lines = [header, "-" * len(header)]
     for p in report.predictions:
         rows = [(p.file, f"{0:6.2f}-{p.duration:6.2f}", p.label, p.probabilities)]
         rows += [("", f"{s.start:6.2f}-{s.end:6.2f}", s.label, s.probabilities) for s in p.segments]
         for file, span, label, probabilities in rows:
-            lines.append(f"{file:<{width}}  {span:>13}  {label:<12}" + "".join(f"{probabilities[l]:9.3f}" for l in labels))
+            lines.append(f"{file:<{width}}  {span:>13}  {label:<12}" + "".join(f"{probabilities[name]:9.3f}" for name in labels))
     if any(p.segments for p in report.predictions):
         lines.append(f"(file rows with a timeline: {AGGREGATE})")
     return "\n".join(lines) + "\n"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 from transformers import (
     AutoConfig,
@@ -16,9 +14,9 @@ from transformers import (
     WhisperFeatureExtractor,
 )
 
-from .arguments import DataArguments, ModelArguments
-from .configuration_wav2vec2_ser import Wav2Vec2SERConfig
-from .modeling_wav2vec2_ser import Wav2Vec2SER, apply_backbone_overrides
+from hf_ser.arguments import ModelArguments
+from hf_ser.models.configuration_wav2vec2_ser import Wav2Vec2SERConfig
+from hf_ser.models.modeling_wav2vec2_ser import Wav2Vec2SER, apply_backbone_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -55,20 +53,6 @@ def build_feature_extractor(model_args: ModelArguments, sampling_rate: int, back
     return Wav2Vec2FeatureExtractor(sampling_rate=sampling_rate, do_normalize=True, return_attention_mask=True)
 
 
-def load_model(name_or_path: Union[str, os.PathLike], feature_extractor=None):
-    """A saved hf-ser model (checkpoint folder, Hub id, or LoRA run folder) in evaluation mode, and its feature
-    extractor (`feature_extractor` when given, else the one saved with the model). Architectures load through the
-    Auto classes hf_ser registers: no remote code runs."""
-    if (Path(name_or_path) / "adapter_config.json").is_file():
-        from .lora import load_lora  # PEFT is imported only for LoRA runs
-
-        model = load_lora(name_or_path)
-    else:
-        # hf-ser writes safetensors only; refusing pickles means a tampered checkpoint cannot run code on load.
-        model = AutoModelForAudioClassification.from_pretrained(name_or_path, use_safetensors=True).eval()
-    return model, feature_extractor or AutoFeatureExtractor.from_pretrained(name_or_path)
-
-
 def build_model(
     model_args: ModelArguments,
     label_names: list[str],
@@ -89,8 +73,8 @@ def build_model(
             model.config.class_weights = class_weights
         return model
     if model_args.model_type == "ser-cnn":
-        from .configuration_ser_cnn import SERCNNConfig
-        from .modeling_ser_cnn import SERCNN
+        from hf_ser.models.configuration_ser_cnn import SERCNNConfig
+        from hf_ser.models.modeling_ser_cnn import SERCNN
 
         # One sampling rate: the data's. SERCNN builds its mel filter bank from it, so another value in model_config
         # would silently compute features of the wrong frequencies.

@@ -32,9 +32,9 @@ import torch
 from torch import nn
 from transformers import AutoConfig, PreTrainedModel
 
-from .modeling_ser_cnn import split_into_segments
-from .modeling_wav2vec2_ser import encodes_clips_alone
-from .models import load_model
+from hf_ser.inference.loading import load_model
+from hf_ser.models.modeling_ser_cnn import split_into_segments
+from hf_ser.models.modeling_wav2vec2_ser import encodes_clips_alone
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Corpus adapters: each reads a corpus's own layout and names into one list of records.
 
-A record is `{"path": str, "label": str, "speaker": str | None}`; `hf_ser.data` turns records into a `datasets.Dataset`.
+A record is `{"path": str, "label": str, "speaker": str | None}`; `hf_ser.data.dataset` turns records into a `datasets.Dataset`.
 An item the adapter recognises but cannot use (a RAVDESS song, an IEMOCAP utterance without a majority label) is a
 record with `label: None` and a `skip_reason`, which the data report lists.
 """
@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Callable, Optional
 
-from .audio import AUDIO_EXTENSIONS
+from hf_ser.data.audio import AUDIO_EXTENSIONS
 
 Record = dict
 
@@ -63,7 +63,7 @@ def emodb_records(data_dir: Path, **_) -> list[Record]:
 
 
 def _skipped(path: Path | str, reason: str) -> Record:
-    """A record that `hf_ser.data.select_labels` drops and lists in the data report with `reason`."""
+    """A record that `hf_ser.data.dataset.select_labels` drops and lists in the data report with `reason`."""
     return {"path": str(path), "label": None, "speaker": None, "skip_reason": reason}
 
 

@@ -2,7 +2,8 @@
 
 - `accelerate launch --multi_gpu` on a machine without GPUs starts several CPU processes; transformers then sets up
   no data parallelism at all unless `use_cpu` is on, and every process trains its own copy on all the data.
-  `cpu_processes_launched` finds that case so `SERTrainingArguments` can switch to CPU data parallelism (gloo).
+  `hf_ser.arguments.cpu_processes_launched` finds that case so `SERTrainingArguments` can switch to CPU data
+  parallelism (gloo).
 - BatchNorm in the seed's head normalises over the local batch; `sync_batch_norm` makes it the global batch.
 - wav2vec2's LayerDrop skips random layers per process, which DDP cannot reduce when activation checkpointing is on
   (or `ddp_find_unused_parameters: false`): it is switched off there (transformers#30113).
@@ -15,28 +16,16 @@
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import contextmanager
 
-import torch
 from torch import nn
 from transformers import PreTrainedModel, TrainingArguments
 
-from .callbacks import batch_norm_layers
+from hf_ser.training.callbacks import batch_norm_layers
 
 logger = logging.getLogger(__name__)
 
 LAYERDROP_KEYS = ("layerdrop", "encoder_layerdrop")  # wav2vec2 / HuBERT / WavLM, Whisper
-
-
-def launched_world_size() -> int:
-    """How many processes the launcher (torchrun, `accelerate launch`, DeepSpeed) started; 1 for a plain run."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def cpu_processes_launched() -> bool:
-    """Several processes were launched on a machine with no GPU (or other accelerator)."""
-    return launched_world_size() > 1 and not torch.accelerator.is_available()
 
 
 def _encoder_configs(model: nn.Module) -> list:

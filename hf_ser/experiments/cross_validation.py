@@ -24,12 +24,12 @@ from typing import Optional
 
 import numpy as np
 
-from .arguments import parse_args
-from .data import CorpusReport, _corpus_records, select_labels
-from .guards import is_finished_run
-from .metrics import percent, save_confusion_matrix, ser_scores
-from .run_files import read_json
-from .train import main as train_main
+from hf_ser.arguments import parse_args
+from hf_ser.data.dataset import CorpusReport, _corpus_records, select_labels
+from hf_ser.evaluation.metrics import percent, save_confusion_matrix, ser_scores
+from hf_ser.run_folder import read_json
+from hf_ser.train import main as train_main
+from hf_ser.training.checkpoints import is_finished_run
 
 logger = logging.getLogger(__name__)
 

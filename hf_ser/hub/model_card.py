@@ -17,8 +17,8 @@ from typing import Optional
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .metrics import percent
-from .run_files import BASE_MODEL_DIR, SPLIT_PREFIXES, read_json
+from hf_ser.evaluation.metrics import percent
+from hf_ser.run_folder import BASE_MODEL_DIR, SPLIT_PREFIXES, read_json
 
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md"
 TASK = "audio-classification"
@@ -301,7 +301,7 @@ def _usage(run: dict, model_ref: str, base_model: Optional[str]) -> str:
                  else f"its base model is `{base}`")
         return (
             f"A LoRA adapter (PEFT); {where}. With hf-ser installed:\n\n"
-            "```python\nfrom huggingface_hub import snapshot_download\nfrom hf_ser.lora import load_lora, merge_lora\n\n"
+            "```python\nfrom huggingface_hub import snapshot_download\nfrom hf_ser.inference.loading import load_lora, merge_lora\n\n"
             f"model = load_lora(snapshot_download(\"{model_ref}\"))  # PeftModel, ready for inference\n"
             f"merge_lora(snapshot_download(\"{model_ref}\"), \"merged\")  # or a plain checkpoint for pipeline()\n```"
         )

@@ -14,7 +14,7 @@ from torch import nn
 from transformers import Trainer
 from transformers.trainer_utils import unwrap_peft_model
 
-from .cpu_memory import release_freed_memory
+from hf_ser.training.cpu_memory import release_freed_memory
 
 LENGTH_STRATEGIES = ("group_by_length", "batch_rebalance")
 

@@ -1,0 +1,1 @@
+"""From audio files to a checked, split `datasets.DatasetDict`: decoding, corpora, augmentation, transforms, collation."""

@@ -1,0 +1,1 @@
+"""Many runs of one training function: cross-validation, seeds, comparison."""

@@ -1,0 +1,1 @@
+"""The model card and publishing a run to the Hub."""

@@ -1,0 +1,1 @@
+"""Loading saved models, `hf-ser predict` and ONNX; never imports training/ or arguments."""
