@@ -5,25 +5,19 @@ Importing hf_ser registers its architectures with the Auto classes, so saved che
 without remote code.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification
-
-from hf_ser.models.configuration_ser_cnn import SERCNNConfig
-from hf_ser.models.configuration_wav2vec2_ser import Wav2Vec2SERConfig
-from hf_ser.models.modeling_ser_cnn import SERCNN
-from hf_ser.models.modeling_wav2vec2_ser import Wav2Vec2SER
+from hf_ser.inference.predict import predict_timeline
+from hf_ser.models import SERCNN, SERCNNConfig, Wav2Vec2SER, Wav2Vec2SERConfig  # importing registers them
 
 __version__ = "0.1.0"
 
-ARCHITECTURES = [(Wav2Vec2SERConfig, Wav2Vec2SER), (SERCNNConfig, SERCNN)]
+__all__ = ["Wav2Vec2SERConfig", "Wav2Vec2SER", "SERCNNConfig", "SERCNN", "predict_timeline", "train", "__version__"]
 
-for _config_class, _model_class in ARCHITECTURES:
-    AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
-    AutoModel.register(_config_class, _model_class, exist_ok=True)
-    AutoModelForAudioClassification.register(_config_class, _model_class, exist_ok=True)
-    # Saved checkpoints carry the two model files and an `auto_map`, so they also load without hf_ser installed.
-    _config_class.register_for_auto_class()
-    _model_class.register_for_auto_class("AutoModelForAudioClassification")
 
-from hf_ser.inference.predict import predict_timeline  # noqa: E402  (after the registration it relies on)
+def __getattr__(name: str):
+    # `hf_ser.train(model_args, data_args, training_args)`: the training stack (Trainer, datasets, PEFT) is imported
+    # on first use, so `import hf_ser` stays light for inference. The module is callable (hf_ser/train.py).
+    if name == "train":
+        import hf_ser.train as train_module
 
-__all__ = ["Wav2Vec2SERConfig", "Wav2Vec2SER", "SERCNNConfig", "SERCNN", "predict_timeline", "__version__"]
+        return train_module
+    raise AttributeError(f"module 'hf_ser' has no attribute {name!r}")

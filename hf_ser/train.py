@@ -4,6 +4,11 @@
     accelerate launch [--config_file accelerate_configs/X.yaml] hf_ser/train.py recipes/large.yaml [--key value ...]
     hf-ser train recipes/emodb.yaml --output_dir outputs/emodb
 
+From Python, with the three argument dataclasses (`hf_ser.arguments`):
+
+    import hf_ser
+    results = hf_ser.train(model_args, data_args, training_args)
+
 Parse -> seed -> data -> model -> Trainer -> train -> evaluate validation and test -> save.
 """
 
@@ -22,14 +27,21 @@ from typing import Optional  # noqa: E402
 import transformers  # noqa: E402
 from transformers import EarlyStoppingCallback, enable_full_determinism, set_seed  # noqa: E402
 
-from hf_ser.arguments import parse_args  # noqa: E402
+from hf_ser.arguments import (  # noqa: E402
+    DataArguments,
+    ModelArguments,
+    SERTrainingArguments,
+    parse_args,  # noqa: E402
+)
 from hf_ser.data.collator import SERDataCollator  # noqa: E402
-from hf_ser.data.dataset import (  # noqa: E402,E501
+from hf_ser.data.dataset import (  # noqa: E402
+    CheckedCorpus,
     EpochCallback,
     attach_transforms,
     balanced_class_weights,
-    build_corpus,
+    check_corpus,
     clean_training_view,
+    split_checked_corpus,
 )
 from hf_ser.evaluation.final import evaluate_and_save  # noqa: E402
 from hf_ser.evaluation.metrics import compute_metrics  # noqa: E402
@@ -55,9 +67,16 @@ from hf_ser.training.trainer import SERTrainer  # noqa: E402
 
 logger = logging.getLogger("hf_ser.train")
 
-def main(argv: Optional[list] = None, callbacks: Optional[list] = None) -> dict:
-    """Train from `RECIPE.yaml [--key value ...]`; `callbacks` are extra `TrainerCallback`s. Returns all metrics."""
-    model_args, data_args, training_args = parse_args(argv)
+def train(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: SERTrainingArguments,
+    callbacks: Optional[list] = None,
+    corpus: Optional[CheckedCorpus] = None,
+) -> dict:
+    """Train, evaluate validation and test, save the model and its card into `training_args.output_dir`; returns all
+    metrics. `callbacks` are extra `TrainerCallback`s; `corpus` is the data already checked by
+    `hf_ser.data.dataset.check_corpus` (cross-validation and seeds check it once for all their runs)."""
     refuse_finished_run(training_args)
     # hf_ser.hub.publish pushes once, after the test evaluation, with our card, code files and metrics; the Trainer's own
     # push would create the repo before training and upload every checkpoint with training_args.bin and a generic
@@ -71,7 +90,8 @@ def main(argv: Optional[list] = None, callbacks: Optional[list] = None) -> dict:
     (enable_full_determinism if training_args.full_determinism else set_seed)(training_args.seed)
 
     with training_args.main_process_first(desc="corpus"):  # one process generates, decodes and caches; the rest reuse
-        splits, label_names, report = build_corpus(data_args, seed=training_args.seed)
+        splits, label_names, report = split_checked_corpus(corpus or check_corpus(data_args), data_args,
+                                                           seed=training_args.seed)
     if training_args.process_index == 0:
         report.save(training_args.output_dir)
     logger.info("Data:\n%s", report.summary())
@@ -136,6 +156,21 @@ def main(argv: Optional[list] = None, callbacks: Optional[list] = None) -> dict:
         logger.warning("Data problems (all in %s/data_report.json):\n%s", training_args.output_dir, report.problems())
     return results
 
+
+def main(argv: Optional[list] = None, callbacks: Optional[list] = None) -> dict:
+    """Train from `RECIPE.yaml [--key value ...]`; `callbacks` are extra `TrainerCallback`s. Returns all metrics."""
+    return train(*parse_args(argv), callbacks=callbacks)
+
+
+class _CallableModule(type(sys)):
+    """`hf_ser.train` is this script and the library function at once: importing the submodule rebinds the package
+    attribute to the module, so the module itself calls `train` (a module may change its `__class__`, PEP 549)."""
+
+    def __call__(self, *args, **kwargs) -> dict:
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     main()

@@ -49,16 +49,16 @@ def test_estimate_rows_add_up():
     assert lora["trainable"] < 0.8 * full["trainable"] and lora["adamw"] < full["adamw"]
 
 
-def test_gpu_check_script_runs_every_lever_in_quick_mode_on_cpu(tmp_path):
+def test_gpu_check_script_runs_in_quick_mode_on_cpu(tmp_path):
     """The GPU check (benchmarks/gpu_check.py) is run only where a GPU is lent; its quick CPU mode keeps it working."""
     import json
     import subprocess
 
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
-    result = subprocess.run([sys.executable, str(script), "--quick", "--device", "cpu", "--json", str(tmp_path / "r.json")],
-                            capture_output=True, text=True, timeout=600)
+    # two levers that between them take every code path (autocast, checkpointing, PEFT); each runs in its own process
+    result = subprocess.run([sys.executable, str(script), "--quick", "--device", "cpu", "--levers", "frozen_cnn_gc_bf16",
+                             "lora", "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
-    assert [row["lever"] for row in report["results"]] == [
-        "full", "frozen_cnn", "frozen_cnn_gc", "frozen_cnn_gc_bf16", "lora"]
+    assert [row["lever"] for row in report["results"]] == ["frozen_cnn_gc_bf16", "lora"]
     assert all(row["seconds_per_step"] > 0 and row["samples_per_second"] > 0 for row in report["results"])

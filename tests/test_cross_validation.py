@@ -114,7 +114,11 @@ def test_cross_validation_needs_speakers(tiny_corpus, tmp_path, tiny_backbone_co
 def test_two_fold_cv_end_to_end_summarises_and_resumes(tiny_corpus, tmp_path, tiny_backbone_config, monkeypatch):
     cv_dir = tmp_path / "cv"
     argv = _cv_argv(tiny_corpus, cv_dir, tiny_backbone_config)
+    checks = []  # the corpus is decoded once per CV run, not once per fold
+    check_corpus = cross_validation.check_corpus
+    monkeypatch.setattr(cross_validation, "check_corpus", lambda args: checks.append(args) or check_corpus(args))
     assert cli_main(["cv", *argv, "--folds", "2"]) == 0
+    assert len(checks) == 1
 
     summary = json.loads((cv_dir / "cv_summary.json").read_text())
     assert [row["fold"] for row in summary["folds"]] == ["fold-00", "fold-01"]
@@ -149,7 +153,7 @@ def test_two_fold_cv_end_to_end_summarises_and_resumes(tiny_corpus, tmp_path, ti
     # a second invocation trains nothing and rewrites the same summary
     mtimes = {p: p.stat().st_mtime_ns for p in cv_dir.glob("fold-*/test_results.json")}
     calls = []
-    monkeypatch.setattr(cross_validation, "train_main", lambda argv: calls.append(argv))
+    monkeypatch.setattr(cross_validation, "train", lambda *args, **kwargs: calls.append(args[2].output_dir))
     again = run_cross_validation(argv, "2")
     assert calls == [] and again["folds"] == summary["folds"]
     assert mtimes == {p: p.stat().st_mtime_ns for p in cv_dir.glob("fold-*/test_results.json")}
@@ -158,7 +162,7 @@ def test_two_fold_cv_end_to_end_summarises_and_resumes(tiny_corpus, tmp_path, ti
     (cv_dir / "fold-01" / "test_results.json").unlink()
     with pytest.raises(ValueError, match="fold-01/test_results.json"):  # the stub wrote no results to summarise
         run_cross_validation(argv, "2")
-    assert len(calls) == 1 and calls[0][-1] == str(cv_dir / "fold-01")
+    assert calls == [str(cv_dir / "fold-01")]
 
     # other folds in the same folder are refused instead of mixed
     with pytest.raises(ValueError, match="other folds"):

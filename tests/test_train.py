@@ -5,7 +5,7 @@ import sys
 
 import pytest
 import torch
-from conftest import EMODB_DIR, REPO_ROOT, requires_emodb
+from conftest import EMODB_DIR, REPO_ROOT, requires_emodb, tiny_argv
 from transformers import pipeline
 
 from hf_ser.train import main as train_main
@@ -83,3 +83,16 @@ def test_emodb_speaker_split_training(tmp_path):
     assert report["splits"]["test"]["items"] == 49 + 58 and report["skipped"] == []
     assert sum(s["items"] for s in report["splits"].values()) == 535
     assert results["test_samples"] == 107 and 0.0 <= results["test_ua"] <= 1.0
+
+
+def test_hf_ser_train_takes_the_three_argument_dataclasses(tiny_corpus, tmp_path):
+    import hf_ser
+    from hf_ser.arguments import parse_args
+
+    model_args, data_args, training_args = parse_args(tiny_argv(tiny_corpus, tmp_path / "run"))
+    results = hf_ser.train(model_args, data_args, training_args)
+    assert results["test_samples"] == 12
+    assert json.loads((tmp_path / "run" / "test_results.json").read_text())["test_ua"] == results["test_ua"]
+    from hf_ser.train import main  # the script module and the function are one object
+
+    assert hf_ser.train.main is main

@@ -6,6 +6,7 @@ split by speaker -> `set_transform` that decodes, crops and augments on the fly 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import io
@@ -172,8 +173,18 @@ def _inspect(example: dict, sampling_rate: int) -> dict:
     return {"duration": duration, "problem": "", "note": note, "content_hash": content_hash}
 
 
-def build_corpus(args: DataArguments, seed: int = 42) -> tuple[DatasetDict, list[str], CorpusReport]:
-    """The recipe's corpus as train / validation / test `Dataset`s with columns path, label, speaker, duration."""
+@dataclass
+class CheckedCorpus:
+    """Every usable clip of a corpus, decoded once to check it (columns path, label, speaker, duration), before any
+    split; what was skipped is in `report`. Cross-validation and seeds split one of these again for each run."""
+
+    dataset: Dataset
+    label_names: list[str]
+    report: CorpusReport
+
+
+def check_corpus(args: DataArguments) -> CheckedCorpus:
+    """The recipe's corpus read, label-selected and decoded once (the fixed work of `build_corpus`)."""
     report = CorpusReport(dataset=args.dataset)
     records, label_names = select_labels(_corpus_records(args), args, report)
     if not records:
@@ -201,6 +212,21 @@ def build_corpus(args: DataArguments, seed: int = 42) -> tuple[DatasetDict, list
     require_every_label(label_names, dataset["label"], args, "after dropping bad audio")
     dataset = dataset.cast_column("label", ClassLabel(names=label_names))
     report.labels = label_names
+    return CheckedCorpus(dataset, label_names, report)
+
+
+def split_checked_corpus(
+    corpus: CheckedCorpus, args: DataArguments, seed: int = 42
+) -> tuple[DatasetDict, list[str], CorpusReport]:
+    """A checked corpus split by the recipe's speakers (or fractions); the report is this run's own copy."""
+    report = copy.deepcopy(corpus.report)
+    label_names = corpus.label_names
+    if args.dataset != report.dataset or (args.labels and list(args.labels) != label_names):
+        raise ValueError(
+            f"the checked corpus is {report.dataset!r} with labels {label_names}, but the recipe asks for "
+            f"{args.dataset!r} with labels {args.labels}: check the corpus with these data arguments"
+        )
+    dataset = corpus.dataset
     splits, report.protocol = split_corpus(dataset, args, seed)
     if args.max_train_samples is not None and args.max_train_samples < len(splits["train"]):
         # A seeded random subset: the first rows would be one or two speakers of a corpus listed speaker by speaker.
@@ -219,6 +245,11 @@ def build_corpus(args: DataArguments, seed: int = 42) -> tuple[DatasetDict, list
     if report.skipped:
         logger.warning("Skipped %d bad item(s); all are listed in data_report.json", len(report.skipped))
     return splits, label_names, report
+
+
+def build_corpus(args: DataArguments, seed: int = 42) -> tuple[DatasetDict, list[str], CorpusReport]:
+    """The recipe's corpus as train / validation / test `Dataset`s with columns path, label, speaker, duration."""
+    return split_checked_corpus(check_corpus(args), args, seed)
 
 
 def check_disjoint_speakers(speaker_sets: dict[str, set]) -> None:

@@ -12,6 +12,7 @@ interrupted run resumes where it stopped (and a fold interrupted mid-training re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import random
@@ -24,11 +25,11 @@ from typing import Optional
 
 import numpy as np
 
-from hf_ser.arguments import parse_args
-from hf_ser.data.dataset import CorpusReport, _corpus_records, select_labels
+from hf_ser.arguments import DataArguments, parse_args
+from hf_ser.data.dataset import CorpusReport, _corpus_records, check_corpus, select_labels
 from hf_ser.evaluation.metrics import percent, save_confusion_matrix, ser_scores
 from hf_ser.run_folder import read_json
-from hf_ser.train import main as train_main
+from hf_ser.train import train
 from hf_ser.training.checkpoints import is_finished_run
 
 logger = logging.getLogger(__name__)
@@ -138,10 +139,9 @@ def make_folds(
     return result
 
 
-def corpus_speaker_items(argv: list[str]) -> tuple[dict[str, int], object, object]:
+def corpus_speaker_items(data_args: DataArguments) -> dict[str, int]:
     """Items per speaker of the recipe's corpus (after label selection), read from its records without decoding
-    audio; also the parsed data and training arguments."""
-    _, data_args, training_args = parse_args(list(argv))
+    audio."""
     if data_args.speaker_dependent:
         raise ValueError("speaker_dependent: true contradicts speaker-independent cross-validation; remove it")
     records, _ = select_labels(_corpus_records(data_args), data_args, CorpusReport(dataset=data_args.dataset))
@@ -151,7 +151,7 @@ def corpus_speaker_items(argv: list[str]) -> tuple[dict[str, int], object, objec
             f"dataset {data_args.dataset!r}: {len(without)} item(s) have no speaker (e.g. {without[0]}); "
             "cross-validation needs speakers (audiofolder: set speaker_pattern; csv/jsonl: a speaker column)"
         )
-    return dict(Counter(record["speaker"] for record in records)), data_args, training_args
+    return dict(Counter(record["speaker"] for record in records))
 
 
 def _read_fold_file(path: Path) -> dict:
@@ -184,12 +184,14 @@ def run_cross_validation(argv: list[str], folds: str = LOSO) -> dict:
     overridden = [key for key in SPLIT_KEYS if f"--{key}" in argv]
     if overridden:
         raise ValueError(f"{overridden}: cross-validation chooses the speakers of every fold; drop these options")
-    speaker_items, data_args, training_args = corpus_speaker_items(argv)
+    model_args, data_args, training_args = parse_args(argv)
+    speaker_items = corpus_speaker_items(data_args)
     cv_dir = Path(training_args.output_dir)
     fold_list = make_folds(speaker_items, folds, training_args.seed, data_args.validation_fraction)
     plan = {"folds_rule": folds, "seed": training_args.seed, "argv": argv, "folds": [asdict(fold) for fold in fold_list]}
     _check_plan(cv_dir, plan)
     started = time.perf_counter()
+    corpus = None  # decoded once, on the first fold that trains, and split again for every other fold
     for fold in fold_list:
         fold_dir = cv_dir / fold.name
         # The model card is the last file a run writes (then cv_fold.json, its wall time): a fold killed before reruns.
@@ -199,12 +201,12 @@ def run_cross_validation(argv: list[str], folds: str = LOSO) -> dict:
         logger.info("%s: test %s, validation %s, %d training speakers",
                     fold.name, fold.test_speakers, fold.validation_speakers, len(fold.train_speakers))
         fold_started = time.perf_counter()
-        train_main(argv + [
-            "--train_speakers", *fold.train_speakers,
-            "--validation_speakers", *fold.validation_speakers,
-            "--test_speakers", *fold.test_speakers,
-            "--output_dir", str(fold_dir),
-        ])
+        if corpus is None:
+            with training_args.main_process_first(desc="corpus"):
+                corpus = check_corpus(data_args)
+        fold_data = dataclasses.replace(data_args, train_speakers=fold.train_speakers,
+                                        validation_speakers=fold.validation_speakers, test_speakers=fold.test_speakers)
+        train(model_args, fold_data, dataclasses.replace(training_args, output_dir=str(fold_dir)), corpus=corpus)
         (fold_dir / FOLD_TIME_FILE).write_text(json.dumps({"wall_seconds": time.perf_counter() - fold_started}))
     summary = summarise(cv_dir, fold_list, folds, training_args.metric_for_best_model, argv)
     summary["wall_seconds_this_invocation"] = time.perf_counter() - started

@@ -10,6 +10,7 @@ again as it was. The standard deviation is the sample one (ddof=1), as for a han
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -47,17 +48,24 @@ def seed_dir(output_dir: str | Path, seed: int) -> Path:
 
 
 def run_seeds(argv: list[str], seeds: list[int]) -> dict:
-    """Train the recipe once per seed into `output_dir/seed-N`, then summarise the runs' result files."""
+    """Train the recipe once per seed into `output_dir/seed-N` (the corpus decoded once for all of them), then
+    summarise the runs' result files."""
     from hf_ser.arguments import parse_args
-    from hf_ser.train import main as train_main
+    from hf_ser.data.dataset import check_corpus
+    from hf_ser.train import train
 
-    training_args = parse_args(list(argv))[2]  # also checks the recipe before the first run
+    model_args, data_args, training_args = parse_args(list(argv))  # also checks the recipe before the first run
+    corpus = None
     for seed in seeds:
         run_dir = seed_dir(training_args.output_dir, seed)
         if is_finished_run(run_dir) and not training_args.overwrite_output_dir:
             logger.info("seed %d: finished already (%s), not trained again", seed, run_dir)
             continue
-        train_main(list(argv) + ["--seed", str(seed), "--output_dir", str(run_dir)])
+        if corpus is None:
+            with training_args.main_process_first(desc="corpus"):
+                corpus = check_corpus(data_args)
+        train(model_args, data_args, dataclasses.replace(training_args, seed=seed, output_dir=str(run_dir)),
+              corpus=corpus)
     return summarise_seeds(training_args.output_dir, seeds)
 
 

@@ -215,7 +215,7 @@ class OnnxSERModel:
     def __init__(self, onnx_dir: Union[str, os.PathLike], threads: Optional[int] = None):
         import onnxruntime
 
-        import hf_ser  # noqa: F401  (AutoConfig needs the registered model types)
+        import hf_ser.models  # noqa: F401  (AutoConfig needs the registered model types)
 
         onnx_dir = Path(onnx_dir)
         onnx_path = onnx_dir / ONNX_FILE
