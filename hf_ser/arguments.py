@@ -315,4 +315,32 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[ModelArguments, DataAr
     *parsed, unknown = parser.parse_args_into_dataclasses(args=recipe_argv + argv, return_remaining_strings=True)
     if unknown:
         raise ValueError(f"unknown command-line option(s) {unknown}; `hf-ser train --help` lists every recipe key")
+    check_combinations(*parsed)
     return tuple(parsed)
+
+
+def check_combinations(
+    model_args: ModelArguments, data_args: DataArguments, training_args: SERTrainingArguments
+) -> None:
+    """Refuse, before any data is read, option combinations that cannot work together."""
+    problems = []
+    scratch_cnn = model_args.model_type == "ser-cnn" and not model_args.model_name_or_path
+    if scratch_cnn:
+        encoder_keys = [key for key in ("backbone", "backbone_config", "peft") if getattr(model_args, key)]
+        encoder_keys += ["backbone_overrides"] if model_args.backbone_overrides else []
+        encoder_keys += [key for key in ("encoder_learning_rate",) if getattr(training_args, key) is not None]
+        encoder_keys += ["freeze_encoder_steps"] if training_args.freeze_encoder_steps else []
+        if encoder_keys:
+            problems.append(f"model_type ser-cnn has no pretrained encoder, so {encoder_keys} do not apply")
+    if model_args.peft and training_args.freeze_encoder_steps:
+        problems.append("freeze_encoder_steps does not combine with `peft`: LoRA already freezes the encoder")
+    if model_args.backbone and model_args.backbone_config:
+        problems.append("set `backbone` (pretrained encoder) or `backbone_config` (random encoder), not both")
+    batch_norm = scratch_cnn or (model_args.model_type == "wav2vec2-ser" and model_args.head_batch_norm)
+    if batch_norm and not model_args.model_name_or_path and training_args.per_device_train_batch_size < 2:
+        problems.append(
+            f"per_device_train_batch_size={training_args.per_device_train_batch_size} with a BatchNorm model: use 2 "
+            "or more (gradient_accumulation_steps keeps the effective batch), or head_batch_norm: false"
+        )
+    if problems:
+        raise ValueError("; ".join(problems))

@@ -9,9 +9,39 @@ from pathlib import Path
 from typing import Any, Optional
 
 RUN_CONFIG_FILE = "run_config.json"
+DATA_REPORT_FILE = "data_report.json"
+CONFUSION_MATRIX_FILE = "confusion_matrix.json"
+TRAINER_STATE_FILE = "trainer_state.json"  # written by the Trainer, last of a checkpoint's files
+MODEL_CARD_FILE = "README.md"
+CV_SUMMARY_FILE = "cv_summary.json"
 BASE_MODEL_DIR = "base_model"  # where hf_ser.training.lora keeps the model a LoRA adapter adapts
 # Split -> metric prefix: `eval_results.json` holds `eval_ua`, ..., `test_results.json` holds `test_ua`, ...
 SPLIT_PREFIXES = {"validation": "eval", "test": "test"}
+
+
+def results_file(prefix: str) -> str:
+    """`eval_results.json`, `test_results.json`, ...: what `Trainer.save_metrics(prefix)` writes."""
+    return f"{prefix}_results.json"
+
+
+def predictions_file(prefix: str) -> str:
+    """The per-clip predictions behind `results_file(prefix)`."""
+    return f"{prefix}_predictions.json"
+
+
+TEST_RESULTS_FILE = results_file(SPLIT_PREFIXES["test"])
+
+# Pickle can run code when loaded: hf-ser writes model weights as safetensors only, and refuses pickled weights it
+# finds (training checks, publishing). The Trainer's own bookkeeping pickles (arguments, optimizer, RNG) are not weights.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+TRAINER_PICKLES = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth")
+
+
+def is_pickled_weights(path: Path) -> bool:
+    """A pickle-based file that is not one of the Trainer's bookkeeping files (`rng_state_<rank>.pth` included)."""
+    name = Path(path).name
+    return (Path(path).suffix in PICKLE_SUFFIXES and name not in TRAINER_PICKLES
+            and not (name.startswith("rng_state_") and name.endswith(".pth")))
 
 
 def read_json(path: Path, missing_ok: bool = False, hint: str = "") -> Optional[Any]:

@@ -82,3 +82,20 @@ def test_test_metric_cannot_select_models():
 def test_resumed_runs_restore_early_stopping_state_by_default():
     _, _, training_args = parse_args([str(REPO_ROOT / "recipes" / "demo.yaml")])
     assert training_args.restore_callback_states_from_checkpoint is True
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--model_type", "ser-cnn", "--encoder_learning_rate", "1e-5"], "ser-cnn has no pretrained encoder"),
+    (["--model_type", "ser-cnn", "--freeze_encoder_steps", "10"], r"\['freeze_encoder_steps'\] do not apply"),
+    (["--model_type", "ser-cnn", "--backbone", "facebook/wav2vec2-base"], r"\['backbone'\] do not apply"),
+    (["--peft", '{"r": 8}', "--freeze_encoder_steps", "10"], "freeze_encoder_steps does not combine with `peft`"),
+    (["--backbone", "facebook/wav2vec2-base", "--backbone_config", '{"model_type": "wav2vec2"}'], "not both"),
+    (["--per_device_train_batch_size", "1"], "per_device_train_batch_size=1 with a BatchNorm model"),
+])
+def test_impossible_combinations_are_refused_when_parsing(options, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        parse_args([*options, "--output_dir", str(tmp_path)])
+
+
+def test_batch_one_is_accepted_without_batch_norm(tmp_path):
+    parse_args(["--per_device_train_batch_size", "1", "--head_batch_norm", "false", "--output_dir", str(tmp_path)])

@@ -25,6 +25,7 @@ from hf_ser.arguments import DataArguments
 from hf_ser.data.audio import AudioDecodeError, crop_or_pad, load_audio
 from hf_ser.data.augment import augment, build_augmenter
 from hf_ser.data.corpora import CORPORA, load_records
+from hf_ser.run_folder import DATA_REPORT_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class CorpusReport:
         self.skipped.append({"path": path, "reason": reason})
 
     def save(self, output_dir: str | Path) -> Path:
-        path = Path(output_dir) / "data_report.json"
+        path = Path(output_dir) / DATA_REPORT_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))
         return path

@@ -10,7 +10,7 @@ from datasets import DatasetDict
 from transformers import Trainer
 
 from hf_ser.evaluation.metrics import save_confusion_matrix, ser_scores
-from hf_ser.run_folder import SPLIT_PREFIXES
+from hf_ser.run_folder import CONFUSION_MATRIX_FILE, SPLIT_PREFIXES, predictions_file
 
 
 def evaluate_and_save(
@@ -38,11 +38,11 @@ def evaluate_and_save(
             rows = zip(splits[split].with_format(None)["path"], prediction.label_ids.tolist(), np.argmax(logits, -1).tolist())
             per_clip = [{"path": path, "label": label_names[label], "predicted": label_names[predicted]}
                         for path, label, predicted in rows]
-            (Path(output_dir) / f"{prefix}_predictions.json").write_text(json.dumps(per_clip, indent=1))
+            (Path(output_dir) / predictions_file(prefix)).write_text(json.dumps(per_clip, indent=1))
             name = "confusion_matrix" if split == "test" else f"confusion_matrix_{split}"
             title = f"{split} ({protocol}): UA {scores['ua']:.1%}, WA {scores['wa']:.1%}"
             save_confusion_matrix(matrices[split], label_names, Path(output_dir) / f"{name}.png", title)
     if trainer.is_world_process_zero():
         payload = {"labels": label_names, "protocol": protocol, **matrices}
-        (Path(output_dir) / "confusion_matrix.json").write_text(json.dumps(payload, indent=2))
+        (Path(output_dir) / CONFUSION_MATRIX_FILE).write_text(json.dumps(payload, indent=2))
     return results

@@ -19,7 +19,14 @@ import numpy as np
 
 from hf_ser.evaluation.metrics import percent, plot_confusion_matrix
 from hf_ser.experiments.cross_validation import METRICS, SUMMARY_FILE, describe_folds
-from hf_ser.run_folder import RUN_CONFIG_FILE, read_json
+from hf_ser.run_folder import (
+    CONFUSION_MATRIX_FILE,
+    DATA_REPORT_FILE,
+    RUN_CONFIG_FILE,
+    TEST_RESULTS_FILE,
+    TRAINER_STATE_FILE,
+    read_json,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +46,7 @@ def _run_details(run_dir: Path) -> dict:
     Trainer's `trainer_state.json`."""
     config = _optional_json(run_dir / RUN_CONFIG_FILE)
     model_config = _optional_json(run_dir / "config.json")
-    state = _optional_json(run_dir / "trainer_state.json")
+    state = _optional_json(run_dir / TRAINER_STATE_FILE)
     model_args, data_args = config.get("model_args", {}), config.get("data_args", {})
     training_args = config.get("training_args", {})
     return {
@@ -93,13 +100,13 @@ def load_result(path: str | Path) -> dict:
             **{f"{metric}_std": summary["std"][metric] for metric in METRICS},
             "labels": summary["labels"], "confusion_matrix": summary["confusion_matrix"], **details,
         }
-    if (path / "test_results.json").is_file():
-        results = read_json(path / "test_results.json")
+    if (path / TEST_RESULTS_FILE).is_file():
+        results = read_json(path / TEST_RESULTS_FILE)
         missing = [f"test_{metric}" for metric in METRICS if f"test_{metric}" not in results]
         if missing:
             raise KeyError(f"{path / 'test_results.json'} has no {missing}")
-        matrix = read_json(path / "confusion_matrix.json")
-        report = _optional_json(path / "data_report.json")
+        matrix = read_json(path / CONFUSION_MATRIX_FILE)
+        report = _optional_json(path / DATA_REPORT_FILE)
         test_speakers = report.get("splits", {}).get("test", {}).get("speakers")
         return {
             "name": path.name, "path": str(path), "kind": "run",

@@ -28,7 +28,13 @@ import numpy as np
 from hf_ser.arguments import DataArguments, parse_args
 from hf_ser.data.dataset import CorpusReport, _corpus_records, check_corpus, select_labels
 from hf_ser.evaluation.metrics import percent, save_confusion_matrix, ser_scores
-from hf_ser.run_folder import read_json
+from hf_ser.run_folder import (
+    CONFUSION_MATRIX_FILE,
+    CV_SUMMARY_FILE,
+    TEST_RESULTS_FILE,
+    TRAINER_STATE_FILE,
+    read_json,
+)
 from hf_ser.train import train
 from hf_ser.training.checkpoints import is_finished_run
 
@@ -39,7 +45,7 @@ LOSESSO = "leave-one-session-out"
 FOLD_RULES = (LOSO, LOSESSO, "K (an integer: K speaker-disjoint folds balanced by item count)")
 SPLIT_KEYS = ("train_speakers", "validation_speakers", "test_speakers")
 PLAN_FILE = "cv_plan.json"
-SUMMARY_FILE = "cv_summary.json"
+SUMMARY_FILE = CV_SUMMARY_FILE
 FOLD_TIME_FILE = "cv_fold.json"
 METRICS = ("wa", "ua", "macro_f1")
 STD_RULE = "sample standard deviation over folds (ddof=1)"
@@ -196,7 +202,7 @@ def run_cross_validation(argv: list[str], folds: str = LOSO) -> dict:
         fold_dir = cv_dir / fold.name
         # The model card is the last file a run writes (then cv_fold.json, its wall time): a fold killed before reruns.
         if is_finished_run(fold_dir):
-            logger.info("%s: done already (%s), not trained again", fold.name, fold_dir / "test_results.json")
+            logger.info("%s: done already (%s), not trained again", fold.name, fold_dir / TEST_RESULTS_FILE)
             continue
         logger.info("%s: test %s, validation %s, %d training speakers",
                     fold.name, fold.test_speakers, fold.validation_speakers, len(fold.train_speakers))
@@ -215,8 +221,8 @@ def run_cross_validation(argv: list[str], folds: str = LOSO) -> dict:
 
 
 def _fold_result(fold_dir: Path) -> dict:
-    results = _read_fold_file(fold_dir / "test_results.json")
-    state = _read_fold_file(fold_dir / "trainer_state.json") if (fold_dir / "trainer_state.json").is_file() else {}
+    results = _read_fold_file(fold_dir / TEST_RESULTS_FILE)
+    state = _read_fold_file(fold_dir / TRAINER_STATE_FILE) if (fold_dir / TRAINER_STATE_FILE).is_file() else {}
     best_epoch = next(
         (entry.get("epoch") for entry in state.get("log_history", []) if entry.get("step") == state.get("best_global_step")),
         None,
@@ -243,7 +249,7 @@ def summarise(cv_dir: Path, fold_list: list[Fold], folds: str, selection_metric:
     rows, total, labels = [], None, None
     for fold in fold_list:
         fold_dir = cv_dir / fold.name
-        matrix_file = _read_fold_file(fold_dir / "confusion_matrix.json")
+        matrix_file = _read_fold_file(fold_dir / CONFUSION_MATRIX_FILE)
         if labels is not None and matrix_file["labels"] != labels:
             raise ValueError(f"{fold_dir}: labels {matrix_file['labels']} differ from the other folds' {labels}")
         labels = matrix_file["labels"]

@@ -18,11 +18,12 @@ from typing import Optional
 
 import numpy as np
 
+from hf_ser.run_folder import SPLIT_PREFIXES, results_file
 from hf_ser.training.checkpoints import is_finished_run
 
 logger = logging.getLogger(__name__)
 
-RESULT_FILES = ("eval_results.json", "test_results.json")
+RESULT_FILES = tuple(results_file(prefix) for prefix in SPLIT_PREFIXES.values())
 SUMMARY_METRICS = tuple(f"{split}_{name}" for split in ("eval", "test") for name in ("wa", "ua", "macro_f1"))
 
 

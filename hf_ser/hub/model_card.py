@@ -18,12 +18,12 @@ from typing import Optional
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hf_ser.evaluation.metrics import percent
-from hf_ser.run_folder import BASE_MODEL_DIR, SPLIT_PREFIXES, read_json
+from hf_ser.run_folder import BASE_MODEL_DIR, CV_SUMMARY_FILE, SPLIT_PREFIXES, read_json, results_file
 
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md"
 TASK = "audio-classification"
 TAGS = ["speech-emotion-recognition", "hf-ser", "audio-classification"]
-SPLIT_FILES = {"validation": "eval_results.json", "test": "test_results.json"}
+SPLIT_FILES = {split: results_file(prefix) for split, prefix in SPLIT_PREFIXES.items()}
 # model-index metric ids (https://hf.co/metrics): WA is accuracy, UA macro recall, and macro-F1.
 METRICS = (
     ("wa", "accuracy", "WA (accuracy)", None),
@@ -139,7 +139,7 @@ HYPERPARAMETERS = {
 
 def find_cv_summary(run_dir: Path) -> Optional[Path]:
     """`cv_summary.json` of the run: in the run folder, or in the CV folder above a `fold-XX` run."""
-    for candidate in (run_dir / "cv_summary.json", run_dir.parent / "cv_summary.json"):
+    for candidate in (run_dir / CV_SUMMARY_FILE, run_dir.parent / CV_SUMMARY_FILE):
         if candidate.is_file() and (candidate.parent == run_dir or run_dir.name.startswith("fold-")):
             return candidate
     return None

@@ -20,18 +20,22 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hf_ser.hub.model_card import confusion_images, read_run, save_model_card
-from hf_ser.run_folder import BASE_MODEL_DIR
+from hf_ser.run_folder import (
+    BASE_MODEL_DIR,
+    CONFUSION_MATRIX_FILE,
+    CV_SUMMARY_FILE,
+    DATA_REPORT_FILE,
+    RUN_CONFIG_FILE,
+    is_pickled_weights,
+    results_file,
+)
 
 logger = logging.getLogger(__name__)
 
 FULL_MODEL_FILES = ("config.json", "preprocessor_config.json")
 ADAPTER_FILES = ("adapter_config.json",)
-RESULT_FILES = ("eval_results.json", "test_results.json", "train_results.json", "all_results.json",
-                "confusion_matrix.json", "data_report.json", "run_config.json")
-# Pickle can run code when loaded: weights in these formats are refused, not converted behind the user's back.
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-# Trainer bookkeeping, never model weights: left out, not refused.
-LEFT_OUT = ("training_args.bin",)
+RESULT_FILES = (*(results_file(prefix) for prefix in ("eval", "test", "train", "all")), CONFUSION_MATRIX_FILE,
+                DATA_REPORT_FILE, RUN_CONFIG_FILE)
 DEFAULT_COMMIT_MESSAGE = "Upload hf-ser speech emotion recognition model"
 
 
@@ -62,8 +66,8 @@ def _code_files(run_dir: Path, config: dict) -> list[Path]:
 
 
 def refuse_pickle_weights(folder: Path) -> None:
-    pickled = sorted(path.name for path in folder.iterdir()
-                     if path.is_file() and path.suffix in PICKLE_SUFFIXES and path.name not in LEFT_OUT)
+    # weights in pickle formats are refused, not converted behind the user's back
+    pickled = sorted(path.name for path in folder.iterdir() if path.is_file() and is_pickled_weights(path))
     if pickled:
         raise ValueError(f"{folder} holds pickle-based file(s) {pickled}: hf-ser publishes safetensors only. Re-save "
                          "the model with save_pretrained(safe_serialization=True) and remove them.")
@@ -105,7 +109,7 @@ def upload_files(run_dir: str | Path) -> dict[str, Path]:
     names = [*RESULT_FILES, *(path.name for path in confusion_images(run) if path.parent == run_dir)]
     files.update({name: run_dir / name for name in names if (run_dir / name).is_file()})
     if run["cv_dir"] is not None:
-        files["cv_summary.json"] = run["cv_dir"] / "cv_summary.json"
+        files[CV_SUMMARY_FILE] = run["cv_dir"] / CV_SUMMARY_FILE
         files.update({path.name: path for path in confusion_images(run) if path.parent == run["cv_dir"]})
     return files
 

@@ -12,6 +12,8 @@ from typing import Optional
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from hf_ser.run_folder import MODEL_CARD_FILE, TEST_RESULTS_FILE, TRAINER_STATE_FILE, is_pickled_weights
+
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
@@ -19,7 +21,7 @@ _CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 # checkpoint. DeepSpeed and FSDP keep their sharded weights in folders of these names instead.
 WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
 SHARDED_WEIGHTS_PREFIXES = ("global_step", "pytorch_model_fsdp")
-STATE_FILE = "trainer_state.json"
+STATE_FILE = TRAINER_STATE_FILE
 
 
 def is_complete_checkpoint(folder: str | Path) -> bool:
@@ -60,7 +62,7 @@ def last_complete_checkpoint(output_dir: str | Path) -> Optional[str]:
 
 
 # `hf_ser.train.main` writes the test results and then the model card, last of all: both present mark a finished run.
-FINISHED_RUN_FILES = ("test_results.json", "README.md")
+FINISHED_RUN_FILES = (TEST_RESULTS_FILE, MODEL_CARD_FILE)
 
 
 def is_finished_run(output_dir: str | Path) -> bool:
@@ -96,15 +98,9 @@ def checkpoint_to_resume(training_args) -> Optional[str]:
 
 
 def weights_files(output_dir: str | Path) -> list[Path]:
-    """Every pickle-based weights file (`*.bin`, `*.pt`, `*.pth` other than RNG/optimizer state) under `output_dir`.
-
-    hf-ser writes model weights as safetensors only; a non-empty answer means something else wrote pickles.
-    """
-    allowed = {"training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth"}
-    return sorted(
-        p for p in Path(output_dir).rglob("*")
-        if p.suffix in (".bin", ".pt", ".pth") and p.name not in allowed and not re.match(r"rng_state_\d+\.pth$", p.name)
-    )
+    """Every pickle-based weights file under `output_dir` (`hf_ser.run_folder.is_pickled_weights`). hf-ser writes
+    model weights as safetensors only; a non-empty answer means something else wrote pickles."""
+    return sorted(p for p in Path(output_dir).rglob("*") if p.is_file() and is_pickled_weights(p))
 
 
 class ValidationOnlyCallback(TrainerCallback):
