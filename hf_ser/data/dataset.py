@@ -24,6 +24,7 @@ from transformers import TrainerCallback
 from hf_ser.arguments import DataArguments
 from hf_ser.data.audio import AudioDecodeError, crop_or_pad, load_audio
 from hf_ser.data.augment import augment, build_augmenter
+from hf_ser.data.collator import clip_features
 from hf_ser.data.corpora import CORPORA, load_records
 from hf_ser.run_folder import DATA_REPORT_FILE
 
@@ -333,7 +334,6 @@ class AudioTransform:
         self.sampling_rate = args.sampling_rate
         self.window = args.max_duration_seconds if train else args.eval_max_duration_seconds
         self.pad = train and args.pad_to_max_duration
-        self.input_name = feature_extractor.model_input_names[0]
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -360,14 +360,8 @@ class AudioTransform:
                 waveform = crop_or_pad(waveform, int(self.window * self.sampling_rate), random=self.train, rng=rng)
             waveforms.append(augment(self.augmenter, waveform, self.sampling_rate, rng=rng) if self.train else waveform)
         # `pad_to_max_duration`: the extractor pads, so the mask marks the padding as padding (not as silent audio).
-        padding = {"padding": "max_length", "max_length": int(self.window * self.sampling_rate)} if self.pad else {}
-        features = self.feature_extractor(
-            waveforms, sampling_rate=self.sampling_rate, return_attention_mask=True, **padding
-        )
-        output = {self.input_name: list(features[self.input_name]), "label": batch["label"]}
-        if self.input_name != "input_values" or self.pad:  # fixed-size inputs: keep the mask over real samples
-            output["attention_mask"] = list(features["attention_mask"])
-        return output
+        pad_to = int(self.window * self.sampling_rate) if self.pad else None
+        return {**clip_features(self.feature_extractor, waveforms, self.sampling_rate, pad_to), "label": batch["label"]}
 
 
 class EpochCallback(TrainerCallback):

@@ -31,7 +31,7 @@ import torch
 from transformers import AutoFeatureExtractor, PreTrainedModel
 
 from hf_ser.data.audio import AUDIO_EXTENSIONS, AudioDecodeError, load_audio, probe_audio
-from hf_ser.data.collator import SERDataCollator
+from hf_ser.data.collator import SERDataCollator, clip_features
 from hf_ser.inference.loading import load_model
 from hf_ser.models.modeling_ser_cnn import split_into_segments
 
@@ -142,15 +142,10 @@ class EmotionClassifier:
 
     def logits(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         """Logits of one batch of waveforms (padded together), as the model gives them in evaluation mode."""
-        features = self.feature_extractor(
-            list(waveforms), sampling_rate=self.sampling_rate, return_attention_mask=True
-        )
-        input_name = self.feature_extractor.model_input_names[0]
-        examples = [{input_name: values} for values in features[input_name]]
-        if input_name != "input_values":  # fixed-size features (Whisper) carry their own mask
-            for example, mask in zip(examples, features["attention_mask"]):
-                example["attention_mask"] = mask
+        features = clip_features(self.feature_extractor, list(waveforms), self.sampling_rate)  # as evaluation does
+        examples = [dict(zip(features, values)) for values in zip(*features.values())]
         batch = self.collator(examples)
+        input_name = self.feature_extractor.model_input_names[0]
         if self.backend == "onnx":
             return self.model(batch[input_name].numpy(), batch["attention_mask"].numpy())
         with torch.inference_mode():
