@@ -371,6 +371,7 @@ def test_hf_ser_never_turns_on_remote_code_itself():
     assert {name: found for name, found in calls.items() if found} == {}
 
 
+@pytest.mark.slow
 def test_tokens_never_reach_files_or_logs(tiny_train_argv, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("HF_TOKEN", "hf_envTOKENshouldNEVERbeWritten")
     argv = tiny_train_argv + ["--hub_token", "hf_argTOKENshouldNEVERbeWritten", "--max_steps", "1",

@@ -85,6 +85,7 @@ def test_emodb_speaker_split_training(tmp_path):
     assert results["test_samples"] == 107 and 0.0 <= results["test_ua"] <= 1.0
 
 
+@pytest.mark.slow
 def test_hf_ser_train_takes_the_three_argument_dataclasses(tiny_corpus, tmp_path):
     import hf_ser
     from hf_ser.arguments import parse_args

@@ -29,6 +29,14 @@ def ser_scores(
     )
 
 
+def mean_std(values: Sequence[float]) -> tuple[float, Optional[float]]:
+    """Mean and sample standard deviation (ddof=1) of several runs' scores; the std of one run is undefined: None."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        raise ValueError("mean_std of no values")
+    return float(values.mean()), (float(values.std(ddof=1)) if values.size > 1 else None)
+
+
 def compute_metrics(eval_prediction) -> dict:
     """`Trainer(compute_metrics=...)`: scalar metrics only, so every logger accepts them."""
     logits = eval_prediction.predictions

@@ -27,7 +27,7 @@ import numpy as np
 
 from hf_ser.arguments import DataArguments, parse_args
 from hf_ser.data.dataset import CorpusReport, _corpus_records, check_corpus, select_labels
-from hf_ser.evaluation.metrics import percent, save_confusion_matrix, ser_scores
+from hf_ser.evaluation.metrics import mean_std, percent, save_confusion_matrix, ser_scores
 from hf_ser.run_folder import (
     CONFUSION_MATRIX_FILE,
     CV_SUMMARY_FILE,
@@ -239,11 +239,6 @@ def _fold_result(fold_dir: Path) -> dict:
     }
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    values = np.asarray(values, dtype=float)
-    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
-
-
 def summarise(cv_dir: Path, fold_list: list[Fold], folds: str, selection_metric: str, argv: list[str]) -> dict:
     """Per-fold and mean ± std test scores, the confusion matrix summed over folds (every item is tested once)."""
     rows, total, labels = [], None, None
@@ -259,7 +254,7 @@ def summarise(cv_dir: Path, fold_list: list[Fold], folds: str, selection_metric:
                      "validation_speakers": fold.validation_speakers, **_fold_result(fold_dir)})
     mean, std = {}, {}
     for metric in METRICS:
-        mean[metric], std[metric] = _mean_std([row[metric] for row in rows])
+        mean[metric], std[metric] = mean_std([row[metric] for row in rows])  # folds >= 2: std defined
     predictions = np.repeat(np.tile(np.arange(len(labels)), len(labels)), total.ravel())
     references = np.repeat(np.repeat(np.arange(len(labels)), len(labels)), total.ravel())
     pooled = ser_scores(predictions, references, num_labels=len(labels))

@@ -16,8 +16,7 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
+from hf_ser.evaluation.metrics import mean_std
 from hf_ser.run_folder import SPLIT_PREFIXES, results_file
 from hf_ser.training.checkpoints import is_finished_run
 
@@ -86,8 +85,8 @@ def summarise_seeds(output_dir: str | Path, seeds: list[int]) -> dict:
     for key in SUMMARY_METRICS:
         values = [per_seed[seed][key] for seed in seeds if key in per_seed[seed]]
         if len(values) == len(seeds):
-            std = float(np.std(values, ddof=1)) if len(values) > 1 else None
-            metrics[key] = {"mean": float(np.mean(values)), "std": std, "values": values}
+            mean, std = mean_std(values)
+            metrics[key] = {"mean": mean, "std": std, "values": values}
     summary = {"seeds": seeds, "runs": [str(seed_dir(output_dir, seed)) for seed in seeds], "metrics": metrics}
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     (Path(output_dir) / "seeds_summary.json").write_text(json.dumps(summary, indent=2))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import TINY_LABELS
+from conftest import TINY_LABELS, TINY_WAV2VEC2
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
 import hf_ser
@@ -204,3 +204,29 @@ def test_predicts_with_the_folder_of_a_training_run(tiny_run, tiny_corpus, capsy
     config = json.loads((tiny_run / "config.json").read_text())
     assert json.loads(out)["labels"] == [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
     assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-6 for p in predictions)
+
+
+def test_labels_follow_the_model_id_order_on_a_model_whose_answer_is_known(tmp_path, audio_dir):
+    """ids in non-alphabetical order; the head's last layer answers id 2 whatever the audio."""
+    import torch
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
+    from hf_ser.inference.predict import EmotionClassifier
+
+    id2label = {0: "sad", 1: "angry", 2: "neutral", 3: "happy"}
+    config = Wav2Vec2SERConfig(backbone_config=dict(TINY_WAV2VEC2), head_hidden_sizes=[8], id2label=id2label,
+                               label2id={label: i for i, label in id2label.items()})
+    model = Wav2Vec2SER(config).eval()
+    with torch.no_grad():
+        last = model.head[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([0.0, 1.0, 3.0, 2.0]))
+    model.save_pretrained(tmp_path / "model")
+    Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(tmp_path / "model")
+    report = EmotionClassifier(tmp_path / "model", device="cpu").predict_files([audio_dir])
+    expected = torch.tensor([0.0, 1.0, 3.0, 2.0]).softmax(-1).tolist()
+    assert report.predictions and all(p.label == "neutral" for p in report.predictions)
+    for prediction in report.predictions:
+        assert list(prediction.probabilities) == ["sad", "angry", "neutral", "happy"]
+        assert list(prediction.probabilities.values()) == pytest.approx(expected, abs=1e-6)

@@ -5,11 +5,11 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO_ROOT
 from transformers import AutoModelForAudioClassification
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
@@ -172,7 +172,7 @@ def test_checkpoint_loads_as_remote_code(model, tmp_path):
 
 @pytest.mark.parametrize("name", ["configuration_ser_cnn.py", "modeling_ser_cnn.py"])
 def test_model_files_import_only_torch_transformers_and_each_other(name):
-    source = Path(__file__).resolve().parents[1] / "hf_ser" / "models" / name
+    source = REPO_ROOT / "hf_ser" / "models" / name
     allowed = {"math", "typing", "torch", "transformers"}
     for node in ast.walk(ast.parse(source.read_text())):
         if isinstance(node, ast.Import):
