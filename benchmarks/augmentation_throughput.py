@@ -36,7 +36,9 @@ def six_second_clips(count: int, seconds: float) -> tuple[list[np.ndarray], str]
     length = int(seconds * SAMPLING_RATE)
     files = sorted(EMODB.glob("*.wav"))[:count]
     if files:
-        return [np.resize(load_audio(path), length) for path in files], f"EmoDB ({len(files)} files, repeated to {seconds} s)"
+        return [
+            np.resize(load_audio(path), length) for path in files
+        ], f"EmoDB ({len(files)} files, repeated to {seconds} s)"
     rng = np.random.default_rng(0)
     return [(0.1 * rng.standard_normal(length)).astype(np.float32) for _ in range(count)], "synthetic noise"
 
@@ -72,7 +74,9 @@ def clips_per_second(specs: list[dict], clips: list[np.ndarray], items: int, wor
 
 
 def with_method(specs: list[dict], method: str) -> list[dict]:
-    return [dict(spec, method=method) if spec["name"] in ("TimeStretch", "PitchShift") else dict(spec) for spec in specs]
+    return [
+        dict(spec, method=method) if spec["name"] in ("TimeStretch", "PitchShift") else dict(spec) for spec in specs
+    ]
 
 
 def main() -> None:
@@ -111,29 +115,60 @@ def main() -> None:
             load = load_average()[0]
             rate, cpu = clips_per_second(pipelines[name], clips, args.items, workers, args.batch_size)
             measurements.setdefault(f"{name}|{workers}", []).append((rate, cpu, load))
-            print(f"[round {round_index + 1}] {name}, {workers} worker(s): {rate:.1f} clips/s, {cpu:.4f} CPU s/clip "
-                  f"(load {load})", flush=True)
+            print(
+                f"[round {round_index + 1}] {name}, {workers} worker(s): {rate:.1f} clips/s, {cpu:.4f} CPU s/clip "
+                f"(load {load})",
+                flush=True,
+            )
         for name, single in alone.items():
             load = load_average()[0]
             rate, cpu = clips_per_second(single, clips, args.alone_items, 0, args.batch_size)
             measurements.setdefault(f"{name}|0", []).append((rate, cpu, load))
-            print(f"[round {round_index + 1}] {name}: {rate:.1f} clips/s, {cpu:.4f} CPU s/clip (load {load})", flush=True)
+            print(
+                f"[round {round_index + 1}] {name}: {rate:.1f} clips/s, {cpu:.4f} CPU s/clip (load {load})", flush=True
+            )
 
     rows = []
     for key, values in measurements.items():
         name, workers = key.split("|")
         rates, cpus, loads = zip(*values)
         # CPU time per clip is what a core spends on one clip: 1 / it is the rate of one otherwise idle core
-        rows.append([name, workers, f"{median(rates):.1f}", " / ".join(f"{r:.1f}" for r in rates),
-                     f"{median(cpus) * 1000:.1f}", f"{1 / median(cpus):.0f}", f"{min(loads):.1f}-{max(loads):.1f}"])
-    table = markdown_table(["augmentation", "loader workers", "clips/s (median, wall)", "per round",
-                            "CPU ms/clip (median)", "clips/s per idle core", "load avg (1 min)"], rows)
+        rows.append(
+            [
+                name,
+                workers,
+                f"{median(rates):.1f}",
+                " / ".join(f"{r:.1f}" for r in rates),
+                f"{median(cpus) * 1000:.1f}",
+                f"{1 / median(cpus):.0f}",
+                f"{min(loads):.1f}-{max(loads):.1f}",
+            ]
+        )
+    table = markdown_table(
+        [
+            "augmentation",
+            "loader workers",
+            "clips/s (median, wall)",
+            "per round",
+            "CPU ms/clip (median)",
+            "clips/s per idle core",
+            "load avg (1 min)",
+        ],
+        rows,
+    )
     print(f"\nclips: {source}\n{table}")
-    write_report(args.json, {
-        "command": "benchmarks/augmentation_throughput.py" + (" --quick" if args.quick else ""),
-        "machine": machine_description(), "clips": source, "recipe": str(Path(args.recipe).name),
-        "specs": specs, "measurements": measurements, "table": table,
-    })
+    write_report(
+        args.json,
+        {
+            "command": "benchmarks/augmentation_throughput.py" + (" --quick" if args.quick else ""),
+            "machine": machine_description(),
+            "clips": source,
+            "recipe": str(Path(args.recipe).name),
+            "specs": specs,
+            "measurements": measurements,
+            "table": table,
+        },
+    )
 
 
 if __name__ == "__main__":

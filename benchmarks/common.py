@@ -42,10 +42,14 @@ def run_worker(script: str | Path, args: list[str], env: dict | None = None, tim
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     load_before = load_average()
     completed = subprocess.run(
-        [sys.executable, str(script), *args], capture_output=True, text=True, env=environment, timeout=timeout,
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
         cwd=REPO_ROOT,
     )
-    results = [line[len(RESULT_PREFIX):] for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    results = [line[len(RESULT_PREFIX) :] for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if completed.returncode != 0 or not results:
         raise RuntimeError(
             f"{Path(script).name} {' '.join(args)} failed (exit {completed.returncode}):\n{completed.stderr[-3000:]}"
@@ -83,7 +87,11 @@ def machine_description() -> dict:
     except OSError:
         pass
     try:
-        memory_kib = int(next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")).split()[1])
+        memory_kib = int(
+            next(
+                line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+            ).split()[1]
+        )
         memory = f"{memory_kib / 2**20:.1f} GiB"
     except (OSError, StopIteration):
         memory = "unknown"
@@ -138,8 +146,14 @@ WAV2VEC2_LARGE = dict(
 )
 # The same layout, small enough for a `--quick` sanity run in seconds.
 WAV2VEC2_TINY = dict(
-    WAV2VEC2_LARGE, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-    conv_dim=[32] * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+    WAV2VEC2_LARGE,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=128,
+    conv_dim=[32] * 7,
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=4,
 )
 LEVERS = ("full", "frozen_cnn", "frozen_cnn_gc", "lora")
 LORA_SPEC = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": "attention"}
@@ -162,8 +176,12 @@ def build_ser_model(lever: str, backbone: dict, num_labels: int = 4):
         raise ValueError(f"lever {lever!r}: use one of {LEVERS}")
     torch.manual_seed(0)
     config = Wav2Vec2SERConfig(
-        backbone_config=dict(backbone), num_labels=num_labels, head_hidden_sizes=[512, 256], head_dropout=0.3,
-        pooling="mean", freeze_feature_encoder=lever != "full",
+        backbone_config=dict(backbone),
+        num_labels=num_labels,
+        head_hidden_sizes=[512, 256],
+        head_dropout=0.3,
+        pooling="mean",
+        freeze_feature_encoder=lever != "full",
     )
     model = Wav2Vec2SER(config)
     if lever == "frozen_cnn_gc":

@@ -87,7 +87,9 @@ def estimates(batch: int) -> dict[str, float]:
     if not ESTIMATE_FILE.is_file():
         return {}
     rows = json.loads(ESTIMATE_FILE.read_text())["rows"]
-    return {row["lever"]: row["total"] / 2**30 for row in rows if row["micro_batch"] == batch and row["accumulation"] == 1}
+    return {
+        row["lever"]: row["total"] / 2**30 for row in rows if row["micro_batch"] == batch and row["accumulation"] == 1
+    }
 
 
 def main() -> None:
@@ -107,22 +109,48 @@ def main() -> None:
         emit(train_steps(args.worker, args.device, args.batch, args.seconds, args.steps, args.quick))
         return
 
-    passthrough = ["--device", args.device, "--batch", str(args.batch), "--seconds", str(args.seconds),
-                   "--steps", str(args.steps)] + (["--quick"] if args.quick else [])
+    passthrough = [
+        "--device",
+        args.device,
+        "--batch",
+        str(args.batch),
+        "--seconds",
+        str(args.seconds),
+        "--steps",
+        str(args.steps),
+    ] + (["--quick"] if args.quick else [])
     predicted = estimates(args.batch) if not args.quick else {}
     results = []
     for lever in args.levers:
         result = run_worker(Path(__file__), ["--worker", lever, *passthrough])
         result["estimate_gib"] = predicted.get(LEVERS[lever][2])
         results.append(result)
-    rows = [[r["lever"], "-" if r["peak_allocated_gib"] is None else f"{r['peak_allocated_gib']:.2f}",
-             "-" if r["estimate_gib"] is None else f"{r['estimate_gib']:.2f}", f"{r['seconds_per_step']:.3f}",
-             f"{r['samples_per_second']:.1f}"] for r in results]
-    print(f"wav2vec2-large{' (tiny, --quick)' if args.quick else ''}, micro-batch {args.batch} x {args.seconds:g} s, "
-          f"{args.device}")
+    rows = [
+        [
+            r["lever"],
+            "-" if r["peak_allocated_gib"] is None else f"{r['peak_allocated_gib']:.2f}",
+            "-" if r["estimate_gib"] is None else f"{r['estimate_gib']:.2f}",
+            f"{r['seconds_per_step']:.3f}",
+            f"{r['samples_per_second']:.1f}",
+        ]
+        for r in results
+    ]
+    print(
+        f"wav2vec2-large{' (tiny, --quick)' if args.quick else ''}, micro-batch {args.batch} x {args.seconds:g} s, "
+        f"{args.device}"
+    )
     print(markdown_table(["lever", "peak allocated GiB", "CPU estimate GiB", "s / step", "samples / s"], rows))
-    write_report(args.json, {"batch": args.batch, "seconds": args.seconds, "steps": args.steps, "quick": args.quick,
-                             "results": results, "machine": machine_description()})
+    write_report(
+        args.json,
+        {
+            "batch": args.batch,
+            "seconds": args.seconds,
+            "steps": args.steps,
+            "quick": args.quick,
+            "results": results,
+            "machine": machine_description(),
+        },
+    )
 
 
 if __name__ == "__main__":

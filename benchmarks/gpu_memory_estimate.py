@@ -99,13 +99,16 @@ def saved_activations(model, batch_size: int, samples: int, bf16: bool) -> Saved
             region.append(name)
             if name.startswith("layer"):
                 result.layer_inputs += args[0].untyped_storage().nbytes() if args else 0
+
         return hook
 
     def leave(module, args, output):
         region.pop()
 
-    handles = [encoder.feature_extractor.register_forward_pre_hook(enter(CNN)),
-               encoder.feature_extractor.register_forward_hook(leave)]
+    handles = [
+        encoder.feature_extractor.register_forward_pre_hook(enter(CNN)),
+        encoder.feature_extractor.register_forward_hook(leave),
+    ]
     for index, layer in enumerate(encoder.encoder.layers):
         handles += [layer.register_forward_pre_hook(enter(f"layer{index:02d}")), layer.register_forward_hook(leave)]
     generator = torch.Generator().manual_seed(0)
@@ -136,9 +139,13 @@ def linear_in_batch(model, samples: int, bf16: bool) -> dict:
         fits[name] = {"batch1": pick(one), "slope": slope, "intercept": pick(one) - slope}
     fits["attention_implementation"] = _encoder(model).config._attn_implementation
     fits["attention_maps"] = {"batch1": one.attention_maps, "slope": two.attention_maps - one.attention_maps}
-    fits["batch1_by_region"] = {CNN: one.by_region.get(CNN, 0), "layers": sum(one.layers.values()),
-                                "largest_layer": max(one.layers.values(), default=0), "layer_inputs": one.layer_inputs,
-                                OTHER: one.by_region.get(OTHER, 0)}
+    fits["batch1_by_region"] = {
+        CNN: one.by_region.get(CNN, 0),
+        "layers": sum(one.layers.values()),
+        "largest_layer": max(one.layers.values(), default=0),
+        "layer_inputs": one.layer_inputs,
+        OTHER: one.by_region.get(OTHER, 0),
+    }
     return fits
 
 
@@ -169,7 +176,9 @@ def measure_in_subprocess(lever: str, bf16: bool, backbone: dict, samples: int) 
     return run_worker(__file__, args + (["--quick"] if backbone is WAV2VEC2_TINY else []))
 
 
-def estimate(backbone: dict, samples: int, effective_batch: int, micro_batches: list[int], measure_fn=measure) -> list[dict]:
+def estimate(
+    backbone: dict, samples: int, effective_batch: int, micro_batches: list[int], measure_fn=measure
+) -> list[dict]:
     measured = {}  # (lever, bf16) -> parameter counts and activation fits
     rows = []
     for name, lever, bf16, checkpointing in ROWS:
@@ -183,12 +192,20 @@ def estimate(backbone: dict, samples: int, effective_batch: int, micro_batches: 
         for micro in micro_batches:
             activations = fit["intercept"] + fit["slope"] * micro
             fused = activations - maps_per_example * micro
-            rows.append({
-                "lever": name, "micro_batch": micro, "accumulation": effective_batch // micro,
-                "parameters": total, "trainable": trainable, **states, "activations": activations,
-                "total": sum(states.values()) + activations, "total_fused_attention": sum(states.values()) + fused,
-                "activation_fit": fits,
-            })
+            rows.append(
+                {
+                    "lever": name,
+                    "micro_batch": micro,
+                    "accumulation": effective_batch // micro,
+                    "parameters": total,
+                    "trainable": trainable,
+                    **states,
+                    "activations": activations,
+                    "total": sum(states.values()) + activations,
+                    "total_fused_attention": sum(states.values()) + fused,
+                    "activation_fit": fits,
+                }
+            )
     return rows
 
 
@@ -196,8 +213,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--effective_batch", type=int, default=16)
-    parser.add_argument("--micro_batches", type=int, nargs="+", default=[16, 4],
-                        help="Per-device batch sizes (the rest of the effective batch by gradient accumulation).")
+    parser.add_argument(
+        "--micro_batches",
+        type=int,
+        nargs="+",
+        default=[16, 4],
+        help="Per-device batch sizes (the rest of the effective batch by gradient accumulation).",
+    )
     parser.add_argument("--quick", action="store_true", help="Tiny encoder, 1 s clips: a sanity run in seconds.")
     parser.add_argument("--json", help="Write the raw results here.")
     parser.add_argument("--worker", choices=LEVERS, help=argparse.SUPPRESS)
@@ -210,22 +232,50 @@ def main() -> None:
     if args.worker:
         emit(measure(args.worker, args.bf16, backbone, int(args.seconds * 16_000)))
         return
-    rows = estimate(backbone, int(args.seconds * 16_000), args.effective_batch, args.micro_batches,
-                    measure_fn=measure_in_subprocess)
-    table = markdown_table(
-        ["lever", "micro-batch x accumulation", "weights", "gradients", "AdamW", "activations", "total GiB",
-         "total GiB, fused attention"],
-        [[r["lever"], f"{r['micro_batch']} x {r['accumulation']}", *(f"{r[k] / GIB:.2f}" for k in
-          ("weights", "gradients", "adamw", "activations", "total", "total_fused_attention"))] for r in rows],
+    rows = estimate(
+        backbone, int(args.seconds * 16_000), args.effective_batch, args.micro_batches, measure_fn=measure_in_subprocess
     )
-    print(f"parameters: {rows[0]['parameters']:,} (LoRA model: {rows[-1]['parameters']:,}, "
-          f"{rows[-1]['trainable']:,} trainable)\n")
+    table = markdown_table(
+        [
+            "lever",
+            "micro-batch x accumulation",
+            "weights",
+            "gradients",
+            "AdamW",
+            "activations",
+            "total GiB",
+            "total GiB, fused attention",
+        ],
+        [
+            [
+                r["lever"],
+                f"{r['micro_batch']} x {r['accumulation']}",
+                *(
+                    f"{r[k] / GIB:.2f}"
+                    for k in ("weights", "gradients", "adamw", "activations", "total", "total_fused_attention")
+                ),
+            ]
+            for r in rows
+        ],
+    )
+    print(
+        f"parameters: {rows[0]['parameters']:,} (LoRA model: {rows[-1]['parameters']:,}, "
+        f"{rows[-1]['trainable']:,} trainable)\n"
+    )
     print(table)
-    write_report(args.json, {
-        "command": "benchmarks/gpu_memory_estimate.py" + (" --quick" if args.quick else ""),
-        "machine": machine_description(), "seconds": args.seconds, "effective_batch": args.effective_batch,
-        "backbone": backbone, "rows": rows, "table": table, "load_at_end": load_average(),
-    })
+    write_report(
+        args.json,
+        {
+            "command": "benchmarks/gpu_memory_estimate.py" + (" --quick" if args.quick else ""),
+            "machine": machine_description(),
+            "seconds": args.seconds,
+            "effective_batch": args.effective_batch,
+            "backbone": backbone,
+            "rows": rows,
+            "table": table,
+            "load_at_end": load_average(),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,9 @@ def main() -> None:
     args = parser.parse_args()
 
     transformers.logging.set_verbosity_error()
-    data_args = DataArguments(dataset="emodb", data_dir=str(EMODB), validation_speakers=["09", "10"],
-                              test_speakers=["03", "08"])
+    data_args = DataArguments(
+        dataset="emodb", data_dir=str(EMODB), validation_speakers=["09", "10"], test_speakers=["03", "08"]
+    )
     splits, label_names, _ = build_corpus(data_args, seed=42)
     validation = splits["validation"] if args.limit is None else splits["validation"].select(range(args.limit))
     seconds = float(sum(validation["duration"]))
@@ -75,21 +76,47 @@ def main() -> None:
             timings[batch_size] = time.perf_counter() - start
         changed = (logits[8].argmax(-1) != logits[1].argmax(-1)).float().mean().item()
         results[path] = {
-            "seconds_batch8": timings[8], "seconds_batch1": timings[1],
+            "seconds_batch8": timings[8],
+            "seconds_batch1": timings[1],
             "max_abs_logit_difference_batch8_vs_1": (logits[8] - logits[1]).abs().max().item(),
             "predictions_changed_batch8_vs_1": changed,
         }
     Wav2Vec2SER._encodes_clips_alone = encode_alone
 
-    rows = [[path, f"{r['seconds_batch8']:.1f}", f"{r['seconds_batch1']:.1f}",
-             f"{r['max_abs_logit_difference_batch8_vs_1']:.2e}", f"{100 * r['predictions_changed_batch8_vs_1']:.1f} %"]
-            for path, r in results.items()]
+    rows = [
+        [
+            path,
+            f"{r['seconds_batch8']:.1f}",
+            f"{r['seconds_batch1']:.1f}",
+            f"{r['max_abs_logit_difference_batch8_vs_1']:.2e}",
+            f"{100 * r['predictions_changed_batch8_vs_1']:.1f} %",
+        ]
+        for path, r in results.items()
+    ]
     print(f"{len(validation)} EmoDB validation clips ({seconds:.0f} s of audio), wav2vec2-base-960h architecture")
-    print(markdown_table(["path", "s / pass (batch 8)", "s / pass (batch 1)", "max |logit diff| 8 vs 1",
-                          "predictions changed 8 vs 1"], rows))
+    print(
+        markdown_table(
+            [
+                "path",
+                "s / pass (batch 8)",
+                "s / pass (batch 1)",
+                "max |logit diff| 8 vs 1",
+                "predictions changed 8 vs 1",
+            ],
+            rows,
+        )
+    )
     print(f"load average: {load_average()}")
-    write_report(args.json, {"clips": len(validation), "audio_seconds": seconds, "results": results,
-                             "load_average": load_average(), "machine": machine_description()})
+    write_report(
+        args.json,
+        {
+            "clips": len(validation),
+            "audio_seconds": seconds,
+            "results": results,
+            "load_average": load_average(),
+            "machine": machine_description(),
+        },
+    )
 
 
 if __name__ == "__main__":

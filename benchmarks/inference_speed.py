@@ -104,16 +104,31 @@ def main(argv=None) -> int:
                 for backend, classifier in backends.items():
                     timings = time_backend(classifier, waveform, args.repeats)
                     median = statistics.median(timings)
-                    rows.append((name, seconds, backend, median / seconds, min(timings) / seconds,
-                                 max(timings) / seconds, median))
+                    rows.append(
+                        (
+                            name,
+                            seconds,
+                            backend,
+                            median / seconds,
+                            min(timings) / seconds,
+                            max(timings) / seconds,
+                            median,
+                        )
+                    )
                     print(f"{name:34s} {seconds:5.1f} s {backend:5s} RTF {median / seconds:.4f}", flush=True)
 
     load_after = os.getloadavg()
     command = "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/inference_speed.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     lines = [
         "# Inference speed on CPU: real-time factor (RTF)",
         "",

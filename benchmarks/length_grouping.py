@@ -22,22 +22,46 @@ from hf_ser.data.dataset import attach_transforms, build_corpus
 from hf_ser.data.demo_corpus import generate_demo_corpus
 from hf_ser.training.trainer import SERTrainer
 
-TINY = {"model_type": "wav2vec2", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-        "intermediate_size": 64, "conv_dim": [16, 16], "conv_stride": [5, 4], "conv_kernel": [10, 4],
-        "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2}
+TINY = {
+    "model_type": "wav2vec2",
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": [16, 16],
+    "conv_stride": [5, 4],
+    "conv_kernel": [10, 4],
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 2,
+}
 
 
 def padded_samples(corpus: Path, strategy: str, batch_size: int, seed: int, output_dir: str) -> int:
-    data_args = DataArguments(dataset="audiofolder", data_dir=str(corpus), speaker_pattern=r"spk(?P<speaker>\d+)_",
-                              validation_speakers=["03"], test_speakers=["04"], max_duration_seconds=10.0)
+    data_args = DataArguments(
+        dataset="audiofolder",
+        data_dir=str(corpus),
+        speaker_pattern=r"spk(?P<speaker>\d+)_",
+        validation_speakers=["03"],
+        test_speakers=["04"],
+        max_duration_seconds=10.0,
+    )
     splits, labels, _ = build_corpus(data_args)
     extractor = Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=True)
     attach_transforms(splits, extractor, data_args)
-    args = SERTrainingArguments(output_dir=output_dir, per_device_train_batch_size=batch_size, report_to="none",
-                                eval_strategy="no", load_best_model_at_end=False, seed=seed,
-                                train_sampling_strategy=strategy, dataloader_pin_memory=False)
+    args = SERTrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=batch_size,
+        report_to="none",
+        eval_strategy="no",
+        load_best_model_at_end=False,
+        seed=seed,
+        train_sampling_strategy=strategy,
+        dataloader_pin_memory=False,
+    )
     model = Wav2Vec2SER(Wav2Vec2SERConfig(backbone_config=TINY, num_labels=len(labels)))  # the Trainer needs one
-    trainer = SERTrainer(model=model, args=args, train_dataset=splits["train"], data_collator=SERDataCollator(extractor))
+    trainer = SERTrainer(
+        model=model, args=args, train_dataset=splits["train"], data_collator=SERDataCollator(extractor)
+    )
     return sum(int((batch["attention_mask"] == 0).sum()) for batch in trainer.get_train_dataloader())
 
 

@@ -58,8 +58,12 @@ def measure(lever: str, backbone: dict, batch_size: int, samples: int, steps: in
         if not torch.isfinite(loss):
             raise RuntimeError(f"{lever}: the loss is not finite ({loss.item()})")
     return {
-        "lever": lever, "parameters": total, "trainable": trainable, "step_seconds": times,
-        "rss_after_model_mib": round(rss_model, 1), "peak_rss_mib": round(peak_rss_mib(), 1),
+        "lever": lever,
+        "parameters": total,
+        "trainable": trainable,
+        "step_seconds": times,
+        "rss_after_model_mib": round(rss_model, 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
         "torch_threads": torch.get_num_threads(),
     }
 
@@ -85,27 +89,53 @@ def main() -> None:
 
     worker_args = ["--batch_size", str(args.batch_size), "--seconds", str(args.seconds), "--steps", str(args.steps)]
     worker_args += ["--quick"] if args.quick else []
-    results = interleaved(args.levers, args.repeats, lambda lever: run_worker(__file__, worker_args + ["--worker", lever]))
+    results = interleaved(
+        args.levers, args.repeats, lambda lever: run_worker(__file__, worker_args + ["--worker", lever])
+    )
     rows = []
     for lever, runs in results.items():
         step_medians = [median(run["step_seconds"]) for run in runs]
         loads = [run["load_before"][0] for run in runs] + [run["load_after"][0] for run in runs]
-        rows.append([
-            lever, f"{runs[0]['parameters']:,}", f"{runs[0]['trainable']:,}", f"{median(step_medians):.2f}",
-            " / ".join(f"{value:.2f}" for value in step_medians), f"{median(r['peak_rss_mib'] for r in runs) / 1024:.2f}",
-            f"{min(loads):.1f}-{max(loads):.1f}",
-        ])
+        rows.append(
+            [
+                lever,
+                f"{runs[0]['parameters']:,}",
+                f"{runs[0]['trainable']:,}",
+                f"{median(step_medians):.2f}",
+                " / ".join(f"{value:.2f}" for value in step_medians),
+                f"{median(r['peak_rss_mib'] for r in runs) / 1024:.2f}",
+                f"{min(loads):.1f}-{max(loads):.1f}",
+            ]
+        )
     table = markdown_table(
-        ["lever", "parameters", "trainable", "s/step (median)", "per-run medians", "peak RSS GiB (median)",
-         "load avg (1 min)"], rows,
+        [
+            "lever",
+            "parameters",
+            "trainable",
+            "s/step (median)",
+            "per-run medians",
+            "peak RSS GiB (median)",
+            "load avg (1 min)",
+        ],
+        rows,
     )
     print(table)
-    write_report(args.json, {
-        "command": "benchmarks/memory_levers.py " + " ".join(
-            a for a in ["--quick" if args.quick else "", f"--repeats {args.repeats}", f"--steps {args.steps}"] if a),
-        "machine": machine_description(), "batch_size": args.batch_size, "samples": samples,
-        "backbone": backbone, "results": results, "table": table, "load_at_end": load_average(),
-    })
+    write_report(
+        args.json,
+        {
+            "command": "benchmarks/memory_levers.py "
+            + " ".join(
+                a for a in ["--quick" if args.quick else "", f"--repeats {args.repeats}", f"--steps {args.steps}"] if a
+            ),
+            "machine": machine_description(),
+            "batch_size": args.batch_size,
+            "samples": samples,
+            "backbone": backbone,
+            "results": results,
+            "table": table,
+            "load_at_end": load_average(),
+        },
+    )
 
 
 if __name__ == "__main__":

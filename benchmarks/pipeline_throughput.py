@@ -101,7 +101,10 @@ def example_dataset(train, feature_extractor, max_length_seconds: float = 20.0):
         return samples
 
     def train_transforms(batch):
-        wavs = [random_subsample(read(audio), max_length_seconds, feature_extractor.sampling_rate) for audio in batch["audio"]]
+        wavs = [
+            random_subsample(read(audio), max_length_seconds, feature_extractor.sampling_rate)
+            for audio in batch["audio"]
+        ]
         inputs = feature_extractor(wavs, sampling_rate=feature_extractor.sampling_rate)
         return {"input_values": inputs.get("input_values"), "labels": list(batch["label"])}
 
@@ -120,11 +123,37 @@ def run_variant(variant: str, epochs: float, max_train_samples: int | None, thre
     from hf_ser.training.trainer import SERTrainer
 
     torch.set_num_threads(threads)
-    argv = [str(RECIPE), "--data_dir", str(EMODB_DIR), "--output_dir", os.environ["BENCH_OUTPUT_DIR"],
-            "--augmentations", "[]", "--max_duration_seconds", "6.0", "--num_train_epochs", str(epochs),
-            "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-            "--early_stopping_patience", "0", "--logging_strategy", "no", "--disable_tqdm", "true",
-            "--class_weights", "balanced", "--use_cpu", "true", "--dataloader_num_workers", "0"]
+    argv = [
+        str(RECIPE),
+        "--data_dir",
+        str(EMODB_DIR),
+        "--output_dir",
+        os.environ["BENCH_OUTPUT_DIR"],
+        "--augmentations",
+        "[]",
+        "--max_duration_seconds",
+        "6.0",
+        "--num_train_epochs",
+        str(epochs),
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "false",
+        "--early_stopping_patience",
+        "0",
+        "--logging_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+        "--class_weights",
+        "balanced",
+        "--use_cpu",
+        "true",
+        "--dataloader_num_workers",
+        "0",
+    ]
     if max_train_samples:
         argv += ["--max_train_samples", str(max_train_samples)]
     if variant.startswith("hf-ser"):
@@ -148,8 +177,13 @@ def run_variant(variant: str, epochs: float, max_train_samples: int | None, thre
     else:
         attach_transforms(splits, feature_extractor, data_args, seed=training_args.seed)
         collator = CountingCollator(SERDataCollator(feature_extractor))
-        trainer = SERTrainer(model=model, args=training_args, train_dataset=train, data_collator=collator,
-                             callbacks=[EpochCallback(train)])
+        trainer = SERTrainer(
+            model=model,
+            args=training_args,
+            train_dataset=train,
+            data_collator=collator,
+            callbacks=[EpochCallback(train)],
+        )
     preparation_seconds = time.perf_counter() - wall_start
     rss_before_training = peak_rss_mib()
     cpu_train_start, train_start = cpu_seconds(), time.perf_counter()
@@ -159,13 +193,20 @@ def run_variant(variant: str, epochs: float, max_train_samples: int | None, thre
     if not torch.isfinite(torch.tensor(result.training_loss)):
         raise RuntimeError(f"{variant}: training loss is not finite")
     return {
-        "variant": variant, "decoder": decoder, "train_items": len(train), "examples": collator.examples,
-        "train_seconds": round(train_seconds, 2), "samples_per_second": round(collator.examples / train_seconds, 3),
+        "variant": variant,
+        "decoder": decoder,
+        "train_items": len(train),
+        "examples": collator.examples,
+        "train_seconds": round(train_seconds, 2),
+        "samples_per_second": round(collator.examples / train_seconds, 3),
         "cpu_seconds_per_sample": round(cpu_train / collator.examples, 4),
         "audio_seconds_per_sample": round(collator.samples / collator.examples / data_args.sampling_rate, 3),
-        "preparation_seconds": round(preparation_seconds, 2), "cpu_seconds_total": round(cpu_seconds() - cpu_start, 2),
-        "training_loss": round(result.training_loss, 4), "torch_threads": torch.get_num_threads(),
-        "rss_before_training_mib": round(rss_before_training, 1), "peak_rss_mib": round(peak_rss_mib(), 1),
+        "preparation_seconds": round(preparation_seconds, 2),
+        "cpu_seconds_total": round(cpu_seconds() - cpu_start, 2),
+        "training_loss": round(result.training_loss, 4),
+        "torch_threads": torch.get_num_threads(),
+        "rss_before_training_mib": round(rss_before_training, 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
     }
 
 
@@ -193,36 +234,74 @@ def main() -> None:
     worker_args = ["--epochs", str(args.epochs), "--threads", str(args.threads)]
     worker_args += ["--max_train_samples", str(args.max_train_samples)] if args.max_train_samples else []
     with tempfile.TemporaryDirectory() as scratch:
-        results = interleaved(args.variants, args.repeats, lambda variant: run_worker(
-            __file__, worker_args + ["--worker", variant], env={"BENCH_OUTPUT_DIR": os.path.join(scratch, variant)}))
+        results = interleaved(
+            args.variants,
+            args.repeats,
+            lambda variant: run_worker(
+                __file__, worker_args + ["--worker", variant], env={"BENCH_OUTPUT_DIR": os.path.join(scratch, variant)}
+            ),
+        )
     summary = {}
     for variant, runs in results.items():
-        summary[variant] = {key: median(run[key] for run in runs) for key in
-                            ("samples_per_second", "cpu_seconds_per_sample", "audio_seconds_per_sample", "peak_rss_mib",
-                             "rss_before_training_mib")}
+        summary[variant] = {
+            key: median(run[key] for run in runs)
+            for key in (
+                "samples_per_second",
+                "cpu_seconds_per_sample",
+                "audio_seconds_per_sample",
+                "peak_rss_mib",
+                "rss_before_training_mib",
+            )
+        }
         summary[variant]["loads"] = [run["load_before"][0] for run in runs] + [run["load_after"][0] for run in runs]
     reference = summary.get("example")
     rows = []
     for variant, values in summary.items():
         ratio = lambda key, values=values: f"{values[key] / reference[key]:.2f}x" if reference else "-"  # noqa: E731
-        rows.append([
-            variant, results[variant][0]["decoder"], f"{values['samples_per_second']:.2f}", ratio("samples_per_second"),
-            f"{values['cpu_seconds_per_sample']:.3f}", f"{reference['cpu_seconds_per_sample'] / values['cpu_seconds_per_sample']:.2f}x" if reference else "-",
-            f"{values['audio_seconds_per_sample']:.2f}", f"{values['peak_rss_mib']:.0f}", ratio("peak_rss_mib"),
-            f"{values['peak_rss_mib'] - values['rss_before_training_mib']:.0f}",
-            f"{min(values['loads']):.1f}-{max(values['loads']):.1f}",
-        ])
+        rows.append(
+            [
+                variant,
+                results[variant][0]["decoder"],
+                f"{values['samples_per_second']:.2f}",
+                ratio("samples_per_second"),
+                f"{values['cpu_seconds_per_sample']:.3f}",
+                f"{reference['cpu_seconds_per_sample'] / values['cpu_seconds_per_sample']:.2f}x" if reference else "-",
+                f"{values['audio_seconds_per_sample']:.2f}",
+                f"{values['peak_rss_mib']:.0f}",
+                ratio("peak_rss_mib"),
+                f"{values['peak_rss_mib'] - values['rss_before_training_mib']:.0f}",
+                f"{min(values['loads']):.1f}-{max(values['loads']):.1f}",
+            ]
+        )
     table = markdown_table(
-        ["pipeline", "decoding", "samples/s", "vs example", "CPU s/sample", "CPU speed-up vs example",
-         "audio s/sample (padded)", "peak RSS MiB", "vs example", "peak RSS growth during training MiB",
-         "load avg (1 min)"], rows,
+        [
+            "pipeline",
+            "decoding",
+            "samples/s",
+            "vs example",
+            "CPU s/sample",
+            "CPU speed-up vs example",
+            "audio s/sample (padded)",
+            "peak RSS MiB",
+            "vs example",
+            "peak RSS growth during training MiB",
+            "load avg (1 min)",
+        ],
+        rows,
     )
     print(table)
-    write_report(args.json, {
-        "command": "benchmarks/pipeline_throughput.py" + (" --quick" if args.quick else f" --repeats {args.repeats}"),
-        "machine": machine_description(), "results": results, "summary": summary, "table": table,
-        "load_at_end": load_average(),
-    })
+    write_report(
+        args.json,
+        {
+            "command": "benchmarks/pipeline_throughput.py"
+            + (" --quick" if args.quick else f" --repeats {args.repeats}"),
+            "machine": machine_description(),
+            "results": results,
+            "summary": summary,
+            "table": table,
+            "load_at_end": load_average(),
+        },
+    )
 
 
 if __name__ == "__main__":

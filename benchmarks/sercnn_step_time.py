@@ -39,8 +39,10 @@ def main() -> None:
         optimizer.step()
         optimizer.zero_grad()
         times.append(time.perf_counter() - start)
-    print(f"hf_ser from {hf_ser.__file__}: {torch.get_num_threads()} threads, batch {args.batch_size} x "
-          f"{args.seconds:g} s, median step {statistics.median(times[1:]):.2f} s over {args.steps} steps")
+    print(
+        f"hf_ser from {hf_ser.__file__}: {torch.get_num_threads()} threads, batch {args.batch_size} x "
+        f"{args.seconds:g} s, median step {statistics.median(times[1:]):.2f} s over {args.steps} steps"
+    )
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ def cpu_processes_launched() -> bool:
     """Several processes were launched on a machine with no GPU (or other accelerator)."""
     return launched_world_size() > 1 and not torch.accelerator.is_available()
 
+
 def _json_field(value):
     """Complex recipe values (lists of dicts, dicts) travel through argparse as JSON text."""
     return json.loads(value) if isinstance(value, str) else value
@@ -45,18 +46,24 @@ class ModelArguments:
     )
     backbone: Optional[str] = field(
         default=None,
-        metadata={"help": "Pretrained encoder to fine-tune: a Hub id (e.g. facebook/wav2vec2-large) or a local folder."},
+        metadata={
+            "help": "Pretrained encoder to fine-tune: a Hub id (e.g. facebook/wav2vec2-large) or a local folder."
+        },
     )
     backbone_config: dict | str | None = field(
         default=None,
-        metadata={"help": "Encoder built from this config with random weights (a dict with `model_type`), when "
-                  "there is no `backbone`: for from-scratch and offline runs."},
+        metadata={
+            "help": "Encoder built from this config with random weights (a dict with `model_type`), when "
+            "there is no `backbone`: for from-scratch and offline runs."
+        },
     )
     backbone_overrides: dict | str | None = field(
         default=None,
-        metadata={"help": "Encoder config values to change, for `backbone` and `backbone_config` alike, e.g. "
-                  "{layerdrop: 0.0, mask_time_prob: 0.0, hidden_dropout: 0.1}; saved with the model. A key the "
-                  "encoder's config lacks is an error."},
+        metadata={
+            "help": "Encoder config values to change, for `backbone` and `backbone_config` alike, e.g. "
+            "{layerdrop: 0.0, mask_time_prob: 0.0, hidden_dropout: 0.1}; saved with the model. A key the "
+            "encoder's config lacks is an error."
+        },
     )
     model_name_or_path: Optional[str] = field(
         default=None, metadata={"help": "Start from a saved hf-ser checkpoint (folder or Hub id) instead."}
@@ -83,9 +90,11 @@ class ModelArguments:
     )
     peft: dict | str | None = field(
         default=None,
-        metadata={"help": "LoRA through PEFT: LoraConfig keys, e.g. {r: 8, lora_alpha: 16, lora_dropout: 0.05, "
-                  "target_modules: attention}; target_modules `attention` / `attention+ffn` pick the encoder's "
-                  "layers per backbone family; the head and pooling train fully (docs/stability.md)."},
+        metadata={
+            "help": "LoRA through PEFT: LoraConfig keys, e.g. {r: 8, lora_alpha: 16, lora_dropout: 0.05, "
+            "target_modules: attention}; target_modules `attention` / `attention+ffn` pick the encoder's "
+            "layers per backbone family; the head and pooling train fully (docs/stability.md)."
+        },
     )
 
     def __post_init__(self):
@@ -101,15 +110,19 @@ class ModelArguments:
 class DataArguments:
     dataset: str = field(
         default="emodb",
-        metadata={"help": "Corpus in its official layout under data_dir: emodb, ravdess, iemocap, crema_d; or "
-                  "audiofolder, csv, jsonl, demo (generated smoke corpus), or a Hub dataset id (docs/corpora.md)."},
+        metadata={
+            "help": "Corpus in its official layout under data_dir: emodb, ravdess, iemocap, crema_d; or "
+            "audiofolder, csv, jsonl, demo (generated smoke corpus), or a Hub dataset id (docs/corpora.md)."
+        },
     )
     data_dir: Optional[str] = field(default=None, metadata={"help": "Where the corpus lives (its official layout)."})
     manifest: Optional[str] = field(default=None, metadata={"help": "CSV/JSONL manifest for `csv`/`jsonl`."})
     allow_absolute_paths: bool = field(
         default=False,
-        metadata={"help": "Let manifest rows use absolute paths or `..` to reach audio outside the manifest's folder "
-                  "(refused by default, so a manifest cannot point hf-ser at arbitrary files)."},
+        metadata={
+            "help": "Let manifest rows use absolute paths or `..` to reach audio outside the manifest's folder "
+            "(refused by default, so a manifest cannot point hf-ser at arbitrary files)."
+        },
     )
     speaker_pattern: Optional[str] = field(
         default=None, metadata={"help": "Regex that finds the speaker in a file name (audiofolder)."}
@@ -135,8 +148,10 @@ class DataArguments:
     )
     speaker_dependent: bool = field(
         default=False,
-        metadata={"help": "Allow a split by file although speakers are known (speakers then leak across splits); "
-                  "results are labelled speaker-dependent."},
+        metadata={
+            "help": "Allow a split by file although speakers are known (speakers then leak across splits); "
+            "results are labelled speaker-dependent."
+        },
     )
     max_duration_seconds: float = field(
         default=6.0, metadata={"help": "Training clips are randomly cropped to this length (the seed's 6 s)."}
@@ -187,15 +202,19 @@ class SERTrainingArguments(TrainingArguments):
     )
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Start afresh even if output_dir holds checkpoints (by default training resumes from the last)."},
+        metadata={
+            "help": "Start afresh even if output_dir holds checkpoints (by default training resumes from the last)."
+        },
     )
     early_stopping_patience: Optional[int] = field(
         default=None, metadata={"help": "Stop after this many evaluations without validation improvement."}
     )
     sync_batch_norm: bool = field(
         default=False,
-        metadata={"help": "With several processes, BatchNorm statistics over the global batch (torch.nn.SyncBatchNorm; "
-                  "GPUs only). Off: each process normalises over its own batch (docs/scaling.md)."},
+        metadata={
+            "help": "With several processes, BatchNorm statistics over the global batch (torch.nn.SyncBatchNorm; "
+            "GPUs only). Off: each process normalises over its own batch (docs/scaling.md)."
+        },
     )
     # build_corpus precomputes each clip's duration in `map`: `train_sampling_strategy: group_by_length` reads it.
     length_column_name: str = field(
@@ -203,30 +222,41 @@ class SERTrainingArguments(TrainingArguments):
     )
     encoder_learning_rate: Optional[float] = field(
         default=None,
-        metadata={"help": "Learning rate of the encoder's parameters (LoRA adapters included); the head and pooling "
-                  "use `learning_rate`. Unset: one learning rate for all."},
+        metadata={
+            "help": "Learning rate of the encoder's parameters (LoRA adapters included); the head and pooling "
+            "use `learning_rate`. Unset: one learning rate for all."
+        },
     )
     freeze_encoder_steps: int = field(
-        default=0, metadata={"help": "Train only the head (and pooling) for this many optimizer steps, then unfreeze "
-                             "the encoder (the feature encoder stays as freeze_feature_encoder says)."}
+        default=0,
+        metadata={
+            "help": "Train only the head (and pooling) for this many optimizer steps, then unfreeze "
+            "the encoder (the feature encoder stays as freeze_feature_encoder says)."
+        },
     )
     cpu_release_freed_memory: bool = field(
         default=False,
-        metadata={"help": "CPU training: give freed activation memory back to the OS at once (glibc's mmap threshold "
-                  "fixed), so peak RSS follows live memory; costs CPU time in page faults (docs/benchmarks.md)."},
+        metadata={
+            "help": "CPU training: give freed activation memory back to the OS at once (glibc's mmap threshold "
+            "fixed), so peak RSS follows live memory; costs CPU time in page faults (docs/benchmarks.md)."
+        },
     )
     precise_bn_batches: Optional[int] = field(
         default=None,
-        metadata={"help": "Before each evaluation, recompute BatchNorm statistics over this many batches of clean "
-                  "(non-augmented) training windows instead of using running averages. Unset: 8 for models with "
-                  "BatchNorm (the seed's head, SERCNN), off without; 0: off (docs/recipes.md)."},
+        metadata={
+            "help": "Before each evaluation, recompute BatchNorm statistics over this many batches of clean "
+            "(non-augmented) training windows instead of using running averages. Unset: 8 for models with "
+            "BatchNorm (the seed's head, SERCNN), off without; 0: off (docs/recipes.md)."
+        },
     )
 
     def __post_init__(self):
         if not self.use_cpu and cpu_processes_launched():
             # Without `use_cpu`, transformers sets up no data parallelism for CPU processes: each would train alone on
             # all the data and they would overwrite each other's files. With it, accelerate runs DDP over gloo.
-            logger.info("%s processes launched without a GPU: data-parallel training on CPU (gloo)", launched_world_size())
+            logger.info(
+                "%s processes launched without a GPU: data-parallel training on CPU (gloo)", launched_world_size()
+            )
             self.use_cpu = True
         if self.freeze_encoder_steps > 0:
             # The Trainer wraps the model in DDP before the encoder is frozen, so DDP expects gradients for it; with
@@ -280,9 +310,7 @@ def load_recipe(path: str | Path) -> dict:
     for key in recipe:
         if key not in known:
             hint = difflib.get_close_matches(str(key), known, n=1)
-            raise ValueError(
-                f"{path}: unknown recipe key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-            )
+            raise ValueError(f"{path}: unknown recipe key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
     return recipe
 
 

@@ -1,14 +1,14 @@
 """`hf-ser` command line: one subcommand per task, each a thin layer over a library function.
 
-    hf-ser train RECIPE.yaml [--key value ...]
-    hf-ser evaluate MODEL [RECIPE.yaml] --output_dir DIR [--split test] [--key value ...]
-    hf-ser push RUN_DIR --repo-id NAME [--private]
-    hf-ser cv RECIPE.yaml [--folds leave-one-speaker-out | leave-one-session-out | K] [--key value ...]
-    hf-ser compare RUN_OR_CV_DIR... --output DIR
-    hf-ser seeds RECIPE.yaml --seeds 1 2 3 [--key value ...]
-    hf-ser merge-lora RUN_DIR OUT_DIR
-    hf-ser predict MODEL AUDIO... [--window S --hop S] [--format table|json|csv] [--output FILE] [--plot PNG]
-    hf-ser export-onnx MODEL OUT_DIR
+hf-ser train RECIPE.yaml [--key value ...]
+hf-ser evaluate MODEL [RECIPE.yaml] --output_dir DIR [--split test] [--key value ...]
+hf-ser push RUN_DIR --repo-id NAME [--private]
+hf-ser cv RECIPE.yaml [--folds leave-one-speaker-out | leave-one-session-out | K] [--key value ...]
+hf-ser compare RUN_OR_CV_DIR... --output DIR
+hf-ser seeds RECIPE.yaml --seeds 1 2 3 [--key value ...]
+hf-ser merge-lora RUN_DIR OUT_DIR
+hf-ser predict MODEL AUDIO... [--window S --hop S] [--format table|json|csv] [--output FILE] [--plot PNG]
+hf-ser export-onnx MODEL OUT_DIR
 """
 
 from __future__ import annotations
@@ -40,18 +40,38 @@ def _delegate(module: str) -> Callable[[list[str]], int]:
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "train": (_delegate("train"), "train a model from a recipe: hf-ser train RECIPE.yaml [--key value ...]"),
-    "evaluate": (_delegate("evaluation.evaluate_command"), "score a saved model on a corpus: hf-ser evaluate MODEL [RECIPE.yaml] --output_dir DIR "
-                            "[--split test|validation|train|all] [--key value ...]"),
-    "push": (_delegate("hub.publish"), "publish a run folder with its model card: hf-ser push RUN_DIR --repo-id NAME [--private]"),
-    "cv": (_delegate("experiments.cross_validation"), "speaker-independent cross-validation: hf-ser cv RECIPE.yaml [--folds leave-one-speaker-out | "
-                "leave-one-session-out | K] [--key value ...]"),
-    "compare": (_delegate("experiments.compare"), "compare runs and CV results: hf-ser compare RUN_OR_CV_DIR... --output DIR"),
-    "seeds": (_delegate("experiments.seeds"), "one recipe over several seeds, mean ± std: hf-ser seeds RECIPE.yaml --seeds 1 2 3 "
-                      "[--key value ...]"),
+    "evaluate": (
+        _delegate("evaluation.evaluate_command"),
+        "score a saved model on a corpus: hf-ser evaluate MODEL [RECIPE.yaml] --output_dir DIR "
+        "[--split test|validation|train|all] [--key value ...]",
+    ),
+    "push": (
+        _delegate("hub.publish"),
+        "publish a run folder with its model card: hf-ser push RUN_DIR --repo-id NAME [--private]",
+    ),
+    "cv": (
+        _delegate("experiments.cross_validation"),
+        "speaker-independent cross-validation: hf-ser cv RECIPE.yaml [--folds leave-one-speaker-out | "
+        "leave-one-session-out | K] [--key value ...]",
+    ),
+    "compare": (
+        _delegate("experiments.compare"),
+        "compare runs and CV results: hf-ser compare RUN_OR_CV_DIR... --output DIR",
+    ),
+    "seeds": (
+        _delegate("experiments.seeds"),
+        "one recipe over several seeds, mean ± std: hf-ser seeds RECIPE.yaml --seeds 1 2 3 [--key value ...]",
+    ),
     "merge-lora": (_merge_lora, "fold a LoRA run's adapter into a plain checkpoint: hf-ser merge-lora RUN_DIR OUT_DIR"),
-    "predict": (_delegate("inference.predict"), "emotions of audio files or folders: hf-ser predict MODEL AUDIO... [--window S --hop S] "
-                          "[--format table|json|csv] [--output FILE] [--plot PNG] [--backend torch|onnx]"),
-    "export-onnx": (_delegate("inference.onnx_export"), "export a model to ONNX (dynamic batch/time): hf-ser export-onnx MODEL OUT_DIR"),
+    "predict": (
+        _delegate("inference.predict"),
+        "emotions of audio files or folders: hf-ser predict MODEL AUDIO... [--window S --hop S] "
+        "[--format table|json|csv] [--output FILE] [--plot PNG] [--backend torch|onnx]",
+    ),
+    "export-onnx": (
+        _delegate("inference.onnx_export"),
+        "export a model to ONNX (dynamic batch/time): hf-ser export-onnx MODEL OUT_DIR",
+    ),
 }
 
 
@@ -75,8 +95,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         extra = OPTIONAL_EXTRAS.get((error.name or "").split(".")[0])
         if extra is None:
             raise
-        print(f"hf-ser {argv[0]}: {error.name} is not installed; it comes with the `{extra}` extra: "
-              f"pip install 'hf-ser[{extra}]'", file=sys.stderr)
+        print(
+            f"hf-ser {argv[0]}: {error.name} is not installed; it comes with the `{extra}` extra: "
+            f"pip install 'hf-ser[{extra}]'",
+            file=sys.stderr,
+        )
         return 1
 
 

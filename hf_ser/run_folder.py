@@ -40,8 +40,11 @@ TRAINER_PICKLES = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.
 def is_pickled_weights(path: Path) -> bool:
     """A pickle-based file that is not one of the Trainer's bookkeeping files (`rng_state_<rank>.pth` included)."""
     name = Path(path).name
-    return (Path(path).suffix in PICKLE_SUFFIXES and name not in TRAINER_PICKLES
-            and not (name.startswith("rng_state_") and name.endswith(".pth")))
+    return (
+        Path(path).suffix in PICKLE_SUFFIXES
+        and name not in TRAINER_PICKLES
+        and not (name.startswith("rng_state_") and name.endswith(".pth"))
+    )
 
 
 def read_json(path: Path, missing_ok: bool = False, hint: str = "") -> Optional[Any]:
@@ -58,7 +61,11 @@ def read_json(path: Path, missing_ok: bool = False, hint: str = "") -> Optional[
 def save_run_config(output_dir: str, model_args, data_args, training_args, model=None) -> Path:
     """All three argument dataclasses as JSON (what `hf-ser compare` reads; `training_args.bin` is a pickle), with
     the model's parameter counts. Every field whose name mentions a token is dropped, so no secret lands on disk."""
-    config = {"model_args": asdict(model_args), "data_args": asdict(data_args), "training_args": training_args.to_dict()}
+    config = {
+        "model_args": asdict(model_args),
+        "data_args": asdict(data_args),
+        "training_args": training_args.to_dict(),
+    }
     config = {group: {k: v for k, v in values.items() if "token" not in k} for group, values in config.items()}
     if model is not None:
         config["parameters"] = {

@@ -67,6 +67,7 @@ from hf_ser.training.trainer import SERTrainer  # noqa: E402
 
 logger = logging.getLogger("hf_ser.train")
 
+
 def train(
     model_args: ModelArguments,
     data_args: DataArguments,
@@ -90,8 +91,9 @@ def train(
     (enable_full_determinism if training_args.full_determinism else set_seed)(training_args.seed)
 
     with training_args.main_process_first(desc="corpus"):  # one process generates, decodes and caches; the rest reuse
-        splits, label_names, report = split_checked_corpus(corpus or check_corpus(data_args), data_args,
-                                                           seed=training_args.seed)
+        splits, label_names, report = split_checked_corpus(
+            corpus or check_corpus(data_args), data_args, seed=training_args.seed
+        )
     if training_args.process_index == 0:
         report.save(training_args.output_dir)
     logger.info("Data:\n%s", report.summary())
@@ -103,8 +105,13 @@ def train(
     with weights_built_whole(training_args):  # ZeRO-3 partitions it later, when the Trainer prepares it
         model = build_model(model_args, label_names, class_weights, sampling_rate=data_args.sampling_rate)
     if model_args.peft:
-        model = prepare_lora(model, model_args.peft, training_args.output_dir, model_args.model_name_or_path,
-                             save_base=training_args.process_index == 0)
+        model = prepare_lora(
+            model,
+            model_args.peft,
+            training_args.output_dir,
+            model_args.model_name_or_path,
+            save_base=training_args.process_index == 0,
+        )
     model = prepare_model_for_processes(model, training_args)
     if training_args.process_index == 0:
         save_run_config(training_args.output_dir, model_args, data_args, training_args, model)
@@ -120,13 +127,20 @@ def train(
     check_batch_norm_batch_size(model, training_args.per_device_train_batch_size)
     precise_bn_batches = resolve_precise_bn_batches(training_args.precise_bn_batches, model)
     if precise_bn_batches:
-        logger.info("Precise BatchNorm: statistics recomputed on %d clean training batches before each evaluation",
-                    precise_bn_batches)
+        logger.info(
+            "Precise BatchNorm: statistics recomputed on %d clean training batches before each evaluation",
+            precise_bn_batches,
+        )
         clean_train = clean_training_view(splits["train"], feature_extractor, data_args, seed=training_args.seed)
-        callbacks.append(PreciseBatchNormCallback(
-            clean_train, SERDataCollator(feature_extractor), precise_bn_batches,
-            training_args.per_device_train_batch_size, seed=training_args.seed,
-        ))
+        callbacks.append(
+            PreciseBatchNormCallback(
+                clean_train,
+                SERDataCollator(feature_extractor),
+                precise_bn_batches,
+                training_args.per_device_train_batch_size,
+                seed=training_args.seed,
+            )
+        )
     trainer = SERTrainer(
         model=model,
         args=training_args,

@@ -43,8 +43,16 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return generate_demo_corpus(tmp_path_factory.mktemp("corpus") / "demo", speakers=4, per_emotion=3, seed=1)
 
 
-TINY_DATA_ARGV = ["--dataset", "audiofolder", "--speaker_pattern", r"spk(?P<speaker>\d+)_",
-                  "--validation_speakers", "03", "--test_speakers", "04"]
+TINY_DATA_ARGV = [
+    "--dataset",
+    "audiofolder",
+    "--speaker_pattern",
+    r"spk(?P<speaker>\d+)_",
+    "--validation_speakers",
+    "03",
+    "--test_speakers",
+    "04",
+]
 
 
 def tiny_argv(corpus: Path, output_dir: Path) -> list:
@@ -52,11 +60,32 @@ def tiny_argv(corpus: Path, output_dir: Path) -> list:
     import json
 
     return [
-        *TINY_DATA_ARGV, "--data_dir", str(corpus),
-        "--backbone_config", json.dumps(TINY_WAV2VEC2), "--head_hidden_sizes", "16", "8",
-        "--max_duration_seconds", "1.0", "--output_dir", str(output_dir),
-        "--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8",
-        "--learning_rate", "1e-3", "--report_to", "none", "--disable_tqdm", "true", "--seed", "7",
+        *TINY_DATA_ARGV,
+        "--data_dir",
+        str(corpus),
+        "--backbone_config",
+        json.dumps(TINY_WAV2VEC2),
+        "--head_hidden_sizes",
+        "16",
+        "8",
+        "--max_duration_seconds",
+        "1.0",
+        "--output_dir",
+        str(output_dir),
+        "--num_train_epochs",
+        "2",
+        "--per_device_train_batch_size",
+        "8",
+        "--per_device_eval_batch_size",
+        "8",
+        "--learning_rate",
+        "1e-3",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        "7",
     ]
 
 
@@ -95,8 +124,10 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     config = Wav2Vec2SERConfig(
-        backbone_config=dict(TINY_WAV2VEC2), head_hidden_sizes=[16, 8],
-        id2label=dict(enumerate(TINY_LABELS)), label2id={label: i for i, label in enumerate(TINY_LABELS)},
+        backbone_config=dict(TINY_WAV2VEC2),
+        head_hidden_sizes=[16, 8],
+        id2label=dict(enumerate(TINY_LABELS)),
+        label2id={label: i for i, label in enumerate(TINY_LABELS)},
     )
     model_dir = tmp_path_factory.mktemp("tiny_model") / "model"
     Wav2Vec2SER(config).eval().save_pretrained(model_dir)
@@ -104,14 +135,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return model_dir
 
 
-_BLOCK_HF_SER = '''
+_BLOCK_HF_SER = """
 import importlib.abc, sys
 class BlockHfSer(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "hf_ser" or name.startswith("hf_ser."):
             raise ImportError("hf_ser is not importable in this process")
 sys.meta_path.insert(0, BlockHfSer())
-'''
+"""
 
 
 def run_without_hf_ser(script: str, cwd) -> str:
@@ -121,7 +152,12 @@ def run_without_hf_ser(script: str, cwd) -> str:
     import sys
     import textwrap
 
-    result = subprocess.run([sys.executable, "-c", _BLOCK_HF_SER + textwrap.dedent(script)], capture_output=True,
-                            text=True, cwd=cwd, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = subprocess.run(
+        [sys.executable, "-c", _BLOCK_HF_SER + textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout.strip().splitlines()[-1]

@@ -40,18 +40,26 @@ class RankRecorder(TrainerCallback):
         self.record = {"steps": []}
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.record.update(world_size=args.world_size, process_index=args.process_index,
-                           parallel_mode=str(args.parallel_mode), device=str(args.device))
+        self.record.update(
+            world_size=args.world_size,
+            process_index=args.process_index,
+            parallel_mode=str(args.parallel_mode),
+            device=str(args.device),
+        )
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         buffers = [b for name, b in model.named_buffers() if "running_" in name]
-        self.record["steps"].append({
-            "step": state.global_step,
-            "parameters": digest(p for _, p in sorted(model.named_parameters())),
-            "batch_norm_statistics": digest(buffers),
-            "encoder_parameters": digest(p for name, p in sorted(model.named_parameters()) if name.startswith("encoder.")),
-            "num_parameters": sum(p.numel() for p in model.parameters()),
-        })
+        self.record["steps"].append(
+            {
+                "step": state.global_step,
+                "parameters": digest(p for _, p in sorted(model.named_parameters())),
+                "batch_norm_statistics": digest(buffers),
+                "encoder_parameters": digest(
+                    p for name, p in sorted(model.named_parameters()) if name.startswith("encoder.")
+                ),
+                "num_parameters": sum(p.numel() for p in model.parameters()),
+            }
+        )
 
 
 def main() -> None:
@@ -77,8 +85,12 @@ def main() -> None:
     results = train_main(argv, callbacks=[recorder])
     rank = recorder.record.get("process_index", int(os.environ.get("RANK", "0")))
     record_dir.mkdir(parents=True, exist_ok=True)
-    payload = {**recorder.record, "writes": writes, "test_ua": results.get("test_ua"),
-               "torch_threads": torch.get_num_threads()}
+    payload = {
+        **recorder.record,
+        "writes": writes,
+        "test_ua": results.get("test_ua"),
+        "torch_threads": torch.get_num_threads(),
+    }
     (record_dir / f"rank{rank}.json").write_text(json.dumps(payload, indent=2))
 
 

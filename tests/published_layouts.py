@@ -42,20 +42,42 @@ def _whisper_large_v3(config):
 
 LAYOUTS = [
     Layout("wav2vec2-base-960h", "facebook__wav2vec2-base-960h", "Wav2Vec2ForCTC", "wav2vec2.", "group"),
-    Layout("wav2vec2-base-960h-legacy-bin", "facebook__wav2vec2-base-960h", "Wav2Vec2ForCTC", "wav2vec2.", "group",
-           legacy_bin=True),
+    Layout(
+        "wav2vec2-base-960h-legacy-bin",
+        "facebook__wav2vec2-base-960h",
+        "Wav2Vec2ForCTC",
+        "wav2vec2.",
+        "group",
+        legacy_bin=True,
+    ),
     Layout("wav2vec2-base-pretraining", "facebook__wav2vec2-base-960h", "Wav2Vec2ForPreTraining", "wav2vec2.", "group"),
     Layout("wavlm-base-plus", "microsoft__wavlm-base-plus", "WavLMModel", "", "group"),
-    Layout("hubert-large-superb-er", "superb__hubert-large-superb-er", "HubertForSequenceClassification", "hubert.",
-           "layer"),
-    Layout("wav2vec2-large-robust-msp-dim", "audeering__wav2vec2-large-robust-12-ft-emotion-msp-dim",
-           "Wav2Vec2ForSequenceClassification", "wav2vec2.", "layer"),
+    Layout(
+        "hubert-large-superb-er",
+        "superb__hubert-large-superb-er",
+        "HubertForSequenceClassification",
+        "hubert.",
+        "layer",
+    ),
+    Layout(
+        "wav2vec2-large-robust-msp-dim",
+        "audeering__wav2vec2-large-robust-12-ft-emotion-msp-dim",
+        "Wav2Vec2ForSequenceClassification",
+        "wav2vec2.",
+        "layer",
+    ),
     Layout("whisper-tiny", "openai__whisper-tiny", "WhisperForConditionalGeneration", "model.encoder.", "whisper"),
     Layout("whisper-base", "openai__whisper-base", "WhisperForConditionalGeneration", "model.encoder.", "whisper"),
     Layout("whisper-small", "openai__whisper-small", "WhisperForConditionalGeneration", "model.encoder.", "whisper"),
     Layout("whisper-base-model", "openai__whisper-base", "WhisperModel", "encoder.", "whisper"),
-    Layout("whisper-large-v3-mels", "openai__whisper-tiny", "WhisperForConditionalGeneration", "model.encoder.",
-           "whisper", edit=_whisper_large_v3),
+    Layout(
+        "whisper-large-v3-mels",
+        "openai__whisper-tiny",
+        "WhisperForConditionalGeneration",
+        "model.encoder.",
+        "whisper",
+        edit=_whisper_large_v3,
+    ),
     Layout("wav2vec2-bert", None, "Wav2Vec2BertModel", "", "layer"),
 ]
 LAYOUT_NAMES = [layout.name for layout in LAYOUTS]
@@ -105,7 +127,9 @@ def build_layout(layout: Layout, folder: Path, seed: int = 0) -> Path:
     else:
         model.save_pretrained(folder)
     published_feature_extractor(layout, config).save_pretrained(folder)
-    (folder / "layout.json").write_text(json.dumps({"saved_as": layout.saved_as, "encoder_prefix": layout.encoder_prefix}))
+    (folder / "layout.json").write_text(
+        json.dumps({"saved_as": layout.saved_as, "encoder_prefix": layout.encoder_prefix})
+    )
     return folder
 
 

@@ -13,22 +13,38 @@ from hf_ser.data.dataset import CorpusReport
 LABELS = ["anger", "boredom", "happiness", "sadness"]
 
 
-def make_run_folder(run_dir: Path, dataset: str = "emodb", protocol: str = "speaker-independent",
-                    backbone: str | None = None, test_ua: float = 0.5, labels: list = LABELS) -> Path:
-    config = Wav2Vec2SERConfig(backbone_config=dict(TINY_WAV2VEC2), head_hidden_sizes=[8],
-                               id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+def make_run_folder(
+    run_dir: Path,
+    dataset: str = "emodb",
+    protocol: str = "speaker-independent",
+    backbone: str | None = None,
+    test_ua: float = 0.5,
+    labels: list = LABELS,
+) -> Path:
+    config = Wav2Vec2SERConfig(
+        backbone_config=dict(TINY_WAV2VEC2),
+        head_hidden_sizes=[8],
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
+    )
     Wav2Vec2SER(config).save_pretrained(run_dir)
     Wav2Vec2FeatureExtractor(sampling_rate=16000, return_attention_mask=True).save_pretrained(run_dir)
-    splits = {"train": {"items": 300, "seconds": 900.0, "speakers": ["11", "12", "13", "14", "15", "16"]},
-              "validation": {"items": 81, "seconds": 240.0, "speakers": ["09", "10"]},
-              "test": {"items": 107, "seconds": 300.0, "speakers": ["03", "08"]}}
+    splits = {
+        "train": {"items": 300, "seconds": 900.0, "speakers": ["11", "12", "13", "14", "15", "16"]},
+        "validation": {"items": 81, "seconds": 240.0, "speakers": ["09", "10"]},
+        "test": {"items": 107, "seconds": 300.0, "speakers": ["03", "08"]},
+    }
     CorpusReport(dataset=dataset, labels=labels, protocol=protocol, splits=splits).save(run_dir)
-    (run_dir / "eval_results.json").write_text(json.dumps({"eval_wa": 0.6, "eval_ua": 0.55, "eval_macro_f1": 0.52,
-                                                           "eval_samples": 81}))
-    (run_dir / "test_results.json").write_text(json.dumps({"test_wa": 0.625, "test_ua": test_ua,
-                                                           "test_macro_f1": 0.4567, "test_samples": 107}))
-    run_config = {"model_args": {"model_type": "wav2vec2-ser", "backbone": backbone, "head_hidden_sizes": [8]},
-                  "data_args": {"dataset": dataset, "max_duration_seconds": 3.0},
-                  "training_args": {"learning_rate": 0.001, "seed": 42, "metric_for_best_model": "ua"}}
+    (run_dir / "eval_results.json").write_text(
+        json.dumps({"eval_wa": 0.6, "eval_ua": 0.55, "eval_macro_f1": 0.52, "eval_samples": 81})
+    )
+    (run_dir / "test_results.json").write_text(
+        json.dumps({"test_wa": 0.625, "test_ua": test_ua, "test_macro_f1": 0.4567, "test_samples": 107})
+    )
+    run_config = {
+        "model_args": {"model_type": "wav2vec2-ser", "backbone": backbone, "head_hidden_sizes": [8]},
+        "data_args": {"dataset": dataset, "max_duration_seconds": 3.0},
+        "training_args": {"learning_rate": 0.001, "seed": 42, "metric_for_best_model": "ua"},
+    }
     (run_dir / "run_config.json").write_text(json.dumps(run_config))
     return run_dir

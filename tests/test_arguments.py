@@ -1,4 +1,3 @@
-
 import pytest
 from conftest import REPO_ROOT
 
@@ -39,8 +38,19 @@ def test_seed_columns_keep_the_seed_hyperparameters():
 def test_command_line_overrides_beat_the_recipe():
     recipe = str(REPO_ROOT / "recipes" / "demo.yaml")
     model_args, data_args, training_args = parse_args(
-        [recipe, "--learning_rate", "3e-4", "--head_hidden_sizes", "64", "--dataset", "emodb",
-         "--augmentations", '[{"name": "TimeMask", "p": 1.0}]', "--freeze_feature_encoder", "true"]
+        [
+            recipe,
+            "--learning_rate",
+            "3e-4",
+            "--head_hidden_sizes",
+            "64",
+            "--dataset",
+            "emodb",
+            "--augmentations",
+            '[{"name": "TimeMask", "p": 1.0}]',
+            "--freeze_feature_encoder",
+            "true",
+        ]
     )
     assert training_args.learning_rate == 3e-4
     assert model_args.head_hidden_sizes == [64]
@@ -60,7 +70,9 @@ def test_scientific_notation_without_a_dot_is_a_float(tmp_path):
 def test_unknown_recipe_key_is_named(tmp_path):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("learning_rat: 1.0e-4\n")
-    with pytest.raises(ValueError, match=r"bad.yaml: unknown recipe key 'learning_rat' \(did you mean 'learning_rate'\?\)"):
+    with pytest.raises(
+        ValueError, match=r"bad.yaml: unknown recipe key 'learning_rat' \(did you mean 'learning_rate'\?\)"
+    ):
         load_recipe(recipe)
 
 
@@ -84,14 +96,17 @@ def test_resumed_runs_restore_early_stopping_state_by_default():
     assert training_args.restore_callback_states_from_checkpoint is True
 
 
-@pytest.mark.parametrize("options, message", [
-    (["--model_type", "ser-cnn", "--encoder_learning_rate", "1e-5"], "ser-cnn has no pretrained encoder"),
-    (["--model_type", "ser-cnn", "--freeze_encoder_steps", "10"], r"\['freeze_encoder_steps'\] do not apply"),
-    (["--model_type", "ser-cnn", "--backbone", "facebook/wav2vec2-base"], r"\['backbone'\] do not apply"),
-    (["--peft", '{"r": 8}', "--freeze_encoder_steps", "10"], "freeze_encoder_steps does not combine with `peft`"),
-    (["--backbone", "facebook/wav2vec2-base", "--backbone_config", '{"model_type": "wav2vec2"}'], "not both"),
-    (["--per_device_train_batch_size", "1"], "per_device_train_batch_size=1 with a BatchNorm model"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--model_type", "ser-cnn", "--encoder_learning_rate", "1e-5"], "ser-cnn has no pretrained encoder"),
+        (["--model_type", "ser-cnn", "--freeze_encoder_steps", "10"], r"\['freeze_encoder_steps'\] do not apply"),
+        (["--model_type", "ser-cnn", "--backbone", "facebook/wav2vec2-base"], r"\['backbone'\] do not apply"),
+        (["--peft", '{"r": 8}', "--freeze_encoder_steps", "10"], "freeze_encoder_steps does not combine with `peft`"),
+        (["--backbone", "facebook/wav2vec2-base", "--backbone_config", '{"model_type": "wav2vec2"}'], "not both"),
+        (["--per_device_train_batch_size", "1"], "per_device_train_batch_size=1 with a BatchNorm model"),
+    ],
+)
 def test_impossible_combinations_are_refused_when_parsing(options, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         parse_args([*options, "--output_dir", str(tmp_path)])

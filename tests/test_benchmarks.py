@@ -56,8 +56,23 @@ def test_gpu_check_script_runs_in_quick_mode_on_cpu(tmp_path):
 
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
     # two levers that between them take every code path (autocast, checkpointing, PEFT); each runs in its own process
-    result = subprocess.run([sys.executable, str(script), "--quick", "--device", "cpu", "--levers", "frozen_cnn_gc_bf16",
-                             "lora", "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--quick",
+            "--device",
+            "cpu",
+            "--levers",
+            "frozen_cnn_gc_bf16",
+            "lora",
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
     assert [row["lever"] for row in report["results"]] == ["frozen_cnn_gc_bf16", "lora"]

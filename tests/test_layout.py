@@ -28,3 +28,8 @@ def test_imports_keep_the_declared_layers():
 def test_ruff_finds_nothing_to_fix():
     result = run_tool("ruff", "check", "hf_ser", "tests", "benchmarks")
     assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_ruff_format_leaves_every_file_as_it_is():
+    result = run_tool("ruff", "format", "--check", "hf_ser", "tests", "benchmarks")
+    assert result.returncode == 0, result.stdout[-4000:]

@@ -23,9 +23,28 @@ NEAREST_LAYOUT = {
     "facebook/wav2vec2-large-960h-lv60-self": "wav2vec2-large-robust-msp-dim",
     "openai/whisper-small": "whisper-small",
 }
-SHORT_RUN = ["--max_steps", "2", "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps",
-             "--save_steps", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4",
-             "--max_duration_seconds", "1.0", "--report_to", "none", "--disable_tqdm", "true"]
+SHORT_RUN = [
+    "--max_steps",
+    "2",
+    "--eval_strategy",
+    "steps",
+    "--eval_steps",
+    "2",
+    "--save_strategy",
+    "steps",
+    "--save_steps",
+    "2",
+    "--per_device_train_batch_size",
+    "4",
+    "--per_device_eval_batch_size",
+    "4",
+    "--max_duration_seconds",
+    "1.0",
+    "--report_to",
+    "none",
+    "--disable_tqdm",
+    "true",
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +70,15 @@ def test_every_recipe_with_a_backbone_has_a_published_stand_in():
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_trains_and_evaluates_on_its_published_layout(recipe, layouts, tiny_corpus, tmp_path):
     backbone = load_recipe(REPO_ROOT / "recipes" / recipe).get("backbone")
-    argv = [str(REPO_ROOT / "recipes" / recipe), *TINY_DATA_ARGV, "--data_dir", str(tiny_corpus), *SHORT_RUN,
-            "--output_dir", str(tmp_path / "run")]
+    argv = [
+        str(REPO_ROOT / "recipes" / recipe),
+        *TINY_DATA_ARGV,
+        "--data_dir",
+        str(tiny_corpus),
+        *SHORT_RUN,
+        "--output_dir",
+        str(tmp_path / "run"),
+    ]
     if backbone:
         argv += ["--backbone", str(layouts(NEAREST_LAYOUT[backbone]))]
     train_main(argv)
@@ -71,11 +97,36 @@ def test_hf_ser_predict_reproduces_the_per_clip_predictions_behind_test_results(
     from hf_ser.cli import main as cli_main
 
     run = tmp_path / "run"
-    train_main([str(REPO_ROOT / "recipes" / "wav2vec2.yaml"), *TINY_DATA_ARGV, "--data_dir", str(tiny_corpus),
-                *SHORT_RUN, "--output_dir", str(run), "--backbone", str(layouts("wav2vec2-base-960h"))])
+    train_main(
+        [
+            str(REPO_ROOT / "recipes" / "wav2vec2.yaml"),
+            *TINY_DATA_ARGV,
+            "--data_dir",
+            str(tiny_corpus),
+            *SHORT_RUN,
+            "--output_dir",
+            str(run),
+            "--backbone",
+            str(layouts("wav2vec2-base-960h")),
+        ]
+    )
     behind_results = {row["path"]: row["predicted"] for row in json.loads((run / "test_predictions.json").read_text())}
     assert len(behind_results) == json.loads((run / "test_results.json").read_text())["test_samples"] == 12
-    assert cli_main(["predict", str(run), *behind_results, "--format", "json", "--output", str(tmp_path / "p.json"),
-                     "--device", "cpu"]) == 0
+    assert (
+        cli_main(
+            [
+                "predict",
+                str(run),
+                *behind_results,
+                "--format",
+                "json",
+                "--output",
+                str(tmp_path / "p.json"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     predicted = {row["file"]: row["label"] for row in json.loads((tmp_path / "p.json").read_text())["predictions"]}
     assert predicted == behind_results

@@ -51,7 +51,9 @@ def bad_corpus(tmp_path_factory):
         for emotion in LABELS:
             (root / emotion).mkdir(parents=True, exist_ok=True)
             for index in range(2):
-                soundfile.write(root / emotion / f"spk{speaker}_{emotion}_{index:02d}.wav", _speech(rng, emotion), 16_000)
+                soundfile.write(
+                    root / emotion / f"spk{speaker}_{emotion}_{index:02d}.wav", _speech(rng, emotion), 16_000
+                )
     valid = root / "angry" / "spk01_angry_00.wav"
     skipped = {  # file -> what its reason must say
         "angry/spk01_a_zero_bytes.wav": "cannot decode audio",
@@ -85,7 +87,8 @@ def bad_corpus(tmp_path_factory):
     kept = {  # unusual but fine: decoded, downmixed, resampled, cropped
         "neutral/spk01_sixty_seconds.wav": lambda p: soundfile.write(p, _speech(rng, "neutral", 60.0), 16_000),
         "happy/spk02_stereo_48k.wav": lambda p: soundfile.write(
-            p, np.stack([_speech(rng, "happy", 2.0, 48_000)] * 2, axis=1), 48_000),
+            p, np.stack([_speech(rng, "happy", 2.0, 48_000)] * 2, axis=1), 48_000
+        ),
         "sad/spk03_8k.wav": lambda p: soundfile.write(p, _speech(rng, "sad", 2.0, 8_000), 8_000),
         "angry/spk04_pcm24.wav": lambda p: soundfile.write(p, _speech(rng, "angry"), 16_000, subtype="PCM_24"),
         "neutral/spk02_lossless.flac": lambda p: soundfile.write(p, _speech(rng, "neutral"), 16_000, format="FLAC"),
@@ -99,20 +102,60 @@ def bad_corpus(tmp_path_factory):
 
 
 def _bad_args(root, **kwargs):
-    return DataArguments(dataset="audiofolder", data_dir=str(root), speaker_pattern=SPEAKERS, labels=LABELS,
-                         validation_speakers=["03"], test_speakers=["04"], **kwargs)
+    return DataArguments(
+        dataset="audiofolder",
+        data_dir=str(root),
+        speaker_pattern=SPEAKERS,
+        labels=LABELS,
+        validation_speakers=["03"],
+        test_speakers=["04"],
+        **kwargs,
+    )
 
 
 def _train_argv(root, output_dir, tiny_backbone_config, *extra):
-    return ["--dataset", "audiofolder", "--data_dir", str(root), "--speaker_pattern", SPEAKERS,
-            "--labels", *LABELS, "--validation_speakers", "03", "--test_speakers", "04",
-            "--backbone_config", json.dumps(tiny_backbone_config), "--head_hidden_sizes", "16", "8",
-            "--max_duration_seconds", "1.0", "--output_dir", str(output_dir), "--num_train_epochs", "1",
-            "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "4", "--learning_rate", "1e-3",
-            "--report_to", "none", "--disable_tqdm", "true", "--seed", "3", *extra]
+    return [
+        "--dataset",
+        "audiofolder",
+        "--data_dir",
+        str(root),
+        "--speaker_pattern",
+        SPEAKERS,
+        "--labels",
+        *LABELS,
+        "--validation_speakers",
+        "03",
+        "--test_speakers",
+        "04",
+        "--backbone_config",
+        json.dumps(tiny_backbone_config),
+        "--head_hidden_sizes",
+        "16",
+        "8",
+        "--max_duration_seconds",
+        "1.0",
+        "--output_dir",
+        str(output_dir),
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "8",
+        "--per_device_eval_batch_size",
+        "4",
+        "--learning_rate",
+        "1e-3",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        "3",
+        *extra,
+    ]
 
 
 # 1. Bad audio ---------------------------------------------------------------------------------------------------------
+
 
 def test_every_bad_file_is_skipped_with_its_reason_and_unusual_files_are_kept(bad_corpus, tmp_path):
     root, expected = bad_corpus
@@ -123,7 +166,9 @@ def test_every_bad_file_is_skipped_with_its_reason_and_unusual_files_are_kept(ba
         assert reason in reasons[name], (name, reasons[name])
     assert reasons["angry/spk02_copy of angry_00.wav"] == f"duplicate of {root / 'angry' / 'spk02_angry_00.wav'}"
     notes = {str(Path(item["path"]).relative_to(root)): item["reason"] for item in report.notes}
-    assert {name: reason for name, reason in notes.items() if name in expected["noted"]}.keys() == expected["noted"].keys()
+    assert {name: reason for name, reason in notes.items() if name in expected["noted"]}.keys() == expected[
+        "noted"
+    ].keys()
     assert all(expected["noted"][name] in notes[name] for name in expected["noted"])
     used = {str(Path(p).relative_to(root)) for split in splits.values() for p in split["path"]}
     assert set(expected["kept"]) | set(expected["noted"]) <= used
@@ -178,19 +223,25 @@ def test_a_file_deleted_during_the_run_fails_naming_it(bad_corpus, tmp_path):
 def test_manifest_rows_without_a_label_are_reported_and_paths_cannot_escape_the_root(bad_corpus, tmp_path):
     root, _ = bad_corpus
     unlabelled = root / "happy" / "spk01_happy_01.wav"
-    rows = ["path,label,speaker"] + [f"{p.relative_to(root)},{'' if p == unlabelled else p.parent.name},{p.name[3:5]}"
-                                     for p in sorted(root.glob("*/spk*_??.wav")) if p.parent.name in LABELS]
+    rows = ["path,label,speaker"] + [
+        f"{p.relative_to(root)},{'' if p == unlabelled else p.parent.name},{p.name[3:5]}"
+        for p in sorted(root.glob("*/spk*_??.wav"))
+        if p.parent.name in LABELS
+    ]
     manifest = root / "manifest.csv"
     manifest.write_text("\n".join(rows), encoding="utf-8")
     try:
-        args = DataArguments(dataset="csv", manifest=str(manifest), labels=LABELS, validation_speakers=["03"],
-                             test_speakers=["04"])
+        args = DataArguments(
+            dataset="csv", manifest=str(manifest), labels=LABELS, validation_speakers=["03"], test_speakers=["04"]
+        )
         splits, _, report = build_corpus(args)
         assert {"path": str(unlabelled), "reason": "missing label"} in report.skipped
         assert str(unlabelled) not in splits["train"]["path"]
         for escaping in ("../outside.wav", str(root / "angry" / "spk01_angry_00.wav")):
             manifest.write_text(f"path,label,speaker\n{escaping},angry,01\n", encoding="utf-8")
-            with pytest.raises(ValueError, match=r"row 2 path .* points outside the dataset root.*allow_absolute_paths"):
+            with pytest.raises(
+                ValueError, match=r"row 2 path .* points outside the dataset root.*allow_absolute_paths"
+            ):
                 build_corpus(args)
         manifest.write_text(f"path,label\n{root / 'angry' / 'spk01_angry_00.wav'},angry\n", encoding="utf-8")
         from hf_ser.data.corpora import manifest_records
@@ -202,12 +253,16 @@ def test_manifest_rows_without_a_label_are_reported_and_paths_cannot_escape_the_
 
 # 2. Bad configuration: a clear error naming the key or path, before data decoding or model building -------------------
 
-@pytest.mark.parametrize("line, message", [
-    ("learning_rat: 1.0e-4", r"unknown recipe key 'learning_rat' \(did you mean 'learning_rate'\?\)"),
-    ("learning_rate: fast", r"^recipe .*r\.yaml: argument --learning_rate.*invalid float value: 'fast'"),
-    ("per_device_train_batch_size: [1, 2]", r"r\.yaml: recipe key 'per_device_train_batch_size' takes one value"),
-    ("on_bad_audio: ignore", r"on_bad_audio='ignore': use `skip` or `error`"),
-])
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("learning_rat: 1.0e-4", r"unknown recipe key 'learning_rat' \(did you mean 'learning_rate'\?\)"),
+        ("learning_rate: fast", r"^recipe .*r\.yaml: argument --learning_rate.*invalid float value: 'fast'"),
+        ("per_device_train_batch_size: [1, 2]", r"r\.yaml: recipe key 'per_device_train_batch_size' takes one value"),
+        ("on_bad_audio: ignore", r"on_bad_audio='ignore': use `skip` or `error`"),
+    ],
+)
 def test_bad_recipe_values_name_the_key_and_the_file(tmp_path, line, message):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(line + "\n")
@@ -248,8 +303,15 @@ def test_labels_without_items_are_named(tiny_corpus):
 @pytest.mark.slow
 def test_a_missing_accelerate_config_is_named_by_accelerate_before_training(tiny_train_argv, tmp_path):
     missing = tmp_path / "missing.yaml"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(missing),
-               str(REPO_ROOT / "hf_ser" / "train.py"), *tiny_train_argv]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(missing),
+        str(REPO_ROOT / "hf_ser" / "train.py"),
+        *tiny_train_argv,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode != 0
     assert f"The passed configuration file `{missing}` does not exist" in result.stderr
@@ -258,10 +320,17 @@ def test_a_missing_accelerate_config_is_named_by_accelerate_before_training(tiny
 
 # 4. Determinism -------------------------------------------------------------------------------------------------------
 
+
 def test_training_crops_and_augmentation_are_keyed_by_seed_epoch_and_file(tiny_corpus):
-    args = DataArguments(dataset="audiofolder", data_dir=str(tiny_corpus), speaker_pattern=SPEAKERS,
-                         validation_speakers=["03"], test_speakers=["04"], max_duration_seconds=0.5,
-                         augmentations=[{"name": "AddGaussianNoise", "p": 0.5}])
+    args = DataArguments(
+        dataset="audiofolder",
+        data_dir=str(tiny_corpus),
+        speaker_pattern=SPEAKERS,
+        validation_speakers=["03"],
+        test_speakers=["04"],
+        max_duration_seconds=0.5,
+        augmentations=[{"name": "AddGaussianNoise", "p": 0.5}],
+    )
     splits, _, _ = build_corpus(args)
     extractor = Wav2Vec2FeatureExtractor(do_normalize=False)
 
@@ -284,9 +353,12 @@ def test_training_crops_and_augmentation_are_keyed_by_seed_epoch_and_file(tiny_c
 
 @pytest.mark.slow
 def test_another_seed_gives_other_metrics_and_the_same_seed_the_same(tiny_train_argv, tmp_path):
-    runs = {name: train_main(tiny_train_argv + ["--num_train_epochs", "1", "--seed", seed, "--output_dir",
-                                                str(tmp_path / name)])
-            for name, seed in (("first", "11"), ("again", "11"), ("other", "12"))}
+    runs = {
+        name: train_main(
+            tiny_train_argv + ["--num_train_epochs", "1", "--seed", seed, "--output_dir", str(tmp_path / name)]
+        )
+        for name, seed in (("first", "11"), ("again", "11"), ("other", "12"))
+    }
     strip = lambda metrics: {k: v for k, v in metrics.items() if "runtime" not in k and "per_second" not in k}  # noqa: E731
     assert strip(runs["first"]) == strip(runs["again"])
     assert runs["first"]["eval_loss"] != runs["other"]["eval_loss"]
@@ -294,11 +366,18 @@ def test_another_seed_gives_other_metrics_and_the_same_seed_the_same(tiny_train_
 
 # 5. Protocol guards ---------------------------------------------------------------------------------------------------
 
+
 def test_leaking_speakers_are_refused_unless_the_run_is_declared_speaker_dependent(tiny_corpus, tmp_path):
     def args(**kwargs):
-        return DataArguments(dataset="audiofolder", data_dir=str(tiny_corpus), speaker_pattern=SPEAKERS,
-                             train_speakers=["01", "02", "04"], validation_speakers=["03"], test_speakers=["04"],
-                             **kwargs)
+        return DataArguments(
+            dataset="audiofolder",
+            data_dir=str(tiny_corpus),
+            speaker_pattern=SPEAKERS,
+            train_speakers=["01", "02", "04"],
+            validation_speakers=["03"],
+            test_speakers=["04"],
+            **kwargs,
+        )
 
     with pytest.raises(ValueError, match=r"speaker\(s\) \['04'\] are in both train and test.*speaker_dependent: true"):
         build_corpus(args())
@@ -306,8 +385,9 @@ def test_leaking_speakers_are_refused_unless_the_run_is_declared_speaker_depende
     assert json.loads(report.save(tmp_path).read_text())["protocol"] == SPEAKER_DEPENDENT == "speaker-dependent"
 
 
-def test_the_test_split_can_neither_select_checkpoints_nor_be_evaluated_during_training(tiny_corpus, tmp_path,
-                                                                                         tiny_backbone_config):
+def test_the_test_split_can_neither_select_checkpoints_nor_be_evaluated_during_training(
+    tiny_corpus, tmp_path, tiny_backbone_config
+):
     from hf_ser.arguments import ModelArguments
     from hf_ser.data.collator import SERDataCollator
     from hf_ser.evaluation.metrics import compute_metrics
@@ -315,15 +395,25 @@ def test_the_test_split_can_neither_select_checkpoints_nor_be_evaluated_during_t
 
     with pytest.raises(ValueError, match="test split never selects"):
         parse_args(["--metric_for_best_model", "test_ua"])
-    data_args = DataArguments(dataset="audiofolder", data_dir=str(tiny_corpus), speaker_pattern=SPEAKERS,
-                              validation_speakers=["03"], test_speakers=["04"])
+    data_args = DataArguments(
+        dataset="audiofolder",
+        data_dir=str(tiny_corpus),
+        speaker_pattern=SPEAKERS,
+        validation_speakers=["03"],
+        test_speakers=["04"],
+    )
     splits, labels, _ = build_corpus(data_args)
     extractor = Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True)
     attach_transforms(splits, extractor, data_args)
     model = build_model(ModelArguments(backbone_config=tiny_backbone_config, head_hidden_sizes=[8]), labels)
-    trainer = Trainer(model=model, args=TrainingArguments(str(tmp_path), report_to="none", remove_unused_columns=False),
-                      eval_dataset=splits["test"], data_collator=SERDataCollator(extractor),
-                      compute_metrics=compute_metrics, callbacks=[ValidationOnlyCallback(splits["test"])])
+    trainer = Trainer(
+        model=model,
+        args=TrainingArguments(str(tmp_path), report_to="none", remove_unused_columns=False),
+        eval_dataset=splits["test"],
+        data_collator=SERDataCollator(extractor),
+        compute_metrics=compute_metrics,
+        callbacks=[ValidationOnlyCallback(splits["test"])],
+    )
     with pytest.raises(ValueError, match=r"eval_dataset must be splits\['validation'\]"):
         check_selection_uses_validation(trainer, splits)
     with pytest.raises(RuntimeError, match="evaluated the test split during training"):
@@ -335,9 +425,13 @@ def test_the_test_split_can_neither_select_checkpoints_nor_be_evaluated_during_t
 
 # 6. Safety ------------------------------------------------------------------------------------------------------------
 
+
 def test_incomplete_checkpoints_are_never_resumed_from(tmp_path):
-    for step, files in ((2, ["model.safetensors", "trainer_state.json"]), (4, ["model.safetensors"]),
-                        (6, ["trainer_state.json"])):
+    for step, files in (
+        (2, ["model.safetensors", "trainer_state.json"]),
+        (4, ["model.safetensors"]),
+        (6, ["trainer_state.json"]),
+    ):
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
         for name in files:
@@ -364,19 +458,40 @@ def test_pickled_weights_are_refused_when_loading_an_hf_ser_checkpoint(tmp_path,
 
 
 def test_hf_ser_never_turns_on_remote_code_itself():
-    sources = {str(path): path.read_text() for path in (REPO_ROOT / "hf_ser").rglob("*.py")}
-    assert len(sources) > 30
-    calls = {name: re.findall(r"trust_remote_code\s*=\s*(?!False)\w+", re.sub(r'"[^"\n]*"', '""', text))
-             for name, text in sources.items()}  # string literals (instructions in model cards) do not count
-    assert {name: found for name, found in calls.items() if found} == {}
+    """No call in hf_ser passes trust_remote_code other than False (instructions in model-card strings do not count:
+    the calls are read from the syntax tree, not from the text)."""
+    import ast
+
+    turned_on = []
+    for path in (REPO_ROOT / "hf_ser").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                for keyword in node.keywords:
+                    is_false = isinstance(keyword.value, ast.Constant) and keyword.value.value is False
+                    if keyword.arg == "trust_remote_code" and not is_false:
+                        turned_on.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+    assert turned_on == []
 
 
 @pytest.mark.slow
 def test_tokens_never_reach_files_or_logs(tiny_train_argv, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("HF_TOKEN", "hf_envTOKENshouldNEVERbeWritten")
-    argv = tiny_train_argv + ["--hub_token", "hf_argTOKENshouldNEVERbeWritten", "--max_steps", "1",
-                              "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "1",
-                              "--load_best_model_at_end", "false", "--log_level", "info"]
+    argv = tiny_train_argv + [
+        "--hub_token",
+        "hf_argTOKENshouldNEVERbeWritten",
+        "--max_steps",
+        "1",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "1",
+        "--load_best_model_at_end",
+        "false",
+        "--log_level",
+        "info",
+    ]
     with caplog.at_level(logging.INFO):
         train_main(argv)
     assert os.environ["HF_TOKEN"] == "hf_argTOKENshouldNEVERbeWritten"  # where huggingface_hub reads it for a push

@@ -10,9 +10,18 @@ from transformers import pipeline
 
 from hf_ser.train import main as train_main
 
-RESULT_FILES = {"eval_results.json", "test_results.json", "confusion_matrix.json", "confusion_matrix.png",
-                "data_report.json", "model.safetensors", "config.json", "preprocessor_config.json",
-                "modeling_wav2vec2_ser.py", "configuration_wav2vec2_ser.py"}
+RESULT_FILES = {
+    "eval_results.json",
+    "test_results.json",
+    "confusion_matrix.json",
+    "confusion_matrix.png",
+    "data_report.json",
+    "model.safetensors",
+    "config.json",
+    "preprocessor_config.json",
+    "modeling_wav2vec2_ser.py",
+    "configuration_wav2vec2_ser.py",
+}
 
 
 @pytest.mark.slow
@@ -48,21 +57,57 @@ def test_training_twice_with_one_seed_gives_identical_metrics(tiny_train_argv, t
 
 @pytest.mark.slow
 def test_train_script_runs_under_accelerate_launch(tiny_train_argv, tmp_path):
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no",
-               str(REPO_ROOT / "hf_ser" / "train.py"), *tiny_train_argv, "--num_train_epochs", "1"]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""})
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(REPO_ROOT / "hf_ser" / "train.py"),
+        *tiny_train_argv,
+        "--num_train_epochs",
+        "1",
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "test_results.json").read_text())["test_samples"] == 12
 
 
 @pytest.mark.slow
 def test_demo_recipe_runs_as_a_plain_script(tmp_path):
-    command = [sys.executable, str(REPO_ROOT / "hf_ser" / "train.py"), str(REPO_ROOT / "recipes" / "demo.yaml"),
-               "--data_dir", str(tmp_path / "demo_corpus"), "--output_dir", str(tmp_path / "demo"),
-               "--max_steps", "3", "--eval_strategy", "steps", "--eval_steps", "3", "--save_strategy", "steps",
-               "--save_steps", "3", "--disable_tqdm", "true"]
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "hf_ser" / "train.py"),
+        str(REPO_ROOT / "recipes" / "demo.yaml"),
+        "--data_dir",
+        str(tmp_path / "demo_corpus"),
+        "--output_dir",
+        str(tmp_path / "demo"),
+        "--max_steps",
+        "3",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "3",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "3",
+        "--disable_tqdm",
+        "true",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "demo" / "data_report.json").read_text())
@@ -74,8 +119,19 @@ def test_demo_recipe_runs_as_a_plain_script(tmp_path):
 @pytest.mark.emodb
 @requires_emodb()
 def test_emodb_speaker_split_training(tmp_path):
-    argv = [str(REPO_ROOT / "recipes" / "emodb.yaml"), "--data_dir", str(EMODB_DIR), "--output_dir", str(tmp_path / "emodb"),
-            "--num_train_epochs", "1", "--max_duration_seconds", "1.5", "--disable_tqdm", "true"]
+    argv = [
+        str(REPO_ROOT / "recipes" / "emodb.yaml"),
+        "--data_dir",
+        str(EMODB_DIR),
+        "--output_dir",
+        str(tmp_path / "emodb"),
+        "--num_train_epochs",
+        "1",
+        "--max_duration_seconds",
+        "1.5",
+        "--disable_tqdm",
+        "true",
+    ]
     results = train_main(argv)
     report = json.loads((tmp_path / "emodb" / "data_report.json").read_text())
     assert report["splits"]["test"]["speakers"] == ["03", "08"]

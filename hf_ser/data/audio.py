@@ -60,7 +60,11 @@ def probe_audio(path: str | os.PathLike) -> AudioInfo:
 
 
 def crop_or_pad(
-    waveform: np.ndarray, num_samples: int, random: bool = False, pad: bool = False, rng: np.random.Generator | None = None
+    waveform: np.ndarray,
+    num_samples: int,
+    random: bool = False,
+    pad: bool = False,
+    rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """A window of at most `num_samples`: at a random offset for training, centred otherwise.
 

@@ -46,7 +46,9 @@ def build_augmenter(specs: Optional[list]):
     return audiomentations.Compose(transforms)
 
 
-def augment(augmenter, waveform: np.ndarray, sampling_rate: int, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+def augment(
+    augmenter, waveform: np.ndarray, sampling_rate: int, rng: Optional[np.random.Generator] = None
+) -> np.ndarray:
     """Apply `augmenter`; with `rng`, its draws are seeded from it (reproducible per item and epoch)."""
     if augmenter is None:
         return waveform

@@ -60,7 +60,9 @@ class CorpusReport:
     def summary(self) -> str:
         lines = [f"{self.dataset}: {self.protocol}; labels {self.labels}"]
         for name, split in self.splits.items():
-            lines.append(f"  {name}: {split['items']} items, {split['seconds'] / 60:.1f} min, speakers {split['speakers']}")
+            lines.append(
+                f"  {name}: {split['items']} items, {split['seconds'] / 60:.1f} min, speakers {split['speakers']}"
+            )
         return "\n".join(lines + [self.problems()])
 
     def problems(self, limit: int = 50) -> str:
@@ -87,7 +89,10 @@ def _corpus_records(args: DataArguments) -> list[dict]:
         return load_records("audiofolder", str(generate_demo_corpus(root)), speaker_pattern=DEMO_SPEAKER_PATTERN)
     if args.dataset in CORPORA:
         return load_records(
-            args.dataset, args.data_dir, manifest=args.manifest, speaker_pattern=args.speaker_pattern,
+            args.dataset,
+            args.data_dir,
+            manifest=args.manifest,
+            speaker_pattern=args.speaker_pattern,
             allow_absolute_paths=args.allow_absolute_paths,
         )
     return _hub_records(args)
@@ -235,8 +240,13 @@ def split_checked_corpus(
         total = len(splits["train"])
         chosen = np.random.default_rng(seed).choice(total, size=args.max_train_samples, replace=False)
         splits["train"] = splits["train"].select(sorted(chosen.tolist())).flatten_indices()
-        report.notes.append({"path": "train split", "reason": f"max_train_samples: trained on a seeded random "
-                             f"{args.max_train_samples} of the {total} training clips"})
+        report.notes.append(
+            {
+                "path": "train split",
+                "reason": f"max_train_samples: trained on a seeded random "
+                f"{args.max_train_samples} of the {total} training clips",
+            }
+        )
     for name, split in splits.items():
         report.splits[name] = {
             "items": len(split),
@@ -313,7 +323,9 @@ def _split_by_file(dataset: Dataset, args: DataArguments, seed: int) -> DatasetD
         rest, test_size=args.test_fraction / held_out, stratify=labels[rest], random_state=seed
     )
     return DatasetDict(
-        train=dataset.select(np.sort(train)), validation=dataset.select(np.sort(validation)), test=dataset.select(np.sort(test))
+        train=dataset.select(np.sort(train)),
+        validation=dataset.select(np.sort(validation)),
+        test=dataset.select(np.sort(test)),
     )
 
 

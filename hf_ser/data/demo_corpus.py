@@ -44,7 +44,9 @@ def synthesize(emotion: str, base_pitch: float, formants: tuple, rng: np.random.
     phase = 2 * np.pi * np.cumsum(f0) / sampling_rate
     source = sum(np.sin(k * phase) / k for k in range(1, 16))
     syllables = 0.5 * (1 - np.cos(2 * np.pi * rate * rng.uniform(0.85, 1.15) * t))
-    voiced = _resonate(source, formants[0], 90, sampling_rate) + 0.6 * _resonate(source, formants[1], 120, sampling_rate)
+    voiced = _resonate(source, formants[0], 90, sampling_rate) + 0.6 * _resonate(
+        source, formants[1], 120, sampling_rate
+    )
     signal = voiced * syllables + breath * rng.standard_normal(len(t))
     signal *= energy * rng.uniform(0.8, 1.2) / (np.abs(signal).max() + 1e-9)
     return signal.astype(np.float32)

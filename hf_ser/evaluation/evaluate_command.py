@@ -43,11 +43,15 @@ def check_labels(model_labels: list[str], data_labels: list[str], model_name: st
     if unknown or absent:
         raise ValueError(
             f"the labels of dataset {dataset!r} do not match {model_name}'s id2label {model_labels}: "
-            + "; ".join(part for part in (
-                f"the data has {unknown}, which the model does not know" if unknown else "",
-                f"the data has no items of {absent}" if absent else "",
-            ) if part)
-            + ". Rename labels with --label_map (e.g. '{\"ang\": \"angry\"}') or select them with --labels."
+            + "; ".join(
+                part
+                for part in (
+                    f"the data has {unknown}, which the model does not know" if unknown else "",
+                    f"the data has no items of {absent}" if absent else "",
+                )
+                if part
+            )
+            + '. Rename labels with --label_map (e.g. \'{"ang": "angry"}\') or select them with --labels.'
         )
 
 
@@ -92,12 +96,16 @@ def evaluate_model(
         compute_metrics=compute_metrics,
     )
     protocol = report.protocol if split in ("test", "validation") else f"{split} of the corpus"
-    results = evaluate_and_save(trainer, splits, label_names, str(output_dir), protocol=protocol,
-                                prefixes={split: SPLITS[split]})
-    (output_dir / EVALUATION_CONFIG_FILE).write_text(json.dumps(
-        {"model": model_name_or_path, "split": split, "data_args": asdict(data_args)},
-        indent=2, default=str,
-    ))
+    results = evaluate_and_save(
+        trainer, splits, label_names, str(output_dir), protocol=protocol, prefixes={split: SPLITS[split]}
+    )
+    (output_dir / EVALUATION_CONFIG_FILE).write_text(
+        json.dumps(
+            {"model": model_name_or_path, "split": split, "data_args": asdict(data_args)},
+            indent=2,
+            default=str,
+        )
+    )
     return results
 
 
@@ -115,7 +123,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     _, data_args, training_args = parse_args(rest)
     results = evaluate_model(args.model, data_args, training_args, split=args.split)
     prefix = SPLITS[args.split]
-    print(f"{args.split}: UA {results[f'{prefix}_ua']:.4f}, WA {results[f'{prefix}_wa']:.4f}, "
-          f"macro-F1 {results[f'{prefix}_macro_f1']:.4f} on {results[f'{prefix}_samples']} items "
-          f"-> {training_args.output_dir}")
+    print(
+        f"{args.split}: UA {results[f'{prefix}_ua']:.4f}, WA {results[f'{prefix}_wa']:.4f}, "
+        f"macro-F1 {results[f'{prefix}_macro_f1']:.4f} on {results[f'{prefix}_samples']} items "
+        f"-> {training_args.output_dir}"
+    )
     return results

@@ -14,7 +14,11 @@ from hf_ser.run_folder import CONFUSION_MATRIX_FILE, SPLIT_PREFIXES, predictions
 
 
 def evaluate_and_save(
-    trainer: Trainer, splits: DatasetDict, label_names: list[str], output_dir: str, protocol: str,
+    trainer: Trainer,
+    splits: DatasetDict,
+    label_names: list[str],
+    output_dir: str,
+    protocol: str,
     prefixes: dict[str, str] = SPLIT_PREFIXES,
 ) -> dict:
     """Write `eval_results.json`, `test_results.json` (keys `eval_wa`, `test_ua`, ...), the per-clip predictions
@@ -35,9 +39,13 @@ def evaluate_and_save(
         results.update(metrics)
         if trainer.is_world_process_zero():
             # Per clip, so `hf-ser predict` (which batches differently) can be checked against these results.
-            rows = zip(splits[split].with_format(None)["path"], prediction.label_ids.tolist(), np.argmax(logits, -1).tolist())
-            per_clip = [{"path": path, "label": label_names[label], "predicted": label_names[predicted]}
-                        for path, label, predicted in rows]
+            rows = zip(
+                splits[split].with_format(None)["path"], prediction.label_ids.tolist(), np.argmax(logits, -1).tolist()
+            )
+            per_clip = [
+                {"path": path, "label": label_names[label], "predicted": label_names[predicted]}
+                for path, label, predicted in rows
+            ]
             (Path(output_dir) / predictions_file(prefix)).write_text(json.dumps(per_clip, indent=1))
             name = "confusion_matrix" if split == "test" else f"confusion_matrix_{split}"
             title = f"{split} ({protocol}): UA {scores['ua']:.1%}, WA {scores['wa']:.1%}"

@@ -56,8 +56,15 @@ def plot_confusion_matrix(axes, matrix: Sequence[Sequence[int]], labels: Sequenc
     axes.set_title(title)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            axes.text(j, i, f"{int(counts[i, j])}", ha="center", va="center",
-                      color="white" if normalised[i, j] > 0.5 else "black", fontsize=8)
+            axes.text(
+                j,
+                i,
+                f"{int(counts[i, j])}",
+                ha="center",
+                va="center",
+                color="white" if normalised[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
     return image
 
 

@@ -94,11 +94,15 @@ def load_result(path: str | Path) -> dict:
         details["epochs_run"] = float(np.mean(runs)) if runs else None
         protocol = summary["protocol"]
         return {
-            "name": path.name, "path": str(path), "kind": "cv",
+            "name": path.name,
+            "path": str(path),
+            "kind": "cv",
             "evaluation": f"{describe_folds(protocol['folds'])} CV ({protocol['n_folds']} folds)",
             **{metric: summary["mean"][metric] for metric in METRICS},
             **{f"{metric}_std": summary["std"][metric] for metric in METRICS},
-            "labels": summary["labels"], "confusion_matrix": summary["confusion_matrix"], **details,
+            "labels": summary["labels"],
+            "confusion_matrix": summary["confusion_matrix"],
+            **details,
         }
     if (path / TEST_RESULTS_FILE).is_file():
         results = read_json(path / TEST_RESULTS_FILE)
@@ -109,11 +113,15 @@ def load_result(path: str | Path) -> dict:
         report = _optional_json(path / DATA_REPORT_FILE)
         test_speakers = report.get("splits", {}).get("test", {}).get("speakers")
         return {
-            "name": path.name, "path": str(path), "kind": "run",
+            "name": path.name,
+            "path": str(path),
+            "kind": "run",
             "evaluation": f"test speakers {' '.join(test_speakers)}" if test_speakers else "test split",
             **{metric: results[f"test_{metric}"] for metric in METRICS},
             **{f"{metric}_std": None for metric in METRICS},
-            "labels": matrix["labels"], "confusion_matrix": matrix["test"], **_run_details(path),
+            "labels": matrix["labels"],
+            "confusion_matrix": matrix["test"],
+            **_run_details(path),
         }
     raise FileNotFoundError(
         f"{path}: neither a `hf-ser cv` folder ({SUMMARY_FILE}) nor a `hf-ser train` folder (test_results.json)"
@@ -147,8 +155,22 @@ def _epochs(result: dict) -> str:
 
 
 def markdown_table(results: list[dict]) -> str:
-    header = ["model", "backbone", "trainable params", "WA %", "UA %", "macro-F1 %", "evaluation", "learning rate",
-              "optimizer", "batch", "epochs run / max", "weight decay", "dropout", "augmentation"]
+    header = [
+        "model",
+        "backbone",
+        "trainable params",
+        "WA %",
+        "UA %",
+        "macro-F1 %",
+        "evaluation",
+        "learning rate",
+        "optimizer",
+        "batch",
+        "epochs run / max",
+        "weight decay",
+        "dropout",
+        "augmentation",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if "%" in h else "---" for h in header) + "|"]
     for result in results:
         model = _na(result["model_type"]) + (" + LoRA" if result["peft"] else "")
@@ -157,10 +179,19 @@ def markdown_table(results: list[dict]) -> str:
             batch += f" x {result['gradient_accumulation_steps']} accum."
         augmentation = result["augmentation"]
         cells = [
-            f"{result['name']} ({model})", _na(result["backbone"]), _parameters(result["trainable_parameters"]),
-            _score(result, "wa"), _score(result, "ua"), _score(result, "macro_f1"), result["evaluation"],
-            _na(result["learning_rate"], "{:g}"), _na(result["optimizer"]), batch, _epochs(result),
-            _na(result["weight_decay"], "{:g}"), _na(result["dropout"], "{:g}"),
+            f"{result['name']} ({model})",
+            _na(result["backbone"]),
+            _parameters(result["trainable_parameters"]),
+            _score(result, "wa"),
+            _score(result, "ua"),
+            _score(result, "macro_f1"),
+            result["evaluation"],
+            _na(result["learning_rate"], "{:g}"),
+            _na(result["optimizer"]),
+            batch,
+            _epochs(result),
+            _na(result["weight_decay"], "{:g}"),
+            _na(result["dropout"], "{:g}"),
             "n/a" if augmentation is None else (", ".join(augmentation) or "none"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -190,8 +221,12 @@ def plot_accuracy(results: list[dict], path: Path) -> None:
     label_counts = {len(result["labels"]) for result in results}
     if len(label_counts) == 1:
         axes.axhline(100 / label_counts.pop(), color="grey", linestyle="--", linewidth=1, label="chance (UA)")
-    axes.set_xticks(x, [result["name"] for result in results], rotation=20 if len(results) > 3 else 0, ha="right"
-                    if len(results) > 3 else "center")
+    axes.set_xticks(
+        x,
+        [result["name"] for result in results],
+        rotation=20 if len(results) > 3 else 0,
+        ha="right" if len(results) > 3 else "center",
+    )
     axes.set_ylabel("test accuracy (%)")
     axes.set_ylim(0, 118)
     axes.set_title("Accuracy over different models")
@@ -209,9 +244,10 @@ def plot_confusion_grid(results: list[dict], path: Path) -> None:
     size = 1.2 + 0.6 * max(len(result["labels"]) for result in results)
     figure, axes = plt.subplots(rows, columns, figsize=(columns * (size + 0.6), rows * (size + 0.4)), squeeze=False)
     for axis, result in zip(axes.flat, results):
-        plot_confusion_matrix(axis, result["confusion_matrix"], result["labels"],
-                              f"{result['name']}\nUA {100 * result['ua']:.1f} %")
-    for axis in list(axes.flat)[len(results):]:
+        plot_confusion_matrix(
+            axis, result["confusion_matrix"], result["labels"], f"{result['name']}\nUA {100 * result['ua']:.1f} %"
+        )
+    for axis in list(axes.flat)[len(results) :]:
         axis.axis("off")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -229,14 +265,22 @@ def compare(paths: list[str | Path], output_dir: str | Path) -> list[dict]:
     plot_accuracy(results, output_dir / BAR_CHART)
     plot_confusion_grid(results, output_dir / CONFUSION_GRID)
     stds = "± is the sample standard deviation over cross-validation folds; single runs have none."
-    text = "\n".join([
-        "# Model comparison", "",
-        f"Test scores of each model on speakers it never saw in training or validation. {stds}", "",
-        markdown_table(results), "",
-        *[f"- {result['name']}: `{result['path']}`" for result in results], "",
-        f"![Accuracy over different models]({BAR_CHART})", "",
-        f"![Confusion matrices]({CONFUSION_GRID})", "",
-    ])
+    text = "\n".join(
+        [
+            "# Model comparison",
+            "",
+            f"Test scores of each model on speakers it never saw in training or validation. {stds}",
+            "",
+            markdown_table(results),
+            "",
+            *[f"- {result['name']}: `{result['path']}`" for result in results],
+            "",
+            f"![Accuracy over different models]({BAR_CHART})",
+            "",
+            f"![Confusion matrices]({CONFUSION_GRID})",
+            "",
+        ]
+    )
     (output_dir / "comparison.md").write_text(text)
     (output_dir / "comparison.json").write_text(json.dumps(results, indent=2))
     return results

@@ -194,7 +194,12 @@ def run_cross_validation(argv: list[str], folds: str = LOSO) -> dict:
     speaker_items = corpus_speaker_items(data_args)
     cv_dir = Path(training_args.output_dir)
     fold_list = make_folds(speaker_items, folds, training_args.seed, data_args.validation_fraction)
-    plan = {"folds_rule": folds, "seed": training_args.seed, "argv": argv, "folds": [asdict(fold) for fold in fold_list]}
+    plan = {
+        "folds_rule": folds,
+        "seed": training_args.seed,
+        "argv": argv,
+        "folds": [asdict(fold) for fold in fold_list],
+    }
     _check_plan(cv_dir, plan)
     started = time.perf_counter()
     corpus = None  # decoded once, on the first fold that trains, and split again for every other fold
@@ -204,14 +209,23 @@ def run_cross_validation(argv: list[str], folds: str = LOSO) -> dict:
         if is_finished_run(fold_dir):
             logger.info("%s: done already (%s), not trained again", fold.name, fold_dir / TEST_RESULTS_FILE)
             continue
-        logger.info("%s: test %s, validation %s, %d training speakers",
-                    fold.name, fold.test_speakers, fold.validation_speakers, len(fold.train_speakers))
+        logger.info(
+            "%s: test %s, validation %s, %d training speakers",
+            fold.name,
+            fold.test_speakers,
+            fold.validation_speakers,
+            len(fold.train_speakers),
+        )
         fold_started = time.perf_counter()
         if corpus is None:
             with training_args.main_process_first(desc="corpus"):
                 corpus = check_corpus(data_args)
-        fold_data = dataclasses.replace(data_args, train_speakers=fold.train_speakers,
-                                        validation_speakers=fold.validation_speakers, test_speakers=fold.test_speakers)
+        fold_data = dataclasses.replace(
+            data_args,
+            train_speakers=fold.train_speakers,
+            validation_speakers=fold.validation_speakers,
+            test_speakers=fold.test_speakers,
+        )
         train(model_args, fold_data, dataclasses.replace(training_args, output_dir=str(fold_dir)), corpus=corpus)
         (fold_dir / FOLD_TIME_FILE).write_text(json.dumps({"wall_seconds": time.perf_counter() - fold_started}))
     summary = summarise(cv_dir, fold_list, folds, training_args.metric_for_best_model, argv)
@@ -224,7 +238,11 @@ def _fold_result(fold_dir: Path) -> dict:
     results = _read_fold_file(fold_dir / TEST_RESULTS_FILE)
     state = _read_fold_file(fold_dir / TRAINER_STATE_FILE) if (fold_dir / TRAINER_STATE_FILE).is_file() else {}
     best_epoch = next(
-        (entry.get("epoch") for entry in state.get("log_history", []) if entry.get("step") == state.get("best_global_step")),
+        (
+            entry.get("epoch")
+            for entry in state.get("log_history", [])
+            if entry.get("step") == state.get("best_global_step")
+        ),
         None,
     )
     timing = _read_fold_file(fold_dir / FOLD_TIME_FILE) if (fold_dir / FOLD_TIME_FILE).is_file() else {}
@@ -250,8 +268,14 @@ def summarise(cv_dir: Path, fold_list: list[Fold], folds: str, selection_metric:
         labels = matrix_file["labels"]
         matrix = np.asarray(matrix_file["test"], dtype=int)
         total = matrix if total is None else total + matrix
-        rows.append({"fold": fold.name, "test_speakers": fold.test_speakers,
-                     "validation_speakers": fold.validation_speakers, **_fold_result(fold_dir)})
+        rows.append(
+            {
+                "fold": fold.name,
+                "test_speakers": fold.test_speakers,
+                "validation_speakers": fold.validation_speakers,
+                **_fold_result(fold_dir),
+            }
+        )
     mean, std = {}, {}
     for metric in METRICS:
         mean[metric], std[metric] = mean_std([row[metric] for row in rows])  # folds >= 2: std defined
@@ -262,13 +286,13 @@ def summarise(cv_dir: Path, fold_list: list[Fold], folds: str, selection_metric:
     return {
         "protocol": {
             "evaluation": "speaker-independent cross-validation: no test speaker is in its fold's training or "
-                          "validation split",
+            "validation split",
             "folds": folds,
             "n_folds": len(fold_list),
             "validation_speakers": "chosen from each fold's training speakers (max(1, round(validation_fraction x "
-                                   "non-test speakers))), rotating over speakers by a seeded cycle; never a test speaker",
+            "non-test speakers))), rotating over speakers by a seeded cycle; never a test speaker",
             "model_selection": f"best checkpoint on validation {selection_metric}; test speakers are scored once, "
-                               "after training",
+            "after training",
             "std": STD_RULE,
         },
         "command": ["hf-ser", "cv", *argv, "--folds", folds],
@@ -318,14 +342,18 @@ def write_summary(cv_dir: Path, summary: dict) -> None:
         "## Protocol",
         "",
         *[f"- {key.replace('_', ' ')}: {value}" for key, value in protocol.items()],
-        f"- wall time: {wall:.0f} s summed over folds" if wall is not None else "- wall time: not recorded for every fold",
+        f"- wall time: {wall:.0f} s summed over folds"
+        if wall is not None
+        else "- wall time: not recorded for every fold",
         "",
         "## Summed confusion matrix (rows: true, columns: predicted)",
         "",
         "| | " + " | ".join(summary["labels"]) + " |",
         "|---|" + "---:|" * len(summary["labels"]),
-        *[f"| {label} | " + " | ".join(map(str, row)) + " |"
-          for label, row in zip(summary["labels"], summary["confusion_matrix"])],
+        *[
+            f"| {label} | " + " | ".join(map(str, row)) + " |"
+            for label, row in zip(summary["labels"], summary["confusion_matrix"])
+        ],
         "",
         "![confusion matrix](cv_confusion_matrix.png)",
         "",
@@ -339,13 +367,15 @@ def main(argv: Optional[list[str]] = None) -> dict:
         usage="hf-ser cv RECIPE.yaml [--folds FOLDS] [--key value ...]",
         allow_abbrev=False,
         description="Speaker-independent cross-validation of a recipe. Every other option is a recipe override "
-                    "(`--output_dir` is the CV folder).",
+        "(`--output_dir` is the CV folder).",
     )
     parser.add_argument("--folds", default=LOSO, help=f"{LOSO} (default), {LOSESSO}, or a number K of folds")
     # Everything but --folds (the recipe path first, then overrides) passes through unchanged, in order.
     args, train_argv = parser.parse_known_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     summary = run_cross_validation(train_argv, args.folds)
-    print(f"UA {percent(summary['mean']['ua'], summary['std']['ua'])}, "
-          f"WA {percent(summary['mean']['wa'], summary['std']['wa'])} over {len(summary['folds'])} folds")
+    print(
+        f"UA {percent(summary['mean']['ua'], summary['std']['ua'])}, "
+        f"WA {percent(summary['mean']['wa'], summary['std']['wa'])} over {len(summary['folds'])} folds"
+    )
     return summary

@@ -64,8 +64,9 @@ def run_seeds(argv: list[str], seeds: list[int]) -> dict:
         if corpus is None:
             with training_args.main_process_first(desc="corpus"):
                 corpus = check_corpus(data_args)
-        train(model_args, data_args, dataclasses.replace(training_args, seed=seed, output_dir=str(run_dir)),
-              corpus=corpus)
+        train(
+            model_args, data_args, dataclasses.replace(training_args, seed=seed, output_dir=str(run_dir)), corpus=corpus
+        )
     return summarise_seeds(training_args.output_dir, seeds)
 
 

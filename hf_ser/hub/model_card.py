@@ -38,10 +38,10 @@ CORPUS_INFO = {
         "name": "EmoDB (Berlin Database of Emotional Speech)",
         "language": "de",
         "facts": "acted German speech: 10 actors (5 female, 5 male) read 10 everyday sentences in 7 emotions, "
-                 "recorded in an anechoic chamber",
+        "recorded in an anechoic chamber",
         "bibtex": "@inproceedings{burkhardt2005emodb,\n  title = {A Database of German Emotional Speech},\n  author = "
-                  "{Burkhardt, Felix and Paeschke, Astrid and Rolfes, Miriam and Sendlmeier, Walter F. and Weiss, "
-                  "Benjamin},\n  booktitle = {Proc. Interspeech 2005},\n  pages = {1517--1520},\n  year = {2005}\n}",
+        "{Burkhardt, Felix and Paeschke, Astrid and Rolfes, Miriam and Sendlmeier, Walter F. and Weiss, "
+        "Benjamin},\n  booktitle = {Proc. Interspeech 2005},\n  pages = {1517--1520},\n  year = {2005}\n}",
     },
     "ravdess": {
         "acted": True,
@@ -49,21 +49,21 @@ CORPUS_INFO = {
         "language": "en",
         "facts": "acted North-American English speech: 24 actors (12 female, 12 male) say two fixed sentences",
         "bibtex": "@article{livingstone2018ravdess,\n  title = {The Ryerson Audio-Visual Database of Emotional Speech and "
-                  "Song (RAVDESS): A dynamic, multimodal set of facial and vocal expressions in North American "
-                  "English},\n  author = {Livingstone, Steven R. and Russo, Frank A.},\n  journal = {PLoS ONE},\n  "
-                  "volume = {13},\n  number = {5},\n  pages = {e0196391},\n  year = {2018}\n}",
+        "Song (RAVDESS): A dynamic, multimodal set of facial and vocal expressions in North American "
+        "English},\n  author = {Livingstone, Steven R. and Russo, Frank A.},\n  journal = {PLoS ONE},\n  "
+        "volume = {13},\n  number = {5},\n  pages = {e0196391},\n  year = {2018}\n}",
     },
     "iemocap": {
         "acted": True,
         "name": "IEMOCAP",
         "language": "en",
         "facts": "English dyadic conversations of 10 actors in 5 sessions, scripted and improvised, labelled by "
-                 "annotator majority",
+        "annotator majority",
         "bibtex": "@article{busso2008iemocap,\n  title = {IEMOCAP: Interactive emotional dyadic motion capture "
-                  "database},\n  author = {Busso, Carlos and Bulut, Murtaza and Lee, Chi-Chun and Kazemzadeh, Abe "
-                  "and Mower, Emily and Kim, Samuel and Chang, Jeannette N. and Lee, Sungbok and Narayanan, "
-                  "Shrikanth S.},\n  journal = {Language Resources and Evaluation},\n  volume = {42},\n  number = "
-                  "{4},\n  pages = {335--359},\n  year = {2008}\n}",
+        "database},\n  author = {Busso, Carlos and Bulut, Murtaza and Lee, Chi-Chun and Kazemzadeh, Abe "
+        "and Mower, Emily and Kim, Samuel and Chang, Jeannette N. and Lee, Sungbok and Narayanan, "
+        "Shrikanth S.},\n  journal = {Language Resources and Evaluation},\n  volume = {42},\n  number = "
+        "{4},\n  pages = {335--359},\n  year = {2008}\n}",
     },
     "crema_d": {
         "acted": True,
@@ -71,50 +71,60 @@ CORPUS_INFO = {
         "language": "en",
         "facts": "acted English speech: 91 actors of varied age and ethnicity say 12 sentences in 6 emotions",
         "bibtex": "@article{cao2014cremad,\n  title = {CREMA-D: Crowd-sourced Emotional Multimodal Actors Dataset},\n"
-                  "  author = {Cao, Houwei and Cooper, David G. and Keutmann, Michael K. and Gur, Ruben C. and "
-                  "Nenkova, Ani and Verma, Ragini},\n  journal = {IEEE Transactions on Affective Computing},\n  "
-                  "volume = {5},\n  number = {4},\n  pages = {377--390},\n  year = {2014}\n}",
+        "  author = {Cao, Houwei and Cooper, David G. and Keutmann, Michael K. and Gur, Ruben C. and "
+        "Nenkova, Ani and Verma, Ragini},\n  journal = {IEEE Transactions on Affective Computing},\n  "
+        "volume = {5},\n  number = {4},\n  pages = {377--390},\n  year = {2014}\n}",
     },
     "demo": {
         "name": "hf-ser demo corpus (generated, synthetic)",
         "language": None,
         "facts": "hf-ser's generated smoke corpus: synthetic speech-like signals, not speech. This model recognises "
-                 "no real emotion; it only shows that the pipeline learns",
+        "no real emotion; it only shows that the pipeline learns",
         "bibtex": None,
     },
 }
 
 BACKBONE_CITATIONS = {
-    "wav2vec2": ("wav2vec 2.0 (Baevski et al., 2020)",
-                 "@inproceedings{baevski2020wav2vec,\n  title = {wav2vec 2.0: A Framework for Self-Supervised Learning "
-                 "of Speech Representations},\n  author = {Baevski, Alexei and Zhou, Henry and Mohamed, Abdelrahman "
-                 "and Auli, Michael},\n  booktitle = {Advances in Neural Information Processing Systems},\n  volume = "
-                 "{33},\n  pages = {12449--12460},\n  year = {2020}\n}"),
-    "hubert": ("HuBERT (Hsu et al., 2021)",
-               "@article{hsu2021hubert,\n  title = {HuBERT: Self-Supervised Speech Representation Learning by Masked "
-               "Prediction of Hidden Units},\n  author = {Hsu, Wei-Ning and Bolte, Benjamin and Tsai, Yao-Hung Hubert "
-               "and Lakhotia, Kushal and Salakhutdinov, Ruslan and Mohamed, Abdelrahman},\n  journal = {IEEE/ACM "
-               "Transactions on Audio, Speech, and Language Processing},\n  volume = {29},\n  pages = {3451--3460},\n"
-               "  year = {2021}\n}"),
-    "wavlm": ("WavLM (Chen et al., 2022)",
-              "@article{chen2022wavlm,\n  title = {WavLM: Large-Scale Self-Supervised Pre-Training for Full Stack "
-              "Speech Processing},\n  author = {Chen, Sanyuan and Wang, Chengyi and Chen, Zhengyang and Wu, Yu and "
-              "others},\n  journal = {IEEE Journal of Selected Topics in Signal Processing},\n  volume = {16},\n  "
-              "number = {6},\n  pages = {1505--1518},\n  year = {2022}\n}"),
-    "data2vec-audio": ("data2vec (Baevski et al., 2022)",
-                       "@inproceedings{baevski2022data2vec,\n  title = {data2vec: A General Framework for "
-                       "Self-supervised Learning in Speech, Vision and Language},\n  author = {Baevski, Alexei and "
-                       "Hsu, Wei-Ning and Xu, Qiantong and Babu, Arun and Gu, Jiatao and Auli, Michael},\n  booktitle "
-                       "= {Proceedings of the 39th International Conference on Machine Learning},\n  pages = "
-                       "{1298--1312},\n  year = {2022}\n}"),
-    "whisper": ("Whisper (Radford et al., 2023)",
-                "@inproceedings{radford2023whisper,\n  title = {Robust Speech Recognition via Large-Scale Weak "
-                "Supervision},\n  author = {Radford, Alec and Kim, Jong Wook and Xu, Tao and Brockman, Greg and "
-                "McLeavey, Christine and Sutskever, Ilya},\n  booktitle = {Proceedings of the 40th International "
-                "Conference on Machine Learning},\n  pages = {28492--28518},\n  year = {2023}\n}"),
+    "wav2vec2": (
+        "wav2vec 2.0 (Baevski et al., 2020)",
+        "@inproceedings{baevski2020wav2vec,\n  title = {wav2vec 2.0: A Framework for Self-Supervised Learning "
+        "of Speech Representations},\n  author = {Baevski, Alexei and Zhou, Henry and Mohamed, Abdelrahman "
+        "and Auli, Michael},\n  booktitle = {Advances in Neural Information Processing Systems},\n  volume = "
+        "{33},\n  pages = {12449--12460},\n  year = {2020}\n}",
+    ),
+    "hubert": (
+        "HuBERT (Hsu et al., 2021)",
+        "@article{hsu2021hubert,\n  title = {HuBERT: Self-Supervised Speech Representation Learning by Masked "
+        "Prediction of Hidden Units},\n  author = {Hsu, Wei-Ning and Bolte, Benjamin and Tsai, Yao-Hung Hubert "
+        "and Lakhotia, Kushal and Salakhutdinov, Ruslan and Mohamed, Abdelrahman},\n  journal = {IEEE/ACM "
+        "Transactions on Audio, Speech, and Language Processing},\n  volume = {29},\n  pages = {3451--3460},\n"
+        "  year = {2021}\n}",
+    ),
+    "wavlm": (
+        "WavLM (Chen et al., 2022)",
+        "@article{chen2022wavlm,\n  title = {WavLM: Large-Scale Self-Supervised Pre-Training for Full Stack "
+        "Speech Processing},\n  author = {Chen, Sanyuan and Wang, Chengyi and Chen, Zhengyang and Wu, Yu and "
+        "others},\n  journal = {IEEE Journal of Selected Topics in Signal Processing},\n  volume = {16},\n  "
+        "number = {6},\n  pages = {1505--1518},\n  year = {2022}\n}",
+    ),
+    "data2vec-audio": (
+        "data2vec (Baevski et al., 2022)",
+        "@inproceedings{baevski2022data2vec,\n  title = {data2vec: A General Framework for "
+        "Self-supervised Learning in Speech, Vision and Language},\n  author = {Baevski, Alexei and "
+        "Hsu, Wei-Ning and Xu, Qiantong and Babu, Arun and Gu, Jiatao and Auli, Michael},\n  booktitle "
+        "= {Proceedings of the 39th International Conference on Machine Learning},\n  pages = "
+        "{1298--1312},\n  year = {2022}\n}",
+    ),
+    "whisper": (
+        "Whisper (Radford et al., 2023)",
+        "@inproceedings{radford2023whisper,\n  title = {Robust Speech Recognition via Large-Scale Weak "
+        "Supervision},\n  author = {Radford, Alec and Kim, Jong Wook and Xu, Tao and Brockman, Greg and "
+        "McLeavey, Christine and Sutskever, Ilya},\n  booktitle = {Proceedings of the 40th International "
+        "Conference on Machine Learning},\n  pages = {28492--28518},\n  year = {2023}\n}",
+    ),
 }
 HEAD_FUSION_CITATION = (
-    "the \"Base\" CNN with head-fusion attention (Xu et al., IEEE Access 2021)",
+    'the "Base" CNN with head-fusion attention (Xu et al., IEEE Access 2021)',
     "@article{xu2021headfusion,\n  title = {Head Fusion: Improving the Accuracy and Robustness of Speech Emotion "
     "Recognition on the IEMOCAP and RAVDESS Dataset},\n  author = {Xu, Mingke and Zhang, Fan and Zhang, Wei},\n  "
     "journal = {IEEE Access},\n  volume = {9},\n  pages = {74539--74549},\n  year = {2021}\n}",
@@ -126,14 +136,45 @@ LORA_CITATION = (
     "Lu and Chen, Weizhu},\n  booktitle = {International Conference on Learning Representations},\n  year = {2022}\n}",
 )
 HYPERPARAMETERS = {
-    "model_args": ("model_type", "backbone", "pooling", "use_weighted_layer_sum", "head_hidden_sizes", "head_dropout",
-                   "head_batch_norm", "freeze_feature_encoder", "class_weights", "peft"),
-    "data_args": ("sampling_rate", "max_duration_seconds", "pad_to_max_duration", "eval_max_duration_seconds",
-                  "augmentations", "labels", "label_map"),
-    "training_args": ("learning_rate", "encoder_learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay",
-                      "optim", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-                      "gradient_accumulation_steps", "freeze_encoder_steps", "early_stopping_patience",
-                      "metric_for_best_model", "bf16", "fp16", "seed"),
+    "model_args": (
+        "model_type",
+        "backbone",
+        "pooling",
+        "use_weighted_layer_sum",
+        "head_hidden_sizes",
+        "head_dropout",
+        "head_batch_norm",
+        "freeze_feature_encoder",
+        "class_weights",
+        "peft",
+    ),
+    "data_args": (
+        "sampling_rate",
+        "max_duration_seconds",
+        "pad_to_max_duration",
+        "eval_max_duration_seconds",
+        "augmentations",
+        "labels",
+        "label_map",
+    ),
+    "training_args": (
+        "learning_rate",
+        "encoder_learning_rate",
+        "lr_scheduler_type",
+        "warmup_steps",
+        "weight_decay",
+        "optim",
+        "num_train_epochs",
+        "max_steps",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "freeze_encoder_steps",
+        "early_stopping_patience",
+        "metric_for_best_model",
+        "bf16",
+        "fp16",
+        "seed",
+    ),
 }
 
 
@@ -150,16 +191,28 @@ def read_run(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {str(run_dir)!r} does not exist")
-    run = {name: read_json(run_dir / f"{name}.json", missing_ok=True) for name in
-           ("config", "adapter_config", "preprocessor_config", "data_report", "eval_results", "test_results",
-            "run_config", "trainer_state")}
+    run = {
+        name: read_json(run_dir / f"{name}.json", missing_ok=True)
+        for name in (
+            "config",
+            "adapter_config",
+            "preprocessor_config",
+            "data_report",
+            "eval_results",
+            "test_results",
+            "run_config",
+            "trainer_state",
+        )
+    }
     if run["config"] is None and run["adapter_config"] is not None:
         run["config"] = read_json(run_dir / BASE_MODEL_DIR / "config.json", missing_ok=True)
     if run["config"] is None and run["adapter_config"] is None:
         raise FileNotFoundError(f"{run_dir}: no config.json or adapter_config.json; is this a hf-ser run folder?")
     if run["data_report"] is None:
-        raise FileNotFoundError(f"{run_dir / 'data_report.json'} is missing: the card states the data and protocol "
-                                "from it (hf-ser train writes it)")
+        raise FileNotFoundError(
+            f"{run_dir / 'data_report.json'} is missing: the card states the data and protocol "
+            "from it (hf-ser train writes it)"
+        )
     cv_path = find_cv_summary(run_dir)
     run["cv_summary"] = read_json(cv_path, missing_ok=True) if cv_path else None
     run["cv_dir"] = cv_path.parent if cv_path else None
@@ -200,22 +253,36 @@ def _eval_results(run: dict, dataset_type: str, dataset_name: str) -> list[EvalR
         scores, prefix = run[filename.removesuffix(".json")], SPLIT_PREFIXES[split]
         for key, metric_type, metric_name, metric_args in METRICS:
             if scores and f"{prefix}_{key}" in scores:
-                results.append(EvalResult(
-                    task_type=TASK, task_name="Speech emotion recognition", dataset_type=dataset_type,
-                    dataset_name=dataset_name, dataset_split=split, metric_type=metric_type,
-                    metric_name=f"{split} {metric_name}", metric_args=metric_args,
-                    metric_value=round(float(scores[f"{prefix}_{key}"]), 4),
-                ))
+                results.append(
+                    EvalResult(
+                        task_type=TASK,
+                        task_name="Speech emotion recognition",
+                        dataset_type=dataset_type,
+                        dataset_name=dataset_name,
+                        dataset_split=split,
+                        metric_type=metric_type,
+                        metric_name=f"{split} {metric_name}",
+                        metric_args=metric_args,
+                        metric_value=round(float(scores[f"{prefix}_{key}"]), 4),
+                    )
+                )
     cv = run["cv_summary"]
     if cv:
         rule = f"{cv['protocol']['folds']}, mean of {cv['protocol']['n_folds']} folds"
         for key, metric_type, metric_name, metric_args in METRICS:
-            results.append(EvalResult(
-                task_type=TASK, task_name="Speech emotion recognition", dataset_type=dataset_type,
-                dataset_name=dataset_name, dataset_split="test", metric_type=metric_type,
-                metric_name=f"cross-validation {metric_name} ({rule})", metric_args=metric_args,
-                metric_value=round(float(cv["mean"][key]), 4),
-            ))
+            results.append(
+                EvalResult(
+                    task_type=TASK,
+                    task_name="Speech emotion recognition",
+                    dataset_type=dataset_type,
+                    dataset_name=dataset_name,
+                    dataset_split="test",
+                    metric_type=metric_type,
+                    metric_name=f"cross-validation {metric_name} ({rule})",
+                    metric_args=metric_args,
+                    metric_value=round(float(cv["mean"][key]), 4),
+                )
+            )
     return results
 
 
@@ -242,8 +309,10 @@ def _model_lines(run: dict, base_model: Optional[str]) -> list[str]:
     config = run["config"] or {}
     lines = []
     if config.get("model_type") == "ser-cnn":
-        lines.append(f"Architecture: `SERCNN` (hf-ser `ser-cnn`), {HEAD_FUSION_CITATION[0]}, on "
-                     f"{config.get('feature_type', 'spectral')} features that it computes from the waveform itself.")
+        lines.append(
+            f"Architecture: `SERCNN` (hf-ser `ser-cnn`), {HEAD_FUSION_CITATION[0]}, on "
+            f"{config.get('feature_type', 'spectral')} features that it computes from the waveform itself."
+        )
     elif config.get("model_type") == "wav2vec2-ser":
         encoder = config.get("backbone_config") or {}
         layers, hidden = encoder.get("num_hidden_layers") or encoder.get("encoder_layers"), encoder.get("hidden_size")
@@ -257,16 +326,20 @@ def _model_lines(run: dict, base_model: Optional[str]) -> list[str]:
         )
     if run["adapter_config"]:
         adapter = run["adapter_config"]
-        lines.append(f"This repository holds a PEFT adapter ({adapter.get('peft_type')}, rank {adapter.get('r')}) "
-                     f"for the base model `{base_model or adapter.get('base_model_name_or_path')}`, not a full model.")
+        lines.append(
+            f"This repository holds a PEFT adapter ({adapter.get('peft_type')}, rank {adapter.get('r')}) "
+            f"for the base model `{base_model or adapter.get('base_model_name_or_path')}`, not a full model."
+        )
     parameters = _parameters(run)
     if parameters:
         trained = f" ({parameters['trainable']:,} trained)" if parameters.get("trainable") is not None else ""
         lines.append(f"Parameters: {parameters['total']:,}{trained}.")
     rate = (run["preprocessor_config"] or {}).get("sampling_rate") or _args(run, "data_args").get("sampling_rate")
     if rate:
-        lines.append(f"Input: mono audio at {rate} Hz (the `pipeline` decodes and resamples files); output: one logit "
-                     "per label (softmax for probabilities).")
+        lines.append(
+            f"Input: mono audio at {rate} Hz (the `pipeline` decodes and resamples files); output: one logit "
+            "per label (softmax for probabilities)."
+        )
     return lines
 
 
@@ -276,44 +349,53 @@ def _data_lines(run: dict, corpus: dict, labels: list[str]) -> list[str]:
     selection = (training.get("metric_for_best_model") or "ua").removeprefix("eval_")
     selection = selection.upper() if selection in ("ua", "wa") else selection
     if report.get("protocol") == "speaker-independent":
-        lines.append("Protocol: **speaker-independent**. No speaker is in more than one of training, validation and "
-                     f"test. The checkpoint was chosen on the validation speakers (validation {selection}); the test "
-                     "speakers were scored once, after training.")
+        lines.append(
+            "Protocol: **speaker-independent**. No speaker is in more than one of training, validation and "
+            f"test. The checkpoint was chosen on the validation speakers (validation {selection}); the test "
+            "speakers were scored once, after training."
+        )
     else:
-        lines.append(f"Protocol: **{report.get('protocol')}** (split by file). Speakers appear in more than one split, "
-                     "so these scores overestimate accuracy on new speakers.")
+        lines.append(
+            f"Protocol: **{report.get('protocol')}** (split by file). Speakers appear in more than one split, "
+            "so these scores overestimate accuracy on new speakers."
+        )
     lines.append(f"Labels used: {', '.join(labels)}.")
     if report.get("skipped"):
         lines.append(f"{len(report['skipped'])} file(s) were skipped (listed with reasons in `data_report.json`).")
     state = run["trainer_state"]
     if state and state.get("best_global_step") is not None:
         best = state.get("best_metric")
-        lines.append(f"Training ran {state.get('epoch', 0):g} epoch(s) ({state.get('global_step')} steps); the best "
-                     f"checkpoint is step {state['best_global_step']}"
-                     + (f" (validation {selection} {percent(best)})." if best is not None else "."))
+        lines.append(
+            f"Training ran {state.get('epoch', 0):g} epoch(s) ({state.get('global_step')} steps); the best "
+            f"checkpoint is step {state['best_global_step']}"
+            + (f" (validation {selection} {percent(best)})." if best is not None else ".")
+        )
     return lines
 
 
 def _usage(run: dict, model_ref: str, base_model: Optional[str]) -> str:
     if run["adapter_config"]:
         base = base_model or (run["adapter_config"] or {}).get("base_model_name_or_path")
-        where = (f"`{BASE_MODEL_DIR}/` holds the hf-ser model it adapts" if base_model_dir_of(run)
-                 else f"its base model is `{base}`")
+        where = (
+            f"`{BASE_MODEL_DIR}/` holds the hf-ser model it adapts"
+            if base_model_dir_of(run)
+            else f"its base model is `{base}`"
+        )
         return (
             f"A LoRA adapter (PEFT); {where}. With hf-ser installed:\n\n"
             "```python\nfrom huggingface_hub import snapshot_download\nfrom hf_ser.inference.loading import load_lora, merge_lora\n\n"
-            f"model = load_lora(snapshot_download(\"{model_ref}\"))  # PeftModel, ready for inference\n"
-            f"merge_lora(snapshot_download(\"{model_ref}\"), \"merged\")  # or a plain checkpoint for pipeline()\n```"
+            f'model = load_lora(snapshot_download("{model_ref}"))  # PeftModel, ready for inference\n'
+            f'merge_lora(snapshot_download("{model_ref}"), "merged")  # or a plain checkpoint for pipeline()\n```'
         )
     return (
         "With the `pipeline` (the model's code travels with it, hence `trust_remote_code=True`):\n\n"
         "```python\nfrom transformers import pipeline\n\n"
-        f"classifier = pipeline(\"audio-classification\", model=\"{model_ref}\", trust_remote_code=True)\n"
-        "classifier(\"speech.wav\", top_k=None)\n```\n\n"
+        f'classifier = pipeline("audio-classification", model="{model_ref}", trust_remote_code=True)\n'
+        'classifier("speech.wav", top_k=None)\n```\n\n'
         "With hf-ser installed no remote code runs: `import hf_ser` registers the architectures.\n\n"
         "```python\nimport hf_ser\nfrom transformers import AutoFeatureExtractor, AutoModelForAudioClassification\n\n"
-        f"model = AutoModelForAudioClassification.from_pretrained(\"{model_ref}\")\n"
-        f"feature_extractor = AutoFeatureExtractor.from_pretrained(\"{model_ref}\")\n```\n\n"
+        f'model = AutoModelForAudioClassification.from_pretrained("{model_ref}")\n'
+        f'feature_extractor = AutoFeatureExtractor.from_pretrained("{model_ref}")\n```\n\n'
         "Without hf-ser: `AutoModelForAudioClassification.from_pretrained(..., trust_remote_code=True)`. "
         f"To score a labelled corpus: `hf-ser evaluate {model_ref} --dataset ... --data_dir ...`."
     )
@@ -331,9 +413,13 @@ def _limitations(run: dict, corpus: dict, labels: list[str]) -> list[str]:
     lines = [
         f"Training data: {corpus['facts'] if corpus.get('facts') else corpus['name']}. "
         + (f"{len(speakers)} speakers in all. " if speakers else "")
-        + ("Acted emotions are more intense and prototypical than those of everyday speech: expect lower accuracy "
-           "on natural, spontaneous speech" if corpus.get("acted") else "Expect lower accuracy on speech unlike the "
-           "training corpus: acted versus natural, spontaneous speech") + (f", on languages other than `{language}`" if language else "")
+        + (
+            "Acted emotions are more intense and prototypical than those of everyday speech: expect lower accuracy "
+            "on natural, spontaneous speech"
+            if corpus.get("acted")
+            else "Expect lower accuracy on speech unlike the training corpus: acted versus natural, spontaneous speech"
+        )
+        + (f", on languages other than `{language}`" if language else "")
         + ", on other microphones and rooms, and on voices unlike the training speakers (age, accent, health).",
         f"The label set is closed: the model always answers one of {', '.join(labels)}, also for silence, music, "
         "mixed or no emotion. It recognises expressed emotion in the voice, not what a person feels.",
@@ -341,8 +427,10 @@ def _limitations(run: dict, corpus: dict, labels: list[str]) -> list[str]:
         "accuracy can differ between groups of speakers and was not measured per group.",
     ]
     if test_speakers:
-        lines.append(f"The test scores come from {len(test_speakers)} held-out speaker(s) "
-                     f"({', '.join(test_speakers)}): a small sample with wide uncertainty.")
+        lines.append(
+            f"The test scores come from {len(test_speakers)} held-out speaker(s) "
+            f"({', '.join(test_speakers)}): a small sample with wide uncertainty."
+        )
     lines += [
         "Consent: a person's emotional state is sensitive personal information. Analyse only the voices of people "
         "who know about it and agree; the corpus licence governs the use of its recordings.",
@@ -355,8 +443,16 @@ def _limitations(run: dict, corpus: dict, labels: list[str]) -> list[str]:
 
 
 def _citations(run: dict, corpus: dict) -> list[dict]:
-    citations = [{"what": "hf-ser's implementation of this architecture builds on " + HEAD_FUSION_CITATION[0],
-                  "bibtex": HEAD_FUSION_CITATION[1]}] if (run["config"] or {}).get("model_type") == "ser-cnn" else []
+    citations = (
+        [
+            {
+                "what": "hf-ser's implementation of this architecture builds on " + HEAD_FUSION_CITATION[0],
+                "bibtex": HEAD_FUSION_CITATION[1],
+            }
+        ]
+        if (run["config"] or {}).get("model_type") == "ser-cnn"
+        else []
+    )
     family = (((run["config"] or {}).get("backbone_config")) or {}).get("model_type")
     if family in BACKBONE_CITATIONS:
         what, bibtex = BACKBONE_CITATIONS[family]
@@ -381,7 +477,9 @@ def _hyperparameters(run: dict) -> list[tuple[str, str]]:
 
 
 def _versions(run: dict) -> list[tuple[str, str]]:
-    names = ["hf-ser", "transformers", "torch", "datasets", "huggingface_hub"] + (["peft"] if run["adapter_config"] else [])
+    names = ["hf-ser", "transformers", "torch", "datasets", "huggingface_hub"] + (
+        ["peft"] if run["adapter_config"] else []
+    )
     found = []
     for name in names:
         try:
@@ -396,8 +494,12 @@ def build_model_card(run_dir: str | Path, repo_id: Optional[str] = None, license
     run = read_run(run_dir)
     report = run["data_report"]
     dataset = report.get("dataset") or "unknown"
-    corpus = CORPUS_INFO.get(dataset) or {"name": f"`{dataset}`" if dataset in ("audiofolder", "csv", "jsonl")
-                                          else dataset, "language": None, "facts": None, "bibtex": None}
+    corpus = CORPUS_INFO.get(dataset) or {
+        "name": f"`{dataset}`" if dataset in ("audiofolder", "csv", "jsonl") else dataset,
+        "language": None,
+        "facts": None,
+        "bibtex": None,
+    }
     if dataset in ("audiofolder", "csv", "jsonl"):
         corpus["name"] = f"a local {dataset} corpus"
     labels = report.get("labels") or list(((run["config"] or {}).get("id2label") or {}).values())
@@ -415,16 +517,21 @@ def build_model_card(run_dir: str | Path, repo_id: Optional[str] = None, license
         base_model=base_model,
         datasets=[dataset] if is_hub_id(dataset) else None,
         metrics=["accuracy", "recall", "f1"],
-        tags=TAGS + [tag for tag in (model_type, backbone_family) if tag]
+        tags=TAGS
+        + [tag for tag in (model_type, backbone_family) if tag]
         + (["peft", "lora"] if run["adapter_config"] else []),
         model_name=model_name,
         eval_results=_eval_results(run, dataset, corpus["name"]) or None,
     )
     cv = run["cv_summary"]
     result_rows = [
-        {"split": split, "count": scores.get(f"{SPLIT_PREFIXES[split]}_samples", "?"),
-         **{key: percent(scores.get(f"{SPLIT_PREFIXES[split]}_{key}")) for key, *_ in METRICS}}
-        for split, filename in SPLIT_FILES.items() if (scores := run[filename.removesuffix(".json")])
+        {
+            "split": split,
+            "count": scores.get(f"{SPLIT_PREFIXES[split]}_samples", "?"),
+            **{key: percent(scores.get(f"{SPLIT_PREFIXES[split]}_{key}")) for key, *_ in METRICS},
+        }
+        for split, filename in SPLIT_FILES.items()
+        if (scores := run[filename.removesuffix(".json")])
     ]
     result_files = [f"`{name}`" for name in SPLIT_FILES.values() if run[name.removesuffix(".json")]]
     result_files += ["`cv_summary.json`"] if cv else []
@@ -437,18 +544,31 @@ def build_model_card(run_dir: str | Path, repo_id: Optional[str] = None, license
         model_lines=_model_lines(run, base_model),
         labels=list(enumerate(labels)),
         data_lines=_data_lines(run, corpus, labels),
-        split_rows=[{"name": name, "count": split.get("items"), "minutes": f"{split.get('seconds', 0) / 60:.1f}",
-                     "speakers": ", ".join(speakers_of[name]) or "–"}
-                    for name, split in report.get("splits", {}).items()],
+        split_rows=[
+            {
+                "name": name,
+                "count": split.get("items"),
+                "minutes": f"{split.get('seconds', 0) / 60:.1f}",
+                "speakers": ", ".join(speakers_of[name]) or "–",
+            }
+            for name, split in report.get("splits", {}).items()
+        ],
         result_rows=result_rows,
         result_files=", ".join(result_files) or "none",
-        cv=cv and {
+        cv=cv
+        and {
             "statement": f"{cv['protocol']['evaluation']}; folds: {cv['protocol']['folds']} "
-                         f"({cv['protocol']['n_folds']} folds).",
+            f"({cv['protocol']['n_folds']} folds).",
             "std_rule": cv["protocol"].get("std", "standard deviation over folds"),
-            **{key: percent(cv['mean'][key], cv['std'][key], unit="") for key, *_ in METRICS},
-            "rows": [{"fold": row["fold"], "speakers": ", ".join(row["test_speakers"]),
-                      **{key: percent(row[key], unit="") for key, *_ in METRICS}} for row in cv["folds"]],
+            **{key: percent(cv["mean"][key], cv["std"][key], unit="") for key, *_ in METRICS},
+            "rows": [
+                {
+                    "fold": row["fold"],
+                    "speakers": ", ".join(row["test_speakers"]),
+                    **{key: percent(row[key], unit="") for key, *_ in METRICS},
+                }
+                for row in cv["folds"]
+            ],
         },
         confusion_images=[path.name for path in confusion_images(run)],
         hyperparameters=_hyperparameters(run),
@@ -461,8 +581,9 @@ def build_model_card(run_dir: str | Path, repo_id: Optional[str] = None, license
     return card
 
 
-def save_model_card(run_dir: str | Path, repo_id: Optional[str] = None, out_dir: str | Path | None = None,
-                    license: str = "apache-2.0") -> Path:
+def save_model_card(
+    run_dir: str | Path, repo_id: Optional[str] = None, out_dir: str | Path | None = None, license: str = "apache-2.0"
+) -> Path:
     """Write the run's card as `README.md` (into the run folder unless `out_dir` is given); returns its path."""
     path = Path(out_dir or run_dir) / "README.md"
     build_model_card(run_dir, repo_id=repo_id, license=license).save(path)

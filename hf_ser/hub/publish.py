@@ -34,8 +34,12 @@ logger = logging.getLogger(__name__)
 
 FULL_MODEL_FILES = ("config.json", "preprocessor_config.json")
 ADAPTER_FILES = ("adapter_config.json",)
-RESULT_FILES = (*(results_file(prefix) for prefix in ("eval", "test", "train", "all")), CONFUSION_MATRIX_FILE,
-                DATA_REPORT_FILE, RUN_CONFIG_FILE)
+RESULT_FILES = (
+    *(results_file(prefix) for prefix in ("eval", "test", "train", "all")),
+    CONFUSION_MATRIX_FILE,
+    DATA_REPORT_FILE,
+    RUN_CONFIG_FILE,
+)
 DEFAULT_COMMIT_MESSAGE = "Upload hf-ser speech emotion recognition model"
 
 
@@ -60,8 +64,10 @@ def _code_files(run_dir: Path, config: dict) -> list[Path]:
     files = [run_dir / f"{module}.py" for module in sorted(modules)]
     missing = [path.name for path in files if not path.is_file()]
     if missing:
-        raise FileNotFoundError(f"{run_dir}/config.json's auto_map needs {missing}, which are not in the folder: the "
-                                "model would not load with trust_remote_code=True")
+        raise FileNotFoundError(
+            f"{run_dir}/config.json's auto_map needs {missing}, which are not in the folder: the "
+            "model would not load with trust_remote_code=True"
+        )
     return files
 
 
@@ -69,8 +75,10 @@ def refuse_pickle_weights(folder: Path) -> None:
     # weights in pickle formats are refused, not converted behind the user's back
     pickled = sorted(path.name for path in folder.iterdir() if path.is_file() and is_pickled_weights(path))
     if pickled:
-        raise ValueError(f"{folder} holds pickle-based file(s) {pickled}: hf-ser publishes safetensors only. Re-save "
-                         "the model with save_pretrained(safe_serialization=True) and remove them.")
+        raise ValueError(
+            f"{folder} holds pickle-based file(s) {pickled}: hf-ser publishes safetensors only. Re-save "
+            "the model with save_pretrained(safe_serialization=True) and remove them."
+        )
 
 
 def _model_files(folder: Path, adapter: bool, extractor: bool = True) -> list[Path]:
@@ -105,7 +113,9 @@ def upload_files(run_dir: str | Path) -> dict[str, Path]:
             "publish the merged model"
         )
     if adapter:
-        files.update({f"{BASE_MODEL_DIR}/{path.name}": path for path in _model_files(base_dir, adapter=False, extractor=False)})
+        files.update(
+            {f"{BASE_MODEL_DIR}/{path.name}": path for path in _model_files(base_dir, adapter=False, extractor=False)}
+        )
     names = [*RESULT_FILES, *(path.name for path in confusion_images(run) if path.parent == run_dir)]
     files.update({name: run_dir / name for name in names if (run_dir / name).is_file()})
     if run["cv_dir"] is not None:
@@ -184,30 +194,46 @@ def push_run(
         repo = api.create_repo(repo_id=repo_id, private=private, exist_ok=True, repo_type="model")
         repo_id = getattr(repo, "repo_id", None) or repo_id  # "name" alone becomes "user/name"
         logger.info("Uploading %d file(s) from %s to %s", sum(p.is_file() for p in folder.rglob("*")), run_dir, repo_id)
-        return api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
-                                 repo_type="model")
+        return api.upload_folder(
+            repo_id=repo_id, folder_path=str(folder), commit_message=commit_message, repo_type="model"
+        )
 
 
 def main(argv: Optional[list[str]] = None) -> Any:
     parser = argparse.ArgumentParser(
         prog="hf-ser push",
         description="Upload a run folder (hf-ser train / hf-ser cv fold) to the Hugging Face Hub with its model card. "
-                    "Log in first (`hf auth login`) or set HF_TOKEN.",
+        "Log in first (`hf auth login`) or set HF_TOKEN.",
     )
     parser.add_argument("run_dir", help="the run folder (a training output_dir)")
     parser.add_argument("--repo-id", "--repo_id", dest="repo_id", required=True, help="`user/name` or `org/name`")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument("--commit-message", "--commit_message", dest="commit_message", default=DEFAULT_COMMIT_MESSAGE)
-    parser.add_argument("--keep-readme", "--keep_readme", dest="keep_readme", action="store_true",
-                        help="publish the run folder's README.md as it is instead of a freshly generated card")
-    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", metavar="DIR",
-                        help="only build the upload folder in DIR and list it; nothing is sent")
+    parser.add_argument(
+        "--keep-readme",
+        "--keep_readme",
+        dest="keep_readme",
+        action="store_true",
+        help="publish the run folder's README.md as it is instead of a freshly generated card",
+    )
+    parser.add_argument(
+        "--dry-run",
+        "--dry_run",
+        dest="dry_run",
+        metavar="DIR",
+        help="only build the upload folder in DIR and list it; nothing is sent",
+    )
     args = parser.parse_args(argv)
     if args.dry_run:
         folder = build_upload_folder(args.run_dir, args.dry_run, repo_id=args.repo_id, keep_readme=args.keep_readme)
         print("\n".join(sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())))
         return folder
-    commit = push_run(args.run_dir, args.repo_id, private=args.private, commit_message=args.commit_message,
-                      keep_readme=args.keep_readme)
+    commit = push_run(
+        args.run_dir,
+        args.repo_id,
+        private=args.private,
+        commit_message=args.commit_message,
+        keep_readme=args.keep_readme,
+    )
     print(getattr(commit, "commit_url", commit))
     return commit

@@ -36,10 +36,18 @@ def load_lora(run_dir: str | Path):
     if not (run_dir / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{run_dir} has no adapter_config.json: not a LoRA run directory")
     base = run_dir / BASE_MODEL_DIR
-    base = str(base) if (base / "config.json").is_file() else PeftConfig.from_pretrained(str(run_dir)).base_model_name_or_path
+    base = (
+        str(base)
+        if (base / "config.json").is_file()
+        else PeftConfig.from_pretrained(str(run_dir)).base_model_name_or_path
+    )
     if not base:
-        raise FileNotFoundError(f"{run_dir}: no {BASE_MODEL_DIR}/ and no base_model_name_or_path in adapter_config.json")
-    model = PeftModel.from_pretrained(AutoModelForAudioClassification.from_pretrained(base, use_safetensors=True), str(run_dir))
+        raise FileNotFoundError(
+            f"{run_dir}: no {BASE_MODEL_DIR}/ and no base_model_name_or_path in adapter_config.json"
+        )
+    model = PeftModel.from_pretrained(
+        AutoModelForAudioClassification.from_pretrained(base, use_safetensors=True), str(run_dir)
+    )
     return model.eval()
 
 

@@ -105,7 +105,9 @@ def _shortest_input(exported: torch.export.ExportedProgram) -> int:
     placeholder = next(node for node in exported.graph.nodes if node.op == "placeholder" and node.name == first_input)
     samples = placeholder.meta["val"].shape[1]
     if isinstance(samples, int):
-        raise RuntimeError("the time axis was specialised to a constant during export; the ONNX model would be fixed-length")
+        raise RuntimeError(
+            "the time axis was specialised to a constant during export; the ONNX model would be fixed-length"
+        )
     return int(exported.range_constraints[samples.node.expr].lower)
 
 
@@ -220,7 +222,9 @@ class OnnxSERModel:
         onnx_dir = Path(onnx_dir)
         onnx_path = onnx_dir / ONNX_FILE
         if not onnx_path.is_file():
-            raise FileNotFoundError(f"{onnx_path} not found: export the model first with `hf-ser export-onnx MODEL {onnx_dir}`")
+            raise FileNotFoundError(
+                f"{onnx_path} not found: export the model first with `hf-ser export-onnx MODEL {onnx_dir}`"
+            )
         info_path = onnx_dir / EXPORT_INFO_FILE
         self.info = json.loads(info_path.read_text()) if info_path.is_file() else {}
         self.input_name = self.info.get("inputs", INPUT_NAMES)[0]
@@ -254,10 +258,12 @@ class OnnxSERModel:
         attention_mask = np.asarray(attention_mask)
         if config.model_type == "wav2vec2-ser" and encodes_clips_alone(config) and (attention_mask == 0).any():
             # group-norm encoders: each clip alone and unpadded, as Wav2Vec2SER.forward encodes them
-            return np.concatenate([
-                self.run_graph(input_values[row : row + 1, :length], attention_mask[row : row + 1, :length])
-                for row, length in enumerate(attention_mask.sum(axis=1))
-            ])
+            return np.concatenate(
+                [
+                    self.run_graph(input_values[row : row + 1, :length], attention_mask[row : row + 1, :length])
+                    for row, length in enumerate(attention_mask.sum(axis=1))
+                ]
+            )
         if not (config.model_type == "ser-cnn" and config.aggregate_segments):
             return self.run_graph(input_values, attention_mask)
         # SERCNN's evaluation protocol (SERCNN.segment_logits): mean logits over each input's segments.

@@ -122,7 +122,9 @@ class EmotionClassifier:
             from hf_ser.inference.onnx_export import OnnxSERModel
 
             if isinstance(model_or_path, PreTrainedModel):
-                raise ValueError("the onnx backend takes the folder written by `hf-ser export-onnx`, not a model object")
+                raise ValueError(
+                    "the onnx backend takes the folder written by `hf-ser export-onnx`, not a model object"
+                )
             self.model = OnnxSERModel(model_or_path, threads=threads)
             feature_extractor = feature_extractor or AutoFeatureExtractor.from_pretrained(model_or_path)
         elif isinstance(model_or_path, PreTrainedModel):
@@ -328,7 +330,9 @@ def to_csv(report: PredictionReport, labels: list[str]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["file", "segment", "start", "end", "label", *labels])
     for p in report.predictions:
-        writer.writerow([p.file, "all", 0.0, round(p.duration, 4), p.label, *(p.probabilities[label] for label in labels)])
+        writer.writerow(
+            [p.file, "all", 0.0, round(p.duration, 4), p.label, *(p.probabilities[label] for label in labels)]
+        )
         for index, s in enumerate(p.segments):
             writer.writerow([p.file, index, s.start, s.end, s.label, *(s.probabilities[label] for label in labels)])
     return buffer.getvalue()
@@ -342,7 +346,9 @@ def to_table(report: PredictionReport, labels: list[str]) -> str:
         rows = [(p.file, f"{0:6.2f}-{p.duration:6.2f}", p.label, p.probabilities)]
         rows += [("", f"{s.start:6.2f}-{s.end:6.2f}", s.label, s.probabilities) for s in p.segments]
         for file, span, label, probabilities in rows:
-            lines.append(f"{file:<{width}}  {span:>13}  {label:<12}" + "".join(f"{probabilities[name]:9.3f}" for name in labels))
+            lines.append(
+                f"{file:<{width}}  {span:>13}  {label:<12}" + "".join(f"{probabilities[name]:9.3f}" for name in labels)
+            )
     if any(p.segments for p in report.predictions):
         lines.append(f"(file rows with a timeline: {AGGREGATE})")
     return "\n".join(lines) + "\n"
@@ -397,7 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot", help="write a PNG of the class probabilities over time (needs --window)")
     parser.add_argument("--batch-size", type=int, default=8, help="inputs per forward pass (default: 8)")
     parser.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (default) or onnx (onnxruntime)")
-    parser.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: the accelerator if any, else cpu)")
+    parser.add_argument(
+        "--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: the accelerator if any, else cpu)"
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for inference (default: the library's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser

@@ -56,9 +56,7 @@ class AttentiveStatisticsPooling(nn.Module):
 
     def __init__(self, hidden_size: int, attention_hidden: int):
         super().__init__()
-        self.scorer = nn.Sequential(
-            nn.Linear(hidden_size, attention_hidden), nn.Tanh(), nn.Linear(attention_hidden, 1)
-        )
+        self.scorer = nn.Sequential(nn.Linear(hidden_size, attention_hidden), nn.Tanh(), nn.Linear(attention_hidden, 1))
 
     def forward(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         scores = self.scorer(frames).squeeze(-1).float()
@@ -142,7 +140,9 @@ def load_pretrained_encoder(encoder_class: type, name_or_path: str, backbone_con
         name_or_path, config=backbone_config, key_mapping=key_mapping, output_loading_info=True, **kwargs
     )
     missing = sorted(info.get("missing_keys") or [])
-    mismatched = sorted(str(entry[0] if isinstance(entry, tuple) else entry) for entry in info.get("mismatched_keys") or [])
+    mismatched = sorted(
+        str(entry[0] if isinstance(entry, tuple) else entry) for entry in info.get("mismatched_keys") or []
+    )
     if missing or mismatched:
         problems = [f"{len(missing)} missing"] if missing else []
         problems += [f"{len(mismatched)} of another shape"] if mismatched else []
@@ -184,7 +184,9 @@ class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
         self.encoder = build_encoder(config.backbone_config)
         hidden = config.encoder_hidden_size
         num_layers = config.encoder_num_layers + 1  # the embedding output counts as a layer
-        self.layer_weights = nn.Parameter(torch.ones(num_layers) / num_layers) if config.use_weighted_layer_sum else None
+        self.layer_weights = (
+            nn.Parameter(torch.ones(num_layers) / num_layers) if config.use_weighted_layer_sum else None
+        )
         if config.pooling == "attentive_stats":
             self.attentive_pooling = AttentiveStatisticsPooling(hidden, config.attention_pooling_hidden)
             pooled_size = 2 * hidden
@@ -217,7 +219,9 @@ class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
         """
         config_keys = set(Wav2Vec2SERConfig().to_dict()) | {"label2id"}
         config_kwargs = {key: kwargs.pop(key) for key in list(kwargs) if key in config_keys}
-        backbone_config = apply_backbone_overrides(AutoConfig.from_pretrained(name_or_path, **kwargs), backbone_overrides)
+        backbone_config = apply_backbone_overrides(
+            AutoConfig.from_pretrained(name_or_path, **kwargs), backbone_overrides
+        )
         if id2label is not None:
             id2label = {int(i): label for i, label in id2label.items()}
             num_labels = len(id2label)
@@ -275,7 +279,9 @@ class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
             return False  # an exported graph encodes its batch as given; OnnxSERModel feeds it one clip at a time
         return bool((attention_mask == 0).any())
 
-    def frame_mask(self, num_frames: int, attention_mask: Optional[torch.Tensor], batch_size: int, device) -> torch.Tensor:
+    def frame_mask(
+        self, num_frames: int, attention_mask: Optional[torch.Tensor], batch_size: int, device
+    ) -> torch.Tensor:
         """Boolean (batch, frames) mask of encoder frames that come from real (unpadded) input."""
         if attention_mask is None:
             return torch.ones(batch_size, num_frames, dtype=torch.bool, device=device)
@@ -303,7 +309,9 @@ class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
         encoder_mask = attention_mask if self._encoder_takes_attention_mask() else None
         if self.config.backbone_config.model_type == "whisper":
             encoder_mask = None  # Whisper's encoder ignores masks; padding is handled by pooling.
-        outputs = self.encoder(inputs, attention_mask=encoder_mask, output_hidden_states=want_all_layers, return_dict=True)
+        outputs = self.encoder(
+            inputs, attention_mask=encoder_mask, output_hidden_states=want_all_layers, return_dict=True
+        )
         if self.config.use_weighted_layer_sum:
             stacked = torch.stack(outputs.hidden_states, dim=0)
             weights = self.layer_weights.softmax(dim=-1).to(stacked.dtype).view(-1, 1, 1, 1)
@@ -337,7 +345,9 @@ class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
         if attention_mask is not None and self.config.backbone_config.model_type == "whisper":
             attention_mask = mel_frame_mask(attention_mask, inputs.shape[-1])
         frames, hidden_states, mask = self._encode(inputs, attention_mask, bool(output_hidden_states))
-        pooled = self.attentive_pooling(frames, mask) if self.attentive_pooling is not None else masked_mean(frames, mask)
+        pooled = (
+            self.attentive_pooling(frames, mask) if self.attentive_pooling is not None else masked_mean(frames, mask)
+        )
         logits = self.head(pooled)
 
         loss = None

@@ -27,8 +27,11 @@ logger = logging.getLogger(__name__)
 def batch_norm_layers(model: nn.Module, running_stats_only: bool = True) -> list[nn.modules.batchnorm._BatchNorm]:
     """Every BatchNorm layer (1d, 2d, 3d, sync) that keeps running statistics; all of them without
     `running_stats_only`."""
-    return [m for m in model.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.track_running_stats or not running_stats_only)]
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.track_running_stats or not running_stats_only)
+    ]
 
 
 DEFAULT_PRECISE_BN_BATCHES = 8
@@ -64,7 +67,8 @@ def _model_inputs(batch: dict, parameter: torch.Tensor) -> dict:
     model gets bf16 inputs from the Trainer too); labels dropped."""
     return {
         key: value.to(device=parameter.device, dtype=parameter.dtype if value.is_floating_point() else value.dtype)
-        for key, value in batch.items() if key != "labels"
+        for key, value in batch.items()
+        if key != "labels"
     }
 
 
@@ -131,7 +135,9 @@ class FreezeEncoderCallback(TrainerCallback):
         if hasattr(model, "peft_config") and hasattr(model, "get_base_model"):  # a PeftModel: unfreezing undoes LoRA
             raise ValueError("freeze_encoder_steps does not combine with `peft`: LoRA already freezes the encoder")
         if not hasattr(model, "freeze_encoder"):
-            raise TypeError(f"freeze_encoder_steps needs a model with `freeze_encoder` (Wav2Vec2SER), got {type(model).__name__}")
+            raise TypeError(
+                f"freeze_encoder_steps needs a model with `freeze_encoder` (Wav2Vec2SER), got {type(model).__name__}"
+            )
         model.freeze_encoder(frozen)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -168,7 +174,9 @@ class PreciseBatchNormCallback(TrainerCallback):
         transform = getattr(self.dataset, "format", {}).get("format_kwargs", {}).get("transform")
         if hasattr(transform, "set_epoch"):  # crops keyed by step, not by how often this process has read a file
             transform.set_epoch(step)
-        rank, world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+        rank, world_size = (
+            (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+        )
         # Each rank takes its own share of the windows (and of the batches); the statistics are averaged after.
         indices = rank_windows(len(self.dataset), generator, rank, world_size)
         loader = DataLoader(Subset(self.dataset, indices), batch_size=self.batch_size, collate_fn=self.data_collator)

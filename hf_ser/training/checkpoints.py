@@ -129,4 +129,3 @@ def check_selection_uses_validation(trainer, splits) -> None:
             "the Trainer's eval_dataset must be splits['validation']: checkpoint selection "
             f"(metric_for_best_model={trainer.args.metric_for_best_model!r}) and early stopping read it"
         )
-

@@ -38,5 +38,7 @@ def release_freed_memory(threshold_bytes: int = DEFAULT_THRESHOLD_BYTES) -> bool
     if mallopt(M_MMAP_THRESHOLD, ctypes.c_int(threshold_bytes)) != 1:
         logger.warning("cpu_release_freed_memory: glibc refused mallopt(M_MMAP_THRESHOLD, %d)", threshold_bytes)
         return False
-    logger.info("Freed blocks of %d bytes or more go back to the OS at once (glibc mmap threshold fixed)", threshold_bytes)
+    logger.info(
+        "Freed blocks of %d bytes or more go back to the OS at once (glibc mmap threshold fixed)", threshold_bytes
+    )
     return True

@@ -69,7 +69,9 @@ def weights_built_whole(args: TrainingArguments):
         yield
         return
     # the object transformers' ZeRO-3 switch points to: from `deepspeed: ds.json`, or from an accelerate config
-    holder = getattr(args, "hf_deepspeed_config", None) or getattr(getattr(args, "deepspeed_plugin", None), "dschf", None)
+    holder = getattr(args, "hf_deepspeed_config", None) or getattr(
+        getattr(args, "deepspeed_plugin", None), "dschf", None
+    )
     unset_hf_deepspeed_config()
     try:
         yield
@@ -96,7 +98,10 @@ def prepare_model_for_processes(model: PreTrainedModel, args: TrainingArguments)
             reason = "activation checkpointing" if args.activation_checkpointing else "ddp_find_unused_parameters=false"
             logger.warning(
                 "LayerDrop switched off (%s): with %d processes and %s, ranks would skip different layers and DDP "
-                "fails in the backward pass (transformers#30113)", ", ".join(changed), args.world_size, reason,
+                "fails in the backward pass (transformers#30113)",
+                ", ".join(changed),
+                args.world_size,
+                reason,
             )
     if getattr(args, "sync_batch_norm", False):
         if not batch_norm_layers(model, running_stats_only=False):

@@ -48,7 +48,9 @@ def build_feature_extractor(model_args: ModelArguments, sampling_rate: int, back
                 f"multiple of {sampling_rate // (2 * hop_length)} (1500 = 30 s, as released Whisper checkpoints)"
             )
         return WhisperFeatureExtractor(
-            feature_size=backbone_config.num_mel_bins, sampling_rate=sampling_rate, chunk_length=samples // sampling_rate
+            feature_size=backbone_config.num_mel_bins,
+            sampling_rate=sampling_rate,
+            chunk_length=samples // sampling_rate,
         )
     return Wav2Vec2FeatureExtractor(sampling_rate=sampling_rate, do_normalize=True, return_attention_mask=True)
 
@@ -100,8 +102,9 @@ def build_model(
         **model_args.model_config,
     )
     if model_args.backbone:
-        return Wav2Vec2SER.from_backbone(model_args.backbone, backbone_overrides=model_args.backbone_overrides,
-                                         **labels, **head)
+        return Wav2Vec2SER.from_backbone(
+            model_args.backbone, backbone_overrides=model_args.backbone_overrides, **labels, **head
+        )
     if not model_args.backbone_config:
         raise ValueError("set `backbone` (pretrained encoder) or `backbone_config` (random encoder from a config)")
     return Wav2Vec2SER(Wav2Vec2SERConfig(backbone_config=backbone_config_of(model_args), **labels, **head))

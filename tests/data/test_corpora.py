@@ -43,8 +43,10 @@ def test_emodb_names_give_emotion_and_speaker(tmp_path):
         write_wav(tmp_path / "emodb" / "wav" / f"{name}.wav")
     records = by_name(load_records("emodb", str(tmp_path / "emodb")))
     assert {name: (r["label"], r["speaker"]) for name, r in records.items()} == {
-        "03a01Fa.wav": ("happiness", "03"), "03a01Wa.wav": ("anger", "03"),
-        "16b10Tb.wav": ("sadness", "16"), "09a05Nc.wav": ("neutral", "09"),
+        "03a01Fa.wav": ("happiness", "03"),
+        "03a01Wa.wav": ("anger", "03"),
+        "16b10Tb.wav": ("sadness", "16"),
+        "09a05Nc.wav": ("neutral", "09"),
     }
 
 
@@ -60,10 +62,25 @@ def test_real_emodb_has_the_counts_of_its_readme():
     records = load_records("emodb", str(EMODB_DIR))
     assert len(records) == 535
     assert Counter(r["label"] for r in records) == {
-        "anger": 127, "boredom": 81, "disgust": 46, "fear": 69, "happiness": 71, "sadness": 62, "neutral": 79,
+        "anger": 127,
+        "boredom": 81,
+        "disgust": 46,
+        "fear": 69,
+        "happiness": 71,
+        "sadness": 62,
+        "neutral": 79,
     }
     assert Counter(r["speaker"] for r in records) == {
-        "03": 49, "08": 58, "09": 43, "10": 38, "11": 55, "12": 35, "13": 61, "14": 69, "15": 56, "16": 71,
+        "03": 49,
+        "08": 58,
+        "09": 43,
+        "10": 38,
+        "11": 55,
+        "12": 35,
+        "13": 61,
+        "14": 69,
+        "15": 56,
+        "16": 71,
     }
 
 
@@ -96,13 +113,21 @@ def test_ravdess_records_speech_with_actor_as_speaker_and_skip_songs(ravdess_tre
 
 
 def test_ravdess_calm_merges_into_neutral_and_songs_are_reported(ravdess_tree):
-    args = DataArguments(dataset="ravdess", data_dir=str(ravdess_tree), label_map={"calm": "neutral"},
-                         speaker_dependent=True, validation_fraction=0.25, test_fraction=0.25)
+    args = DataArguments(
+        dataset="ravdess",
+        data_dir=str(ravdess_tree),
+        label_map={"calm": "neutral"},
+        speaker_dependent=True,
+        validation_fraction=0.25,
+        test_fraction=0.25,
+    )
     splits, labels, report = build_corpus(args)
     assert labels == ["angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised"]
     assert sum(len(split) for split in splits.values()) == 32
     assert sum(np.asarray(splits[name]["label"]).tolist().count(labels.index("neutral")) for name in splits) == 8
-    assert [s["reason"] for s in report.skipped] == ["RAVDESS song (vocal channel 02); hf-ser uses the speech recordings"] * 2
+    assert [s["reason"] for s in report.skipped] == [
+        "RAVDESS song (vocal channel 02); hf-ser uses the speech recordings"
+    ] * 2
     # 48 kHz stereo was decoded to 16 kHz mono: 0.2 s each
     assert np.allclose(np.concatenate([split["duration"] for split in splits.values()]), 0.2, atol=1e-3)
 
@@ -119,8 +144,10 @@ EVALUATION_HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
 
 def evaluation_block(start: float, utterance: str, code: str) -> str:
     """One utterance of an EmoEvaluation file, with the evaluators' lines that follow it in the release."""
-    return (f"[{start:.4f} - {start + 2:.4f}]\t{utterance}\t{code}\t[2.5000, 3.0000, 3.0000]\n"
-            "C-E2:\tNeutral;\t()\nA-E3:\tval 3; act 2; dom  2;\t()\n\n")
+    return (
+        f"[{start:.4f} - {start + 2:.4f}]\t{utterance}\t{code}\t[2.5000, 3.0000, 3.0000]\n"
+        "C-E2:\tNeutral;\t()\nA-E3:\tval 3; act 2; dom  2;\t()\n\n"
+    )
 
 
 @pytest.fixture
@@ -162,8 +189,23 @@ def test_iemocap_labels_come_from_emoevaluation_and_speaker_from_the_utterance(i
     assert labelled["Ses01F_impro01_M001.wav"] == ("happy", "Ses01M")  # markers on F, spoken by M
     assert labelled["Ses01M_script01_1_F000.wav"] == ("frustrated", "Ses01F")
     assert sorted(label for label, _ in labelled.values()) == sorted(
-        ["neutral", "happy", "excited", "sad", "angry", "frustrated", "surprised", "fearful", "disgusted", "other",
-         "neutral", "excited", "neutral", "angry", "sad"]
+        [
+            "neutral",
+            "happy",
+            "excited",
+            "sad",
+            "angry",
+            "frustrated",
+            "surprised",
+            "fearful",
+            "disgusted",
+            "other",
+            "neutral",
+            "excited",
+            "neutral",
+            "angry",
+            "sad",
+        ]
     )
     assert Counter(speaker for _, speaker in labelled.values()) == {"Ses01F": 6, "Ses01M": 5, "Ses05F": 2, "Ses05M": 2}
     skipped = {name: r["skip_reason"] for name, r in records.items() if r["label"] is None}
@@ -175,8 +217,14 @@ def test_iemocap_labels_come_from_emoevaluation_and_speaker_from_the_utterance(i
 
 
 def test_iemocap_standard_four_class_set_with_session_five_as_test(iemocap_tree):
-    args = DataArguments(dataset="iemocap", data_dir=str(iemocap_tree), labels=["neutral", "happy", "sad", "angry"],
-                         label_map={"excited": "happy"}, validation_speakers=["Ses01M"], test_speakers=["Ses05F", "Ses05M"])
+    args = DataArguments(
+        dataset="iemocap",
+        data_dir=str(iemocap_tree),
+        labels=["neutral", "happy", "sad", "angry"],
+        label_map={"excited": "happy"},
+        validation_speakers=["Ses01M"],
+        test_speakers=["Ses05F", "Ses05M"],
+    )
     splits, labels, report = build_corpus(args)
     assert labels == ["neutral", "happy", "sad", "angry"]
     counts = {name: Counter(labels[i] for i in split["label"]) for name, split in splits.items()}
@@ -187,7 +235,11 @@ def test_iemocap_standard_four_class_set_with_session_five_as_test(iemocap_tree)
     }
     out_of_set = [item for item in report.skipped if "is not in the label set" in item["reason"]]
     assert sorted(item["reason"].split("'")[1] for item in out_of_set) == [
-        "disgusted", "fearful", "frustrated", "other", "surprised"
+        "disgusted",
+        "fearful",
+        "frustrated",
+        "other",
+        "surprised",
     ]
     assert len(report.skipped) == 4 + 5  # xxx, no line, no wav, resource fork + the five labels outside the set
 
@@ -195,7 +247,9 @@ def test_iemocap_standard_four_class_set_with_session_five_as_test(iemocap_tree)
 def test_iemocap_unknown_label_code_names_the_file_and_line(tmp_path):
     evaluation_dir = tmp_path / "Session2" / "dialog" / "EmoEvaluation"
     evaluation_dir.mkdir(parents=True)
-    (evaluation_dir / "Ses02F_impro01.txt").write_text(EVALUATION_HEADER + evaluation_block(0, "Ses02F_impro01_F000", "joy"))
+    (evaluation_dir / "Ses02F_impro01.txt").write_text(
+        EVALUATION_HEADER + evaluation_block(0, "Ses02F_impro01_F000", "joy")
+    )
     with pytest.raises(ValueError, match=r"Ses02F_impro01\.txt:3: unknown IEMOCAP label code 'joy'"):
         load_records("iemocap", str(tmp_path))
 
@@ -207,18 +261,28 @@ def test_iemocap_without_sessions_says_what_it_expects(tmp_path):
 
 # -------------------------------------------------------------------------------------------------------- CREMA-D
 def test_crema_d_names_give_emotion_and_actor(tmp_path):
-    names = ["1001_DFA_ANG_XX", "1001_IEO_HAP_HI", "1002_TIE_NEU_XX", "1091_WSI_SAD_LO", "1091_MTI_FEA_MD",
-             "1050_ITH_DIS_XX"]
+    names = [
+        "1001_DFA_ANG_XX",
+        "1001_IEO_HAP_HI",
+        "1002_TIE_NEU_XX",
+        "1091_WSI_SAD_LO",
+        "1091_MTI_FEA_MD",
+        "1050_ITH_DIS_XX",
+    ]
     for index, name in enumerate(names):
         write_wav(tmp_path / "AudioWAV" / f"{name}.wav", rate=(16000, 44100)[index % 2], channels=1 + index % 2)
     records = by_name(load_records("crema_d", str(tmp_path)))
     assert {name: (r["label"], r["speaker"]) for name, r in records.items()} == {
-        "1001_DFA_ANG_XX.wav": ("anger", "1001"), "1001_IEO_HAP_HI.wav": ("happy", "1001"),
-        "1002_TIE_NEU_XX.wav": ("neutral", "1002"), "1091_WSI_SAD_LO.wav": ("sad", "1091"),
-        "1091_MTI_FEA_MD.wav": ("fear", "1091"), "1050_ITH_DIS_XX.wav": ("disgust", "1050"),
+        "1001_DFA_ANG_XX.wav": ("anger", "1001"),
+        "1001_IEO_HAP_HI.wav": ("happy", "1001"),
+        "1002_TIE_NEU_XX.wav": ("neutral", "1002"),
+        "1091_WSI_SAD_LO.wav": ("sad", "1091"),
+        "1091_MTI_FEA_MD.wav": ("fear", "1091"),
+        "1050_ITH_DIS_XX.wav": ("disgust", "1050"),
     }
-    splits, labels, report = build_corpus(DataArguments(dataset="crema_d", data_dir=str(tmp_path),
-                                                        validation_speakers=["1002"], test_speakers=["1091"]))
+    splits, labels, report = build_corpus(
+        DataArguments(dataset="crema_d", data_dir=str(tmp_path), validation_speakers=["1002"], test_speakers=["1091"])
+    )
     assert labels == ["anger", "disgust", "fear", "happy", "neutral", "sad"] and report.skipped == []
     assert {name: len(split) for name, split in splits.items()} == {"train": 3, "validation": 1, "test": 2}
 
@@ -236,7 +300,10 @@ def test_audiofolder_labels_are_folders_and_speakers_come_from_the_pattern(tmp_p
             write_wav(tmp_path / label / f"spk{speaker}_{label}.wav", rate=8000, channels=2)
     records = load_records("audiofolder", str(tmp_path), speaker_pattern=r"spk(?P<speaker>\d+)_")
     assert sorted((r["label"], r["speaker"]) for r in records) == [
-        ("angry", "01"), ("angry", "02"), ("sad", "01"), ("sad", "02")
+        ("angry", "01"),
+        ("angry", "02"),
+        ("sad", "01"),
+        ("sad", "02"),
     ]
     with pytest.raises(ValueError, match=re.escape(r"speaker_pattern 'talker(\\d)' does not match the file name")):
         load_records("audiofolder", str(tmp_path), speaker_pattern=r"talker(\d)")
@@ -246,11 +313,13 @@ def test_csv_and_jsonl_manifests_read_path_label_speaker(tmp_path):
     write_wav(tmp_path / "clips" / "a.wav")
     write_wav(tmp_path / "clips" / "b.wav")
     (tmp_path / "m.csv").write_text("path,label,speaker\nclips/a.wav,happy,s1\nclips/b.wav,,\n")
-    (tmp_path / "m.jsonl").write_text('{"path": "clips/a.wav", "label": "happy", "speaker": "s1"}\n'
-                                      '{"path": "clips/b.wav", "label": "sad"}\n')
+    (tmp_path / "m.jsonl").write_text(
+        '{"path": "clips/a.wav", "label": "happy", "speaker": "s1"}\n{"path": "clips/b.wav", "label": "sad"}\n'
+    )
     csv_records = load_records("csv", None, manifest=str(tmp_path / "m.csv"))
     assert [(Path(r["path"]).name, r["label"], r["speaker"]) for r in csv_records] == [
-        ("a.wav", "happy", "s1"), ("b.wav", None, None)
+        ("a.wav", "happy", "s1"),
+        ("b.wav", None, None),
     ]
     jsonl_records = load_records("jsonl", str(tmp_path), manifest=str(tmp_path / "m.jsonl"))
     assert [(r["label"], r["speaker"]) for r in jsonl_records] == [("happy", "s1"), ("sad", None)]
@@ -271,8 +340,11 @@ def test_demo_corpus_is_renamed_into_place_whole_even_when_two_writers_generate_
     import hf_ser.data.demo_corpus
 
     written, write = [], hf_ser.data.demo_corpus.soundfile.write
-    monkeypatch.setattr(hf_ser.data.demo_corpus.soundfile, "write",
-                        lambda path, *args, **kwargs: (written.append(Path(path)), write(path, *args, **kwargs)))
+    monkeypatch.setattr(
+        hf_ser.data.demo_corpus.soundfile,
+        "write",
+        lambda path, *args, **kwargs: (written.append(Path(path)), write(path, *args, **kwargs)),
+    )
     root = tmp_path / "demo"
     (root / "angry").mkdir(parents=True)  # what an interrupted in-place write used to leave
     (root / "angry" / "spk01_angry_00.wav").write_bytes(b"")

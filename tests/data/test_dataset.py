@@ -38,7 +38,9 @@ def test_automatic_speaker_split_is_disjoint_and_seeded(tiny_corpus):
 
 def test_speaker_in_two_splits_is_refused(tiny_corpus):
     with pytest.raises(ValueError, match=r"speaker\(s\) \['03'\] are in both train and validation"):
-        build_corpus(corpus_args(tiny_corpus, train_speakers=["01", "03"], validation_speakers=["03"], test_speakers=["04"]))
+        build_corpus(
+            corpus_args(tiny_corpus, train_speakers=["01", "03"], validation_speakers=["03"], test_speakers=["04"])
+        )
 
 
 def test_unknown_speaker_is_named(tiny_corpus):
@@ -55,8 +57,9 @@ def test_without_speakers_split_is_stratified_and_labelled_speaker_dependent(tin
 
 
 def test_label_selection_and_renaming_report_every_dropped_item(tiny_corpus):
-    args = corpus_args(tiny_corpus, labels=["joy", "sad"], label_map={"happy": "joy"},
-                       validation_speakers=["03"], test_speakers=["04"])
+    args = corpus_args(
+        tiny_corpus, labels=["joy", "sad"], label_map={"happy": "joy"}, validation_speakers=["03"], test_speakers=["04"]
+    )
     splits, labels, report = build_corpus(args)
     assert labels == ["joy", "sad"]
     assert len(report.skipped) == 24 and all("not in the label set" in s["reason"] for s in report.skipped)
@@ -69,8 +72,9 @@ def test_csv_manifest_with_relative_paths(tiny_corpus, tmp_path):
     ]
     manifest = tiny_corpus / "manifest.csv"
     manifest.write_text("\n".join(rows))
-    splits, labels, _ = build_corpus(DataArguments(dataset="csv", manifest=str(manifest),
-                                                   validation_speakers=["03"], test_speakers=["04"]))
+    splits, labels, _ = build_corpus(
+        DataArguments(dataset="csv", manifest=str(manifest), validation_speakers=["03"], test_speakers=["04"])
+    )
     assert len(splits["train"]) == 24 and labels == ["angry", "happy", "neutral", "sad"]
     manifest.unlink()
 
@@ -86,8 +90,13 @@ def test_decoding_downmixes_and_resamples(tmp_path):
 
 
 def test_augmentation_changes_training_audio_and_never_evaluation_audio(tiny_corpus):
-    args = corpus_args(tiny_corpus, validation_speakers=["03"], test_speakers=["04"], max_duration_seconds=10.0,
-                       augmentations=[{"name": "AddGaussianNoise", "p": 1.0, "min_amplitude": 0.05, "max_amplitude": 0.05}])
+    args = corpus_args(
+        tiny_corpus,
+        validation_speakers=["03"],
+        test_speakers=["04"],
+        max_duration_seconds=10.0,
+        augmentations=[{"name": "AddGaussianNoise", "p": 1.0, "min_amplitude": 0.05, "max_amplitude": 0.05}],
+    )
     splits, _, _ = build_corpus(args)
     extractor = Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=True)
     attach_transforms(splits, extractor, args)
@@ -112,15 +121,18 @@ def test_training_crop_is_random_and_evaluation_uses_the_whole_clip(tiny_corpus)
 
 def test_collator_pads_dynamically_with_a_mask():
     collator = SERDataCollator(Wav2Vec2FeatureExtractor(do_normalize=False))
-    batch = collator([{"input_values": np.ones(5, np.float32), "label": 1},
-                      {"input_values": np.ones(3, np.float32), "label": 0}])
+    batch = collator(
+        [{"input_values": np.ones(5, np.float32), "label": 1}, {"input_values": np.ones(3, np.float32), "label": 0}]
+    )
     assert batch["input_values"].shape == (2, 5)
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
     assert batch["labels"].tolist() == [1, 0]
 
 
 def test_seed_augmentations_are_available_and_bad_ones_named():
-    compose = build_augmenter([{"name": n, "p": 1.0} for n in ("TimeStretch", "PitchShift", "AddGaussianNoise", "TimeMask")])
+    compose = build_augmenter(
+        [{"name": n, "p": 1.0} for n in ("TimeStretch", "PitchShift", "AddGaussianNoise", "TimeMask")]
+    )
     out = compose(samples=np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1, sample_rate=16000)
     assert out.shape == (16000,)
     with pytest.raises(ValueError, match=r"augmentations\[0\]: audiomentations has no transform 'Nope'"):
@@ -130,8 +142,13 @@ def test_seed_augmentations_are_available_and_bad_ones_named():
 
 
 def test_evaluation_transforms_everywhere_when_not_training(tiny_corpus):
-    args = corpus_args(tiny_corpus, validation_speakers=["03"], test_speakers=["04"], max_duration_seconds=0.5,
-                       augmentations=[{"name": "AddGaussianNoise", "p": 1.0, "min_amplitude": 0.05, "max_amplitude": 0.05}])
+    args = corpus_args(
+        tiny_corpus,
+        validation_speakers=["03"],
+        test_speakers=["04"],
+        max_duration_seconds=0.5,
+        augmentations=[{"name": "AddGaussianNoise", "p": 1.0, "min_amplitude": 0.05, "max_amplitude": 0.05}],
+    )
     splits, _, _ = build_corpus(args)
     attach_transforms(splits, Wav2Vec2FeatureExtractor(do_normalize=False), args, training=False)
     raw = load_audio(splits["train"].with_format(None)[0]["path"])
@@ -140,12 +157,21 @@ def test_evaluation_transforms_everywhere_when_not_training(tiny_corpus):
 
 def test_jsonl_manifest_needs_no_data_dir(tiny_corpus, tmp_path):
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text("\n".join(
-        json.dumps({"path": str(p), "label": p.parent.name, "speaker": p.name[3:5]})
-        for p in sorted(tiny_corpus.glob("*/*.wav"))
-    ))
-    splits, _, _ = build_corpus(DataArguments(dataset="jsonl", manifest=str(manifest), allow_absolute_paths=True,
-                                              validation_speakers=["03"], test_speakers=["04"]))
+    manifest.write_text(
+        "\n".join(
+            json.dumps({"path": str(p), "label": p.parent.name, "speaker": p.name[3:5]})
+            for p in sorted(tiny_corpus.glob("*/*.wav"))
+        )
+    )
+    splits, _, _ = build_corpus(
+        DataArguments(
+            dataset="jsonl",
+            manifest=str(manifest),
+            allow_absolute_paths=True,
+            validation_speakers=["03"],
+            test_speakers=["04"],
+        )
+    )
     assert len(splits["train"]) == 24
 
 
@@ -154,15 +180,22 @@ def test_a_datasets_dataset_with_embedded_audio_bytes_is_a_source(tiny_corpus, t
     from datasets import Audio, Dataset
 
     files = sorted(tiny_corpus.glob("*/*.wav"))
-    table = Dataset.from_dict({
-        "audio": [{"bytes": p.read_bytes(), "path": p.name} for p in files],
-        "emotion": [p.parent.name for p in files],
-        "spk": [p.name[3:5] for p in files],
-    }).cast_column("audio", Audio(decode=False))
+    table = Dataset.from_dict(
+        {
+            "audio": [{"bytes": p.read_bytes(), "path": p.name} for p in files],
+            "emotion": [p.parent.name for p in files],
+            "spk": [p.name[3:5] for p in files],
+        }
+    ).cast_column("audio", Audio(decode=False))
     (tmp_path / "hub").mkdir()
     table.to_parquet(str(tmp_path / "hub" / "train.parquet"))
-    args = DataArguments(dataset=str(tmp_path / "hub"), label_column="emotion", speaker_column="spk",
-                         validation_speakers=["03"], test_speakers=["04"])
+    args = DataArguments(
+        dataset=str(tmp_path / "hub"),
+        label_column="emotion",
+        speaker_column="spk",
+        validation_speakers=["03"],
+        test_speakers=["04"],
+    )
     splits, labels, report = build_corpus(args)
     assert labels == ["angry", "happy", "neutral", "sad"] and report.skipped == []
     assert {name: len(split) for name, split in splits.items()} == {"train": 24, "validation": 12, "test": 12}

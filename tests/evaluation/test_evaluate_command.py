@@ -10,14 +10,31 @@ TINY_LABELS = ["angry", "happy", "neutral", "sad"]
 
 
 def _evaluate(model, corpus, output_dir, *extra):
-    return cli_main(["evaluate", str(model), *TINY_DATA_ARGV, "--data_dir", str(corpus), "--output_dir",
-                     str(output_dir), "--per_device_eval_batch_size", "8", "--report_to", "none", *extra])
+    return cli_main(
+        [
+            "evaluate",
+            str(model),
+            *TINY_DATA_ARGV,
+            "--data_dir",
+            str(corpus),
+            "--output_dir",
+            str(output_dir),
+            "--per_device_eval_batch_size",
+            "8",
+            "--report_to",
+            "none",
+            *extra,
+        ]
+    )
 
 
 def test_labels_that_differ_from_the_models_are_refused_by_name(tmp_path, tiny_corpus):
     model = make_run_folder(tmp_path / "model")  # EmoDB-style labels: anger, boredom, happiness, sadness
-    with pytest.raises(ValueError, match=r"the data has \['angry', 'happy', 'neutral', 'sad'\], which the model does "
-                                         r"not know; the data has no items of \['anger', 'boredom', 'happiness'"):
+    with pytest.raises(
+        ValueError,
+        match=r"the data has \['angry', 'happy', 'neutral', 'sad'\], which the model does "
+        r"not know; the data has no items of \['anger', 'boredom', 'happiness'",
+    ):
         _evaluate(model, tiny_corpus, tmp_path / "out")
 
 
@@ -45,8 +62,10 @@ def test_evaluate_reproduces_the_runs_own_test_results(tiny_run, tiny_corpus, tm
     for key in ("test_wa", "test_ua", "test_macro_f1", "test_samples"):
         assert ours[key] == runs[key], key
     assert ours["test_loss"] == pytest.approx(runs["test_loss"], rel=1e-5)
-    assert json.loads((tmp_path / "out" / "confusion_matrix.json").read_text())["test"] == \
-        json.loads((tiny_run / "confusion_matrix.json").read_text())["test"]
+    assert (
+        json.loads((tmp_path / "out" / "confusion_matrix.json").read_text())["test"]
+        == json.loads((tiny_run / "confusion_matrix.json").read_text())["test"]
+    )
     assert (tmp_path / "out" / "confusion_matrix.png").is_file()
     report = json.loads((tmp_path / "out" / "data_report.json").read_text())
     assert report["splits"]["test"]["speakers"] == ["04"] and report["protocol"] == "speaker-independent"

@@ -37,7 +37,9 @@ def test_wa_and_ua_differ_when_classes_are_unbalanced():
 def test_trainer_metrics_take_the_argmax_of_the_logits():
     logits = np.eye(4)[PREDICTIONS] * 5.0 - 1.0  # the highest logit is the predicted class
     metrics = compute_metrics(EvalPrediction(predictions=logits, label_ids=np.array(REFERENCES)))
-    assert metrics == pytest.approx({"wa": 0.6, "ua": (2 / 4 + 1 / 2 + 3 / 4) / 3, "macro_f1": (4 / 7 + 2 / 4 + 6 / 7) / 3})
+    assert metrics == pytest.approx(
+        {"wa": 0.6, "ua": (2 / 4 + 1 / 2 + 3 / 4) / 3, "macro_f1": (4 / 7 + 2 / 4 + 6 / 7) / 3}
+    )
 
 
 def test_mean_and_sample_std_of_runs_and_the_undefined_std_of_one():

@@ -19,7 +19,11 @@ def test_comparison_report_of_two_runs(tiny_train_argv, tmp_path):
     first = _replace(first, "--learning_rate", "3e-4")
     second = _replace(first, "--output_dir", str(tmp_path / "noisy"))
     second = _replace(second, "--learning_rate", "1e-3") + [
-        "--augmentations", json.dumps([{"name": "AddGaussianNoise", "p": 0.5}]), "--weight_decay", "0.05"]
+        "--augmentations",
+        json.dumps([{"name": "AddGaussianNoise", "p": 0.5}]),
+        "--weight_decay",
+        "0.05",
+    ]
     train_main(first)
     train_main(second)
     config = json.loads((tmp_path / "noisy" / "run_config.json").read_text())
@@ -30,8 +34,11 @@ def test_comparison_report_of_two_runs(tiny_train_argv, tmp_path):
     assert cli_main(["compare", str(tmp_path / "small-lr"), str(tmp_path / "noisy"), "--output", str(output)]) == 0
 
     table = (output / "comparison.md").read_text()
-    rows = {line.split(" ")[1]: line for line in table.splitlines() if line.startswith("| small-lr") or
-            line.startswith("| noisy")}
+    rows = {
+        line.split(" ")[1]: line
+        for line in table.splitlines()
+        if line.startswith("| small-lr") or line.startswith("| noisy")
+    }
     assert set(rows) == {"small-lr", "noisy"}
     for name in rows:
         results = json.loads((tmp_path / name / "test_results.json").read_text())

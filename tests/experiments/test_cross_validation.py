@@ -75,8 +75,9 @@ def test_leave_one_session_out_needs_sessions():
         make_folds(EMODB_ITEMS, LOSESSO)
 
 
-@pytest.mark.parametrize("rule, message", [("7", "use 2 to 4 folds"), ("1", "use 2 to 4 folds"),
-                                           ("by-gender", "use one of")])
+@pytest.mark.parametrize(
+    "rule, message", [("7", "use 2 to 4 folds"), ("1", "use 2 to 4 folds"), ("by-gender", "use one of")]
+)
 def test_unknown_or_impossible_fold_rules_are_refused(rule, message):
     with pytest.raises(ValueError, match=message):
         make_folds({"a": 1, "b": 1, "c": 1, "d": 1}, rule)
@@ -89,11 +90,35 @@ def test_too_few_speakers_for_train_and_validation_is_refused():
 
 def _cv_argv(tiny_corpus, cv_dir, backbone_config):
     return [
-        "--dataset", "audiofolder", "--data_dir", str(tiny_corpus), "--speaker_pattern", r"spk(?P<speaker>\d+)_",
-        "--backbone_config", json.dumps(backbone_config), "--head_hidden_sizes", "16", "8",
-        "--max_duration_seconds", "1.0", "--output_dir", str(cv_dir),
-        "--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8",
-        "--learning_rate", "1e-3", "--report_to", "none", "--disable_tqdm", "true", "--seed", "7",
+        "--dataset",
+        "audiofolder",
+        "--data_dir",
+        str(tiny_corpus),
+        "--speaker_pattern",
+        r"spk(?P<speaker>\d+)_",
+        "--backbone_config",
+        json.dumps(backbone_config),
+        "--head_hidden_sizes",
+        "16",
+        "8",
+        "--max_duration_seconds",
+        "1.0",
+        "--output_dir",
+        str(cv_dir),
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "8",
+        "--per_device_eval_batch_size",
+        "8",
+        "--learning_rate",
+        "1e-3",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        "7",
     ]
 
 
@@ -105,7 +130,7 @@ def test_split_options_on_the_command_line_are_refused(tiny_corpus, tmp_path, ti
 
 def test_cross_validation_needs_speakers(tiny_corpus, tmp_path, tiny_backbone_config):
     argv = _cv_argv(tiny_corpus, tmp_path / "cv", tiny_backbone_config)
-    argv[argv.index("--speaker_pattern"):argv.index("--speaker_pattern") + 2] = []
+    argv[argv.index("--speaker_pattern") : argv.index("--speaker_pattern") + 2] = []
     with pytest.raises(ValueError, match="have no speaker"):
         run_cross_validation(argv, "2")
 
@@ -134,7 +159,7 @@ def test_two_fold_cv_end_to_end_summarises_and_resumes(tiny_corpus, tmp_path, ti
         assert row["epochs_run"] == 1 and row["max_epochs"] == 1 and row["wall_seconds"] > 0
     uas = [row["ua"] for row in summary["folds"]]
     assert summary["mean"]["ua"] == pytest.approx(sum(uas) / 2)
-    assert summary["std"]["ua"] == pytest.approx(abs(uas[0] - uas[1]) / 2 ** 0.5)  # sample std of two values
+    assert summary["std"]["ua"] == pytest.approx(abs(uas[0] - uas[1]) / 2**0.5)  # sample std of two values
     # every one of the 48 clips is tested exactly once
     assert sum(map(sum, summary["confusion_matrix"])) == 48
     assert summary["labels"] == ["angry", "happy", "neutral", "sad"]
@@ -146,7 +171,11 @@ def test_two_fold_cv_end_to_end_summarises_and_resumes(tiny_corpus, tmp_path, ti
 
     # `hf-ser compare` reads the CV folder as one row with mean ± std
     row = compare([cv_dir], tmp_path / "comparison")[0]
-    assert (row["ua"], row["ua_std"], row["evaluation"]) == (summary["mean"]["ua"], summary["std"]["ua"], "2-fold speaker-disjoint CV (2 folds)")
+    assert (row["ua"], row["ua_std"], row["evaluation"]) == (
+        summary["mean"]["ua"],
+        summary["std"]["ua"],
+        "2-fold speaker-disjoint CV (2 folds)",
+    )
     table = (tmp_path / "comparison" / "comparison.md").read_text()
     assert f"{100 * summary['mean']['wa']:.2f} ± {100 * summary['std']['wa']:.2f}" in table
 
@@ -170,8 +199,12 @@ def test_two_fold_cv_end_to_end_summarises_and_resumes(tiny_corpus, tmp_path, ti
 
 
 def test_resuming_with_other_options_is_refused(tmp_path):
-    plan = {"folds_rule": LOSO, "seed": 42, "argv": ["recipe.yaml"],
-            "folds": [vars(fold) for fold in make_folds(EMODB_ITEMS)]}
+    plan = {
+        "folds_rule": LOSO,
+        "seed": 42,
+        "argv": ["recipe.yaml"],
+        "folds": [vars(fold) for fold in make_folds(EMODB_ITEMS)],
+    }
     cross_validation._check_plan(tmp_path, plan)
     cross_validation._check_plan(tmp_path, plan)  # the same plan resumes
     with pytest.raises(ValueError, match="other options"):

@@ -9,8 +9,10 @@ from hf_ser.hub.model_card import build_model_card, save_model_card
 
 
 def _metrics(card) -> dict:
-    return {(r.dataset_split, r.metric_type, r.metric_name.startswith("cross-validation")): r.metric_value
-            for r in card.data.eval_results}
+    return {
+        (r.dataset_split, r.metric_type, r.metric_name.startswith("cross-validation")): r.metric_value
+        for r in card.data.eval_results
+    }
 
 
 def test_card_round_trips_through_model_card_load_and_its_model_index_validates(tmp_path):
@@ -57,18 +59,26 @@ def test_cross_validation_summary_of_a_fold_gives_mean_and_std(tmp_path):
     cv_dir = tmp_path / "cv"
     run = make_run_folder(cv_dir / "fold-00")
     summary = {
-        "protocol": {"evaluation": "speaker-independent cross-validation", "folds": "leave-one-speaker-out",
-                     "n_folds": 2, "std": "sample standard deviation over folds (ddof=1)"},
+        "protocol": {
+            "evaluation": "speaker-independent cross-validation",
+            "folds": "leave-one-speaker-out",
+            "n_folds": 2,
+            "std": "sample standard deviation over folds (ddof=1)",
+        },
         "labels": LABELS,
-        "folds": [{"fold": "fold-00", "test_speakers": ["03"], "wa": 0.6, "ua": 0.5, "macro_f1": 0.45},
-                  {"fold": "fold-01", "test_speakers": ["08"], "wa": 0.8, "ua": 0.7, "macro_f1": 0.65}],
+        "folds": [
+            {"fold": "fold-00", "test_speakers": ["03"], "wa": 0.6, "ua": 0.5, "macro_f1": 0.45},
+            {"fold": "fold-01", "test_speakers": ["08"], "wa": 0.8, "ua": 0.7, "macro_f1": 0.65},
+        ],
         "mean": {"wa": 0.7, "ua": 0.6, "macro_f1": 0.55},
         "std": {"wa": 0.1414, "ua": 0.1414, "macro_f1": 0.1414},
     }
     (cv_dir / "cv_summary.json").write_text(json.dumps(summary))
     card = build_model_card(run)
     assert _metrics(card)[("test", "recall", True)] == 0.6
-    assert "**UA 60.00 ± 14.14, WA 70.00 ± 14.14" in str(card) and "| fold-01 | 08 | 80.00 | 70.00 | 65.00 |" in str(card)
+    assert "**UA 60.00 ± 14.14, WA 70.00 ± 14.14" in str(card) and "| fold-01 | 08 | 80.00 | 70.00 | 65.00 |" in str(
+        card
+    )
 
 
 def test_folder_without_data_report_is_refused(tmp_path):

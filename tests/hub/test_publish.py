@@ -14,8 +14,14 @@ from hf_ser.hub.publish import build_upload_folder, push_run
 from hf_ser.hub.publish import main as push_main
 
 TOKEN = "hf_recorderSECRETtoken0123456789"
-MODEL_FILES = {"config.json", "model.safetensors", "modeling_wav2vec2_ser.py", "configuration_wav2vec2_ser.py",
-               "preprocessor_config.json", "README.md"}
+MODEL_FILES = {
+    "config.json",
+    "model.safetensors",
+    "modeling_wav2vec2_ser.py",
+    "configuration_wav2vec2_ser.py",
+    "preprocessor_config.json",
+    "README.md",
+}
 
 
 class RecordingApi:
@@ -44,7 +50,9 @@ class RecordingApi:
 def _logits(model_dir) -> torch.Tensor:
     model = AutoModelForAudioClassification.from_pretrained(str(model_dir)).eval()
     with torch.no_grad():
-        return model(torch.linspace(-1, 1, 16000).sin()[None], attention_mask=torch.ones(1, 16000, dtype=torch.long)).logits
+        return model(
+            torch.linspace(-1, 1, 16000).sin()[None], attention_mask=torch.ones(1, 16000, dtype=torch.long)
+        ).logits
 
 
 def test_push_creates_the_repo_and_uploads_the_folder_without_the_token(tmp_path, caplog):
@@ -56,8 +64,12 @@ def test_push_creates_the_repo_and_uploads_the_folder_without_the_token(tmp_path
         ("create_repo", {"repo_id": "me/emodb-ser", "private": True, "exist_ok": True}),
         ("upload_folder", {"repo_id": "me/emodb-ser", "commit_message": "first model"}),
     ]
-    assert set(api.uploaded) == MODEL_FILES | {"eval_results.json", "test_results.json", "data_report.json",
-                                               "run_config.json"}
+    assert set(api.uploaded) == MODEL_FILES | {
+        "eval_results.json",
+        "test_results.json",
+        "data_report.json",
+        "run_config.json",
+    }
     assert not any(TOKEN.encode() in content for content in api.uploaded.values())
     assert TOKEN not in caplog.text
     assert b'model="me/emodb-ser"' in api.uploaded["README.md"]  # the card names the repository it is pushed to
@@ -98,8 +110,15 @@ def test_lora_run_publishes_the_adapter_and_the_model_it_adapts(tmp_path):
         shutil.copy(source / name, run / name)
     upload = build_upload_folder(run, tmp_path / "upload", repo_id="me/lora-ser")
     files = {str(p.relative_to(upload)) for p in upload.rglob("*") if p.is_file()}
-    assert {"adapter_config.json", "adapter_model.safetensors", "preprocessor_config.json", "README.md",
-            "base_model/config.json", "base_model/model.safetensors", "base_model/modeling_wav2vec2_ser.py"} <= files
+    assert {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "preprocessor_config.json",
+        "README.md",
+        "base_model/config.json",
+        "base_model/model.safetensors",
+        "base_model/modeling_wav2vec2_ser.py",
+    } <= files
     assert json.loads((upload / "adapter_config.json").read_text())["base_model_name_or_path"] is None
     card = ModelCard.load(upload / "README.md")
     assert card.data.library_name == "peft" and "lora" in card.data.tags and "load_lora" in card.text
@@ -118,19 +137,33 @@ def test_cli_dry_run_lists_the_upload_folder(tmp_path, capsys):
 def test_upload_folder_of_a_trained_run_is_exact_and_loads_with_the_same_logits(tiny_run, tmp_path):
     assert (tiny_run / "training_args.bin").is_file() and any(tiny_run.glob("checkpoint-*"))
     upload = build_upload_folder(tiny_run, tmp_path / "upload", repo_id="me/tiny-ser")
-    assert sorted(p.name for p in upload.iterdir()) == sorted(MODEL_FILES | {
-        "eval_results.json", "test_results.json", "train_results.json", "all_results.json", "confusion_matrix.json",
-        "confusion_matrix.png", "confusion_matrix_validation.png", "data_report.json", "run_config.json"})
+    assert sorted(p.name for p in upload.iterdir()) == sorted(
+        MODEL_FILES
+        | {
+            "eval_results.json",
+            "test_results.json",
+            "train_results.json",
+            "all_results.json",
+            "confusion_matrix.json",
+            "confusion_matrix.png",
+            "confusion_matrix_validation.png",
+            "data_report.json",
+            "run_config.json",
+        }
+    )
     for name in ("model.safetensors", "config.json", "test_results.json", "confusion_matrix.png"):
         assert (upload / name).read_bytes() == (tiny_run / name).read_bytes()
-    assert json.loads((upload / "config.json").read_text())["auto_map"]["AutoModelForAudioClassification"] == \
-        "modeling_wav2vec2_ser.Wav2Vec2SER"
+    assert (
+        json.loads((upload / "config.json").read_text())["auto_map"]["AutoModelForAudioClassification"]
+        == "modeling_wav2vec2_ser.Wav2Vec2SER"
+    )
     assert torch.equal(_logits(upload), _logits(tiny_run))
 
 
 @pytest.mark.slow
-def test_training_with_push_to_hub_pushes_after_evaluation_and_writes_no_token(tiny_train_argv, tmp_path, monkeypatch,
-                                                                              caplog):
+def test_training_with_push_to_hub_pushes_after_evaluation_and_writes_no_token(
+    tiny_train_argv, tmp_path, monkeypatch, caplog
+):
     import huggingface_hub
 
     from hf_ser.train import main as train_main
@@ -139,8 +172,21 @@ def test_training_with_push_to_hub_pushes_after_evaluation_and_writes_no_token(t
     monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
     monkeypatch.delenv("HF_TOKEN", raising=False)  # the arguments move --hub_token there; restored afterwards
     with caplog.at_level(logging.INFO):
-        train_main(tiny_train_argv + ["--num_train_epochs", "1", "--push_to_hub", "true", "--hub_model_id",
-                                      "me/tiny-ser", "--hub_private_repo", "true", "--hub_token", TOKEN])
+        train_main(
+            tiny_train_argv
+            + [
+                "--num_train_epochs",
+                "1",
+                "--push_to_hub",
+                "true",
+                "--hub_model_id",
+                "me/tiny-ser",
+                "--hub_private_repo",
+                "true",
+                "--hub_token",
+                TOKEN,
+            ]
+        )
     (api,) = RecordingApi.instances
     assert api.effective_token == TOKEN  # the token reaches HfApi (through HF_TOKEN) and no file
     assert [name for name, _ in api.calls] == ["create_repo", "upload_folder"] and api.calls[0][1]["private"] is True

@@ -32,9 +32,18 @@ pytestmark = pytest.mark.slow
 TOLERANCE = 1e-4
 ARCHITECTURES = ["wav2vec2-ser", "ser-cnn"]  # waveform inputs, dynamic time axis
 WITH_WHISPER = ARCHITECTURES + ["whisper"]  # a Wav2Vec2SER with a Whisper encoder: log-Mel frames, fixed frame axis
-TINY_WHISPER = {"model_type": "whisper", "d_model": 16, "encoder_layers": 1, "encoder_attention_heads": 2,
-                "decoder_layers": 1, "decoder_attention_heads": 2, "encoder_ffn_dim": 32, "decoder_ffn_dim": 32,
-                "num_mel_bins": 8, "max_source_positions": 200}
+TINY_WHISPER = {
+    "model_type": "whisper",
+    "d_model": 16,
+    "encoder_layers": 1,
+    "encoder_attention_heads": 2,
+    "decoder_layers": 1,
+    "decoder_attention_heads": 2,
+    "encoder_ffn_dim": 32,
+    "decoder_ffn_dim": 32,
+    "num_mel_bins": 8,
+    "max_source_positions": 200,
+}
 WHISPER_FRAMES = 2 * TINY_WHISPER["max_source_positions"]  # what the encoder takes: 4 s at 10 ms per frame
 
 
@@ -43,9 +52,14 @@ def cnn_model_dir(tmp_path_factory) -> Path:
     """A saved small SERCNN that averages 1 s segments (0.5 s hop) in evaluation, as the paper's protocol does."""
     torch.manual_seed(0)
     config = SERCNNConfig(
-        block_channels=[8, 16], pool_blocks=[0], attention_heads=2, attention_hidden=16,
-        segment_seconds=1.0, segment_hop_seconds=0.5,
-        id2label=dict(enumerate(TINY_LABELS)), label2id={label: i for i, label in enumerate(TINY_LABELS)},
+        block_channels=[8, 16],
+        pool_blocks=[0],
+        attention_heads=2,
+        attention_hidden=16,
+        segment_seconds=1.0,
+        segment_hop_seconds=0.5,
+        id2label=dict(enumerate(TINY_LABELS)),
+        label2id={label: i for i, label in enumerate(TINY_LABELS)},
     )
     model = SERCNN(config)
     with torch.no_grad():  # non-trivial BatchNorm statistics, so evaluation mode differs from a fresh model
@@ -65,13 +79,18 @@ def whisper_model_dir(tmp_path_factory) -> Path:
     padded to the encoder's frame count (a 4 s chunk instead of the released 30 s, so the test stays fast)."""
     torch.manual_seed(0)
     config = Wav2Vec2SERConfig(
-        backbone_config=dict(TINY_WHISPER), head_hidden_sizes=[16, 8], pooling="attentive_stats",
-        id2label=dict(enumerate(TINY_LABELS)), label2id={label: i for i, label in enumerate(TINY_LABELS)},
+        backbone_config=dict(TINY_WHISPER),
+        head_hidden_sizes=[16, 8],
+        pooling="attentive_stats",
+        id2label=dict(enumerate(TINY_LABELS)),
+        label2id={label: i for i, label in enumerate(TINY_LABELS)},
     )
     model_dir = tmp_path_factory.mktemp("whisper") / "model"
     Wav2Vec2SER(config).eval().save_pretrained(model_dir)
     # the extractor a training run builds and saves for this encoder
-    extractor = build_feature_extractor(ModelArguments(backbone_config=dict(TINY_WHISPER)), 16000, config.backbone_config)
+    extractor = build_feature_extractor(
+        ModelArguments(backbone_config=dict(TINY_WHISPER)), 16000, config.backbone_config
+    )
     assert extractor.nb_max_frames == WHISPER_FRAMES
     extractor.save_pretrained(model_dir)
     return model_dir
@@ -95,7 +114,9 @@ def exported(tiny_model_dir, cnn_model_dir, whisper_model_dir, tmp_path_factory)
 def speech_like_waveforms(count: int, seed: int) -> list:
     rng = np.random.default_rng(seed)
     emotions = ["angry", "happy", "neutral", "sad"]
-    return [synthesize(emotions[i % 4], rng.uniform(100, 220), (rng.uniform(450, 800), 1500.0), rng) for i in range(count)]
+    return [
+        synthesize(emotions[i % 4], rng.uniform(100, 220), (rng.uniform(450, 800), 1500.0), rng) for i in range(count)
+    ]
 
 
 def emodb_waveforms(count: int) -> list:
@@ -119,9 +140,10 @@ def test_export_writes_a_valid_graph_with_dynamic_batch_and_time_axes(exported, 
     assert info["model_type"] == architecture and info["min_samples"] > 0
     assert info["segment_averaging_outside_graph"] == (architecture == "ser-cnn")
     assert info["parity"]["max_abs_diff"] <= TOLERANCE
-    assert json.loads((onnx_dir / "config.json").read_text())["id2label"] == json.loads(
-        (model_dir / "config.json").read_text()
-    )["id2label"]
+    assert (
+        json.loads((onnx_dir / "config.json").read_text())["id2label"]
+        == json.loads((model_dir / "config.json").read_text())["id2label"]
+    )
 
 
 def assert_graph_matches(reference: LogitsOnly, onnx_model: OnnxSERModel, inputs, attention_mask) -> None:
@@ -229,8 +251,22 @@ def test_predict_with_the_onnx_backend_gives_the_torch_backend_answer(exported, 
         soundfile.write(tmp_path / f"clip{index}.wav", waveform, 16000)
     results = {}
     for backend, folder in (("torch", model_dir), ("onnx", onnx_dir)):
-        argv = ["predict", str(folder), str(tmp_path), "--backend", backend, "--format", "json", "--no-progress",
-                "--window", "1.0", "--hop", "0.5", "--batch-size", "2"]
+        argv = [
+            "predict",
+            str(folder),
+            str(tmp_path),
+            "--backend",
+            backend,
+            "--format",
+            "json",
+            "--no-progress",
+            "--window",
+            "1.0",
+            "--hop",
+            "0.5",
+            "--batch-size",
+            "2",
+        ]
         assert cli_main(argv) == 0
         results[backend] = json.loads(capsys.readouterr().out)["predictions"]
 

@@ -86,8 +86,9 @@ def test_csv_and_table_outputs_carry_the_model_labels(tiny_model_dir, audio_dir,
 
 
 def test_timeline_segments_cover_the_audio_with_known_bounds(tiny_model_dir, audio_dir, capsys):
-    code, out, _ = run_cli(capsys, tiny_model_dir, audio_dir / "long.wav", "--window", "2", "--hop", "1",
-                           "--format", "json")
+    code, out, _ = run_cli(
+        capsys, tiny_model_dir, audio_dir / "long.wav", "--window", "2", "--hop", "1", "--format", "json"
+    )
     assert code == 0
     (prediction,) = json.loads(out)["predictions"]
     assert prediction["duration"] == pytest.approx(5.3)
@@ -136,7 +137,9 @@ def test_device_defaults_to_the_accelerator_and_onnx_stays_on_the_cpu(tiny_model
     assert code == 0
     _, default_out, _ = run_cli(capsys, tiny_model_dir, audio_dir / "a.wav", "--format", "json")
     assert json.loads(out) == json.loads(default_out)
-    assert {p.device for p in EmotionClassifier(tiny_model_dir, device="cpu").model.parameters()} == {torch.device("cpu")}
+    assert {p.device for p in EmotionClassifier(tiny_model_dir, device="cpu").model.parameters()} == {
+        torch.device("cpu")
+    }
 
 
 def test_undecodable_files_are_reported_and_counted_not_fatal(tiny_model_dir, audio_dir, tmp_path, capsys):
@@ -144,8 +147,9 @@ def test_undecodable_files_are_reported_and_counted_not_fatal(tiny_model_dir, au
     broken.write_bytes(b"RIFF\x00\x00 this is not a wav file")
     empty = tmp_path / "empty.wav"
     soundfile.write(empty, np.zeros(0, dtype=np.float32), SR)
-    code, out, err = run_cli(capsys, tiny_model_dir, audio_dir / "a.wav", broken, empty, tmp_path / "missing.wav",
-                             "--format", "json")
+    code, out, err = run_cli(
+        capsys, tiny_model_dir, audio_dir / "a.wav", broken, empty, tmp_path / "missing.wav", "--format", "json"
+    )
     assert code == 0
     result = json.loads(out)
     assert [Path(p["file"]).name for p in result["predictions"]] == ["a.wav"]
@@ -161,8 +165,9 @@ def test_undecodable_files_are_reported_and_counted_not_fatal(tiny_model_dir, au
 
 def test_timeline_plot_is_written_as_png(tiny_model_dir, audio_dir, tmp_path, capsys):
     plot = tmp_path / "plots" / "timeline.png"
-    code, _, err = run_cli(capsys, tiny_model_dir, audio_dir / "long.wav", audio_dir / "a.wav",
-                           "--window", "1.5", "--plot", plot)
+    code, _, err = run_cli(
+        capsys, tiny_model_dir, audio_dir / "long.wav", audio_dir / "a.wav", "--window", "1.5", "--plot", plot
+    )
     assert code == 0 and str(plot) in err
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
 
@@ -180,13 +185,16 @@ def test_predict_timeline_from_python_on_files_waveforms_and_models(tiny_model_d
     waveform_8k = hf_ser.data.audio.resample(hf_ser.data.audio.load_audio(audio_dir / "long.wav"), SR, 8000)
     model = AutoModelForAudioClassification.from_pretrained(tiny_model_dir)
     extractor = AutoFeatureExtractor.from_pretrained(tiny_model_dir)
-    from_array = hf_ser.predict_timeline(model, waveform_8k, window=2.0, hop=1.0, sampling_rate=8000,
-                                         feature_extractor=extractor)
+    from_array = hf_ser.predict_timeline(
+        model, waveform_8k, window=2.0, hop=1.0, sampling_rate=8000, feature_extractor=extractor
+    )
     assert from_array.duration == pytest.approx(5.3)
     assert len(from_array.segments) == 5
     # Resampling 16k -> 8k -> 16k loses the top band; the answer stays close, not identical.
     np.testing.assert_allclose(
-        [from_array.probabilities[label] for label in TINY_LABELS], [from_file.probabilities[label] for label in TINY_LABELS], atol=0.05
+        [from_array.probabilities[label] for label in TINY_LABELS],
+        [from_file.probabilities[label] for label in TINY_LABELS],
+        atol=0.05,
     )
     with pytest.raises(ValueError, match="feature_extractor"):
         hf_ser.predict_timeline(model, waveform_8k, sampling_rate=8000)
@@ -215,8 +223,12 @@ def test_labels_follow_the_model_id_order_on_a_model_whose_answer_is_known(tmp_p
     from hf_ser.inference.predict import EmotionClassifier
 
     id2label = {0: "sad", 1: "angry", 2: "neutral", 3: "happy"}
-    config = Wav2Vec2SERConfig(backbone_config=dict(TINY_WAV2VEC2), head_hidden_sizes=[8], id2label=id2label,
-                               label2id={label: i for i, label in id2label.items()})
+    config = Wav2Vec2SERConfig(
+        backbone_config=dict(TINY_WAV2VEC2),
+        head_hidden_sizes=[8],
+        id2label=id2label,
+        label2id={label: i for i, label in id2label.items()},
+    )
     model = Wav2Vec2SER(config).eval()
     with torch.no_grad():
         last = model.head[-1]

@@ -110,9 +110,9 @@ def test_segment_aggregation_is_the_mean_of_segment_logits(model):
     starts = [0, SR, round(1.5 * SR)]
     with torch.no_grad():
         aggregated = model(audio[None]).logits  # eval mode: config.aggregate_segments applies
-        by_hand = torch.cat(
-            [model(audio[None, s : s + 2 * SR], aggregate_segments=False).logits for s in starts]
-        ).mean(dim=0, keepdim=True)
+        by_hand = torch.cat([model(audio[None, s : s + 2 * SR], aggregate_segments=False).logits for s in starts]).mean(
+            dim=0, keepdim=True
+        )
         whole = model(audio[None], aggregate_segments=False).logits
     assert torch.allclose(aggregated, by_hand, atol=1e-5)
     assert not torch.allclose(aggregated, whole, atol=1e-5)
@@ -245,16 +245,19 @@ def test_checkpoint_loads_and_classifies_where_hf_ser_is_not_importable(model, t
     audio = torch.randn(2, 24000)
     torch.save(audio, tmp_path / "audio.pt")
     torch.save(model(audio).logits, tmp_path / "expected.pt")
-    last_line = run_without_hf_ser(f"""
+    last_line = run_without_hf_ser(
+        f"""
         import torch
         from transformers import AutoModel, AutoModelForAudioClassification, pipeline
-        folder = {str(tmp_path / 'ckpt')!r}
+        folder = {str(tmp_path / "ckpt")!r}
         for auto_class in (AutoModel, AutoModelForAudioClassification):  # the README promises both
             model = auto_class.from_pretrained(folder, trust_remote_code=True).eval()
             assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-            assert torch.allclose(model(torch.load({str(tmp_path / 'audio.pt')!r})).logits,
-                                  torch.load({str(tmp_path / 'expected.pt')!r}), atol=1e-6)
+            assert torch.allclose(model(torch.load({str(tmp_path / "audio.pt")!r})).logits,
+                                  torch.load({str(tmp_path / "expected.pt")!r}), atol=1e-6)
         classifier = pipeline("audio-classification", model=folder, trust_remote_code=True)
         print(sorted(p["label"] for p in classifier(torch.randn(32000).numpy(), top_k=None)))
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert last_line == str(sorted(model.config.id2label.values()))

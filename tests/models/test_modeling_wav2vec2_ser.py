@@ -67,7 +67,9 @@ def test_group_norm_encoder_gets_no_attention_mask(tiny_backbone_config):
 def test_loss_and_class_weights(tiny_backbone_config):
     model = make_model(tiny_backbone_config, class_weights=[1.0, 2.0, 1.0, 0.5]).eval()
     out = model(torch.randn(3, 8000), labels=torch.tensor([0, 1, 3]))
-    expected = torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 1, 3]), weight=torch.tensor([1.0, 2.0, 1.0, 0.5]))
+    expected = torch.nn.functional.cross_entropy(
+        out.logits, torch.tensor([0, 1, 3]), weight=torch.tensor([1.0, 2.0, 1.0, 0.5])
+    )
     assert torch.allclose(out.loss, expected)
     with pytest.raises(ValueError, match="class_weights"):
         Wav2Vec2SERConfig(backbone_config=tiny_backbone_config, num_labels=4, class_weights=[1.0])
@@ -100,15 +102,44 @@ def test_weighted_layer_sum_learns_layer_weights(tiny_backbone_config):
 @pytest.mark.parametrize(
     "backbone",
     [
-        {"model_type": "hubert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-         "intermediate_size": 64, "conv_dim": [16, 16], "conv_stride": [5, 4], "conv_kernel": [10, 4],
-         "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2},
-        {"model_type": "wavlm", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-         "intermediate_size": 64, "conv_dim": [16, 16], "conv_stride": [5, 4], "conv_kernel": [10, 4],
-         "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2, "num_buckets": 32},
-        {"model_type": "data2vec-audio", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-         "intermediate_size": 64, "conv_dim": [16, 16], "conv_stride": [5, 4], "conv_kernel": [10, 4],
-         "num_conv_pos_embeddings": 4, "conv_pos_kernel_size": 4, "num_conv_pos_embedding_groups": 2},
+        {
+            "model_type": "hubert",
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "conv_dim": [16, 16],
+            "conv_stride": [5, 4],
+            "conv_kernel": [10, 4],
+            "num_conv_pos_embeddings": 16,
+            "num_conv_pos_embedding_groups": 2,
+        },
+        {
+            "model_type": "wavlm",
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "conv_dim": [16, 16],
+            "conv_stride": [5, 4],
+            "conv_kernel": [10, 4],
+            "num_conv_pos_embeddings": 16,
+            "num_conv_pos_embedding_groups": 2,
+            "num_buckets": 32,
+        },
+        {
+            "model_type": "data2vec-audio",
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "conv_dim": [16, 16],
+            "conv_stride": [5, 4],
+            "conv_kernel": [10, 4],
+            "num_conv_pos_embeddings": 4,
+            "conv_pos_kernel_size": 4,
+            "num_conv_pos_embedding_groups": 2,
+        },
     ],
     ids=["hubert", "wavlm", "data2vec-audio"],
 )
@@ -121,24 +152,41 @@ def test_whisper_encoder_with_log_mel_features(tmp_path):
     from hf_ser.arguments import ModelArguments
     from hf_ser.training.model_building import build_feature_extractor
 
-    backbone = {"model_type": "whisper", "d_model": 32, "encoder_layers": 1, "encoder_attention_heads": 2,
-                "decoder_layers": 1, "decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64,
-                "num_mel_bins": 80, "max_source_positions": 100}
+    backbone = {
+        "model_type": "whisper",
+        "d_model": 32,
+        "encoder_layers": 1,
+        "encoder_attention_heads": 2,
+        "decoder_layers": 1,
+        "decoder_attention_heads": 2,
+        "encoder_ffn_dim": 64,
+        "decoder_ffn_dim": 64,
+        "num_mel_bins": 80,
+        "max_source_positions": 100,
+    }
     model = make_model(backbone).eval()
     extractor = build_feature_extractor(ModelArguments(backbone_config=backbone), 16000, model.config.backbone_config)
-    features = extractor([torch.randn(8000).numpy(), torch.randn(16000).numpy()], sampling_rate=16000,
-                         return_attention_mask=True, return_tensors="pt")
+    features = extractor(
+        [torch.randn(8000).numpy(), torch.randn(16000).numpy()],
+        sampling_rate=16000,
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
     assert features["input_features"].shape == (2, 80, 200)
     out = model(input_features=features["input_features"], attention_mask=features["attention_mask"])
     assert out.logits.shape == (2, 4)
     # saved with a run and loaded back, the extractor gives the same features (it stores only whole seconds)
     extractor.save_pretrained(tmp_path)
     reloaded = AutoFeatureExtractor.from_pretrained(tmp_path)(
-        [torch.randn(8000).numpy()], sampling_rate=16000, return_attention_mask=True, return_tensors="pt")
+        [torch.randn(8000).numpy()], sampling_rate=16000, return_attention_mask=True, return_tensors="pt"
+    )
     assert reloaded["input_features"].shape == (1, 80, 200)
     with pytest.raises(ValueError, match="max_source_positions=16 gives Whisper inputs of 0.32 s.*multiple of 50"):
-        build_feature_extractor(ModelArguments(backbone_config={**backbone, "max_source_positions": 16}), 16000,
-                                make_model({**backbone, "max_source_positions": 16}).config.backbone_config)
+        build_feature_extractor(
+            ModelArguments(backbone_config={**backbone, "max_source_positions": 16}),
+            16000,
+            make_model({**backbone, "max_source_positions": 16}).config.backbone_config,
+        )
 
 
 def save_checkpoint(model, folder):
@@ -150,8 +198,13 @@ def test_checkpoint_loads_with_hf_ser_and_auto_classes(tiny_backbone_config, tmp
     model = make_model(tiny_backbone_config).eval()
     save_checkpoint(model, tmp_path)
     files = {p.name for p in tmp_path.iterdir()}
-    assert {"model.safetensors", "config.json", "preprocessor_config.json",
-            "configuration_wav2vec2_ser.py", "modeling_wav2vec2_ser.py"} <= files
+    assert {
+        "model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "configuration_wav2vec2_ser.py",
+        "modeling_wav2vec2_ser.py",
+    } <= files
     config = AutoConfig.from_pretrained(tmp_path)
     assert set(config.auto_map) == {"AutoConfig", "AutoModel", "AutoModelForAudioClassification"}
     audio = torch.randn(2, 12000)
@@ -169,17 +222,20 @@ def test_checkpoint_loads_without_hf_ser_via_remote_code(tiny_backbone_config, t
     audio = torch.randn(2, 12000)
     torch.save(audio, tmp_path / "audio.pt")
     torch.save(model(audio).logits, tmp_path / "expected.pt")
-    last_line = run_without_hf_ser(f"""
+    last_line = run_without_hf_ser(
+        f"""
         import torch
         from transformers import AutoModel, AutoModelForAudioClassification, pipeline
-        audio, expected = torch.load({str(tmp_path / 'audio.pt')!r}), torch.load({str(tmp_path / 'expected.pt')!r})
+        audio, expected = torch.load({str(tmp_path / "audio.pt")!r}), torch.load({str(tmp_path / "expected.pt")!r})
         for auto_class in (AutoModel, AutoModelForAudioClassification):
-            model = auto_class.from_pretrained({str(tmp_path / 'ckpt')!r}, trust_remote_code=True).eval()
+            model = auto_class.from_pretrained({str(tmp_path / "ckpt")!r}, trust_remote_code=True).eval()
             assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
             assert torch.equal(model(audio).logits, expected)
-        classifier = pipeline("audio-classification", model={str(tmp_path / 'ckpt')!r}, trust_remote_code=True)
+        classifier = pipeline("audio-classification", model={str(tmp_path / "ckpt")!r}, trust_remote_code=True)
         print(sorted(p["label"] for p in classifier(audio[0].numpy(), top_k=None)))
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert last_line == str(sorted(LABELS.values()))
 
 
@@ -203,8 +259,9 @@ def test_from_backbone_keeps_the_pretrained_encoder_weights(tiny_backbone_config
     torch.manual_seed(3)
     encoder = Wav2Vec2Model(Wav2Vec2Config(**{k: v for k, v in tiny_backbone_config.items() if k != "model_type"}))
     encoder.save_pretrained(tmp_path / "encoder")
-    model = Wav2Vec2SER.from_backbone(str(tmp_path / "encoder"), id2label=LABELS, head_dropout=0.6,
-                                      head_hidden_sizes=[16, 8])
+    model = Wav2Vec2SER.from_backbone(
+        str(tmp_path / "encoder"), id2label=LABELS, head_dropout=0.6, head_hidden_sizes=[16, 8]
+    )
     for name, tensor in encoder.state_dict().items():
         assert torch.equal(model.encoder.state_dict()[name], tensor), name
     assert model.config.head_dropout == 0.6 and model.config.head_hidden_sizes == [16, 8]

@@ -107,25 +107,32 @@ def test_pipeline_equals_a_direct_forward_with_and_without_hf_ser(layout_dir, se
         inputs = extractor([clip], sampling_rate=16000, return_attention_mask=True, return_tensors="pt")
         expected = model(**inputs).logits.softmax(-1)[0]
     expected_by_label = {LABELS[i]: float(p) for i, p in enumerate(expected)}
-    scores = {p["label"]: p["score"] for p in pipeline("audio-classification", model=str(tmp_path / "run"))(
-        clip.copy(), top_k=None)}
+    scores = {
+        p["label"]: p["score"]
+        for p in pipeline("audio-classification", model=str(tmp_path / "run"))(clip.copy(), top_k=None)
+    }
     assert scores == pytest.approx(expected_by_label, abs=1e-5)
 
     if layout.name not in WITHOUT_HF_SER:
         return
     np.save(tmp_path / "clip.npy", clip)
-    remote = run_without_hf_ser(f"""
+    remote = run_without_hf_ser(
+        f"""
         import json, numpy as np
         from transformers import pipeline
-        classifier = pipeline("audio-classification", model={str(tmp_path / 'run')!r}, trust_remote_code=True)
-        print(json.dumps({{p["label"]: p["score"] for p in classifier(np.load({str(tmp_path / 'clip.npy')!r}), top_k=None)}}))
-    """, cwd=tmp_path)
+        classifier = pipeline("audio-classification", model={str(tmp_path / "run")!r}, trust_remote_code=True)
+        print(json.dumps({{p["label"]: p["score"] for p in classifier(np.load({str(tmp_path / "clip.npy")!r}), top_k=None)}}))
+    """,
+        cwd=tmp_path,
+    )
     assert json.loads(remote) == pytest.approx(expected_by_label, abs=1e-5)
 
 
 def test_backbone_overrides_reach_the_encoder_config_and_are_saved(layout_dir, tmp_path):
     layout, folder = layout_dir
-    keys = {"whisper": {"encoder_layerdrop": 0.0, "dropout": 0.2}}.get(layout.family, {"layerdrop": 0.0, "mask_time_prob": 0.0})
+    keys = {"whisper": {"encoder_layerdrop": 0.0, "dropout": 0.2}}.get(
+        layout.family, {"layerdrop": 0.0, "mask_time_prob": 0.0}
+    )
     model = Wav2Vec2SER.from_backbone(str(folder), id2label=LABELS, backbone_overrides=keys)
     for key, value in keys.items():
         assert getattr(model.encoder.config, key) == value
@@ -142,8 +149,11 @@ def test_a_checkpoint_without_encoder_weights_is_refused_naming_them(tmp_path):
     layout = next(layout for layout in LAYOUTS if layout.name == "whisper-tiny")
     folder = build_layout(layout, tmp_path / "whisper")
     tensors = load_file(folder / "model.safetensors")
-    save_file({k: v for k, v in tensors.items() if "encoder.layers.1." not in k}, folder / "model.safetensors",
-              metadata={"format": "pt"})
+    save_file(
+        {k: v for k, v in tensors.items() if "encoder.layers.1." not in k},
+        folder / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     with pytest.raises(ValueError, match=r"does not hold the weights of a WhisperEncoder: \d+ missing .*layers\.1\."):
         Wav2Vec2SER.from_backbone(str(folder), id2label=LABELS)
 
@@ -155,11 +165,13 @@ def test_a_decoder_only_checkpoint_is_refused(tmp_path):
     layout = next(layout for layout in LAYOUTS if layout.name == "wav2vec2-base-960h")
     folder = build_layout(layout, tmp_path / "w2v")
     tensors = load_file(folder / "model.safetensors")
-    save_file({k: v for k, v in tensors.items() if k.startswith("lm_head")}, folder / "model.safetensors",
-              metadata={"format": "pt"})
+    save_file(
+        {k: v for k, v in tensors.items() if k.startswith("lm_head")},
+        folder / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     with pytest.raises(ValueError, match="does not hold the weights of a Wav2Vec2Model"):
         Wav2Vec2SER.from_backbone(str(folder), id2label=LABELS)
-
 
 
 def test_the_backbone_overrides_recipe_key_reaches_random_and_pretrained_encoders(tmp_path):
@@ -169,7 +181,10 @@ def test_the_backbone_overrides_recipe_key_reaches_random_and_pretrained_encoder
     layout = next(layout for layout in LAYOUTS if layout.name == "wav2vec2-base-960h")
     folder = build_layout(layout, tmp_path / "w2v")
     overrides = ["--backbone_overrides", '{"layerdrop": 0.0, "mask_time_prob": 0.0, "hidden_dropout": 0.2}']
-    for source in (["--backbone", str(folder)], ["--backbone_config", '{"model_type": "wav2vec2", "num_hidden_layers": 2}']):
+    for source in (
+        ["--backbone", str(folder)],
+        ["--backbone_config", '{"model_type": "wav2vec2", "num_hidden_layers": 2}'],
+    ):
         model_args, _, _ = parse_args([*source, *overrides, "--output_dir", str(tmp_path / "run")])
         config = build_model(model_args, list(LABELS.values())).config.backbone_config
         assert (config.layerdrop, config.mask_time_prob, config.hidden_dropout) == (0.0, 0.0, 0.2)
@@ -186,7 +201,9 @@ def test_onnx_of_a_group_norm_model_gives_each_clip_its_unpadded_result(clips, t
     export_onnx(model, tmp_path / "onnx", feature_extractor=extractor, verify=False)
     batch = extractor(clips, sampling_rate=16000, return_attention_mask=True, padding=True, return_tensors="np")
     with torch.no_grad():
-        alone = [model(**extractor([clip], sampling_rate=16000, return_tensors="pt")).logits[0].numpy() for clip in clips]
+        alone = [
+            model(**extractor([clip], sampling_rate=16000, return_tensors="pt")).logits[0].numpy() for clip in clips
+        ]
     onnx_logits = OnnxSERModel(tmp_path / "onnx")(batch["input_values"], batch["attention_mask"])
     np.testing.assert_allclose(onnx_logits, np.stack(alone), atol=1e-4)
 
@@ -195,10 +212,13 @@ def test_a_missing_optional_extra_is_one_line_naming_the_install(tiny_model_dir,
     import subprocess
     import sys
 
-    script = ("import sys; sys.modules['onnxscript'] = None\n"  # as if the `onnx` extra were not installed
-              "from hf_ser.cli import main\n"
-              f"sys.exit(main(['export-onnx', {str(tiny_model_dir)!r}, {str(tmp_path / 'onnx')!r}]))")
+    script = (
+        "import sys; sys.modules['onnxscript'] = None\n"  # as if the `onnx` extra were not installed
+        "from hf_ser.cli import main\n"
+        f"sys.exit(main(['export-onnx', {str(tiny_model_dir)!r}, {str(tmp_path / 'onnx')!r}]))"
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "hf-ser export-onnx: onnxscript is not installed; it comes with the `onnx` extra: pip install 'hf-ser[onnx]'")
+        "hf-ser export-onnx: onnxscript is not installed; it comes with the `onnx` extra: pip install 'hf-ser[onnx]'"
+    )

@@ -42,8 +42,10 @@ def record_inputs(model: nn.Module) -> list[dict]:
 
 
 def stack(examples):
-    return {"input_values": torch.stack([e["input_values"] for e in examples]),
-            "labels": torch.tensor([e["label"] for e in examples])}
+    return {
+        "input_values": torch.stack([e["input_values"] for e in examples]),
+        "labels": torch.tensor([e["label"] for e in examples]),
+    }
 
 
 def test_statistics_are_the_exact_average_over_the_batches_without_dropout():
@@ -94,15 +96,23 @@ def is_window_of(window: np.ndarray, clip: np.ndarray) -> bool:
 
 def tiny_cnn(num_labels: int) -> SERCNN:
     torch.manual_seed(0)
-    return SERCNN(SERCNNConfig(num_labels=num_labels, first_conv_channels=4, block_channels=[8, 8],
-                               attention_heads=2, attention_hidden=8))
+    return SERCNN(
+        SERCNNConfig(
+            num_labels=num_labels, first_conv_channels=4, block_channels=[8, 8], attention_heads=2, attention_hidden=8
+        )
+    )
 
 
 def test_statistics_come_from_clean_training_windows_of_the_real_pipeline(tiny_corpus):
-    args = DataArguments(dataset="audiofolder", data_dir=str(tiny_corpus), speaker_pattern=SPEAKERS,
-                         validation_speakers=["03"], test_speakers=["04"], max_duration_seconds=0.5,
-                         augmentations=[{"name": "AddGaussianNoise", "p": 1.0, "min_amplitude": 0.05,
-                                         "max_amplitude": 0.05}])
+    args = DataArguments(
+        dataset="audiofolder",
+        data_dir=str(tiny_corpus),
+        speaker_pattern=SPEAKERS,
+        validation_speakers=["03"],
+        test_speakers=["04"],
+        max_duration_seconds=0.5,
+        augmentations=[{"name": "AddGaussianNoise", "p": 1.0, "min_amplitude": 0.05, "max_amplitude": 0.05}],
+    )
     splits, labels, _ = build_corpus(args)
     extractor = Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=True)
     attach_transforms(splits, extractor, args)
@@ -113,8 +123,11 @@ def test_statistics_come_from_clean_training_windows_of_the_real_pipeline(tiny_c
     seen = record_inputs(model)
     PreciseBatchNormCallback(clean, SERDataCollator(extractor), num_batches=3, batch_size=8).recompute(model, step=0)
 
-    windows = [values[: int(mask.sum())].numpy()
-               for kwargs in seen for values, mask in zip(kwargs["input_values"], kwargs["attention_mask"])]
+    windows = [
+        values[: int(mask.sum())].numpy()
+        for kwargs in seen
+        for values, mask in zip(kwargs["input_values"], kwargs["attention_mask"])
+    ]
     assert len(windows) == 24 and all(len(w) == 8000 for w in windows)  # 3 batches of 8 random 0.5 s crops
     assert all(any(is_window_of(w, clip) for clip in clips) for w in windows)
     # the training view itself is augmented, so the check above can tell the two apart
@@ -136,11 +149,31 @@ def test_base_recipe_parses_to_the_seed_settings():
 @pytest.mark.slow
 def test_base_recipe_trains_with_precise_batch_norm_and_loads_in_a_pipeline(tiny_corpus, tmp_path):
     run = tmp_path / "base"
-    argv = [str(REPO_ROOT / "recipes" / "base.yaml"), "--dataset", "audiofolder", "--data_dir", str(tiny_corpus),
-            "--speaker_pattern", SPEAKERS, "--validation_speakers", "03", "--test_speakers", "04",
-            "--model_config", json.dumps({"first_conv_channels": 4, "block_channels": [8, 8], "attention_hidden": 8}),
-            "--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--precise_bn_batches", "2",
-            "--output_dir", str(run), "--disable_tqdm", "true"]
+    argv = [
+        str(REPO_ROOT / "recipes" / "base.yaml"),
+        "--dataset",
+        "audiofolder",
+        "--data_dir",
+        str(tiny_corpus),
+        "--speaker_pattern",
+        SPEAKERS,
+        "--validation_speakers",
+        "03",
+        "--test_speakers",
+        "04",
+        "--model_config",
+        json.dumps({"first_conv_channels": 4, "block_channels": [8, 8], "attention_hidden": 8}),
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "8",
+        "--precise_bn_batches",
+        "2",
+        "--output_dir",
+        str(run),
+        "--disable_tqdm",
+        "true",
+    ]
     results = train_main(argv)
     assert 0.0 <= results["test_ua"] <= 1.0
     state = json.loads((run / "trainer_state.json").read_text())
@@ -158,11 +191,32 @@ def test_base_recipe_trains_with_precise_batch_norm_and_loads_in_a_pipeline(tiny
 @requires_emodb()
 def test_base_recipe_runs_on_emodb(tmp_path):
     run = tmp_path / "base"
-    results = train_main([str(REPO_ROOT / "recipes" / "base.yaml"), "--data_dir", str(EMODB_DIR),
-                          "--output_dir", str(run), "--num_train_epochs", "1", "--max_train_samples", "64",
-                          "--per_device_train_batch_size", "32", "--precise_bn_batches", "1", "--disable_tqdm", "true"])
+    results = train_main(
+        [
+            str(REPO_ROOT / "recipes" / "base.yaml"),
+            "--data_dir",
+            str(EMODB_DIR),
+            "--output_dir",
+            str(run),
+            "--num_train_epochs",
+            "1",
+            "--max_train_samples",
+            "64",
+            "--per_device_train_batch_size",
+            "32",
+            "--precise_bn_batches",
+            "1",
+            "--disable_tqdm",
+            "true",
+        ]
+    )
     report = json.loads((run / "data_report.json").read_text())
     assert report["splits"]["validation"]["speakers"] == ["09", "10"] and report["skipped"] == []
     assert results["test_samples"] == 49 + 58 and results["eval_samples"] == 43 + 38
-    labels = {s["label"] for s in pipeline("audio-classification", model=str(run))(load_audio(EMODB_DIR / "wav" / "03a01Fa.wav"), top_k=None)}
+    labels = {
+        s["label"]
+        for s in pipeline("audio-classification", model=str(run))(
+            load_audio(EMODB_DIR / "wav" / "03a01Fa.wav"), top_k=None
+        )
+    }
     assert labels == {"anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness"}

@@ -56,8 +56,14 @@ def test_the_trainer_applies_the_lever_when_the_recipe_asks(tmp_path, monkeypatc
     calls = []
     monkeypatch.setattr(hf_ser.training.trainer, "release_freed_memory", lambda: calls.append(True))
     for asked in (False, True):
-        args = SERTrainingArguments(output_dir=str(tmp_path), cpu_release_freed_memory=asked, use_cpu=True,
-                                    eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
-                                    report_to="none")
+        args = SERTrainingArguments(
+            output_dir=str(tmp_path),
+            cpu_release_freed_memory=asked,
+            use_cpu=True,
+            eval_strategy="no",
+            save_strategy="no",
+            load_best_model_at_end=False,
+            report_to="none",
+        )
         hf_ser.training.trainer.SERTrainer(model=torch.nn.Linear(2, 2), args=args)
     assert calls == [True]

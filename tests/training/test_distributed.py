@@ -80,15 +80,20 @@ def test_processes_launched_without_gpu_train_on_cpu(monkeypatch, tmp_path):
 
 
 def _tiny_model(layerdrop: float = 0.1) -> Wav2Vec2SER:
-    config = Wav2Vec2SERConfig(backbone_config={**TINY_WAV2VEC2, "layerdrop": layerdrop}, num_labels=4,
-                               head_hidden_sizes=[16, 8])
+    config = Wav2Vec2SERConfig(
+        backbone_config={**TINY_WAV2VEC2, "layerdrop": layerdrop}, num_labels=4, head_hidden_sizes=[16, 8]
+    )
     return Wav2Vec2SER(config)
 
 
 def _process_args(world_size=2, activation_checkpointing=False, find_unused=None, sync_batch_norm=False, device="cpu"):
-    return SimpleNamespace(world_size=world_size, activation_checkpointing=activation_checkpointing,
-                           ddp_find_unused_parameters=find_unused, sync_batch_norm=sync_batch_norm,
-                           device=torch.device(device))
+    return SimpleNamespace(
+        world_size=world_size,
+        activation_checkpointing=activation_checkpointing,
+        ddp_find_unused_parameters=find_unused,
+        sync_batch_norm=sync_batch_norm,
+        device=torch.device(device),
+    )
 
 
 def _layerdrops(model):
@@ -106,8 +111,11 @@ def test_layerdrop_is_switched_off_for_ddp_with_activation_checkpointing(caplog)
     assert _layerdrops(model) == (0.0, 0.0)
 
 
-@pytest.mark.parametrize("args", [_process_args(world_size=1, activation_checkpointing=True), _process_args()],
-                         ids=["one-process", "ddp-finds-unused-parameters"])
+@pytest.mark.parametrize(
+    "args",
+    [_process_args(world_size=1, activation_checkpointing=True), _process_args()],
+    ids=["one-process", "ddp-finds-unused-parameters"],
+)
 def test_layerdrop_is_kept_where_ddp_copes_with_it(args):
     model = _tiny_model(layerdrop=0.1)
     assert prepare_model_for_processes(model, args) is model
@@ -138,9 +146,23 @@ def test_sync_batch_norm_converts_the_head_and_checkpoints_keep_their_keys():
 
 
 def _launch(record_dir, argv, *launch_args, env_extra=None):
-    command = [sys.executable, "-m", "accelerate.commands.launch", *launch_args, "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-               str(REPO_ROOT / "tests" / "distributed_worker.py"), str(record_dir), *argv]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        *launch_args,
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+        str(REPO_ROOT / "tests" / "distributed_worker.py"),
+        str(record_dir),
+        *argv,
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", **(env_extra or {})}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
@@ -150,20 +172,52 @@ def _launch(record_dir, argv, *launch_args, env_extra=None):
 @pytest.fixture(scope="module")
 def run_argv(tiny_corpus):
     return [
-        "--dataset", "audiofolder", "--data_dir", str(tiny_corpus), "--speaker_pattern", r"spk(?P<speaker>\d+)_",
-        "--validation_speakers", "03", "--test_speakers", "04", "--backbone_config", json.dumps(TINY_WAV2VEC2),
-        "--head_hidden_sizes", "16", "8", "--max_duration_seconds", "1.0", "--num_train_epochs", "2",
-        "--per_device_train_batch_size", str(PER_DEVICE_BATCH), "--per_device_eval_batch_size", "8",
-        "--learning_rate", "1e-3", "--report_to", "none", "--disable_tqdm", "true", "--seed", "7",
-        "--logging_strategy", "steps", "--logging_steps", "1", "--save_total_limit", "1",
+        "--dataset",
+        "audiofolder",
+        "--data_dir",
+        str(tiny_corpus),
+        "--speaker_pattern",
+        r"spk(?P<speaker>\d+)_",
+        "--validation_speakers",
+        "03",
+        "--test_speakers",
+        "04",
+        "--backbone_config",
+        json.dumps(TINY_WAV2VEC2),
+        "--head_hidden_sizes",
+        "16",
+        "8",
+        "--max_duration_seconds",
+        "1.0",
+        "--num_train_epochs",
+        "2",
+        "--per_device_train_batch_size",
+        str(PER_DEVICE_BATCH),
+        "--per_device_eval_batch_size",
+        "8",
+        "--learning_rate",
+        "1e-3",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        "7",
+        "--logging_strategy",
+        "steps",
+        "--logging_steps",
+        "1",
+        "--save_total_limit",
+        "1",
     ]
 
 
 @pytest.fixture(scope="module")
 def ddp_run(run_argv, tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
-    ranks = _launch(root / "records", run_argv + ["--output_dir", str(root / "run")], "--multi_gpu",
-                    "--num_processes", "2")
+    ranks = _launch(
+        root / "records", run_argv + ["--output_dir", str(root / "run")], "--multi_gpu", "--num_processes", "2"
+    )
     return ranks, root / "run"
 
 
@@ -198,8 +252,9 @@ def test_two_cpu_processes_train_one_data_parallel_model(ddp_run):
 def test_batch_norm_statistics_stay_per_process_without_sync_batch_norm(ddp_run):
     ranks, _ = ddp_run
     # each rank normalises over its own 4 clips, so its running statistics differ from the other rank's
-    assert all(a["batch_norm_statistics"] != b["batch_norm_statistics"]
-               for a, b in zip(ranks[0]["steps"], ranks[1]["steps"]))
+    assert all(
+        a["batch_norm_statistics"] != b["batch_norm_statistics"] for a, b in zip(ranks[0]["steps"], ranks[1]["steps"])
+    )
 
 
 def _first_epoch_mean(losses):
@@ -222,8 +277,15 @@ def test_only_rank_zero_writes_results_and_checkpoints(ddp_run):
     files_rank1 = [path for event, path in ranks[1]["writes"] if event != "os.mkdir"]
     assert files_rank1 == [], f"rank 1 wrote {files_rank1}"
     opened = [path for event, path in ranks[0]["writes"] if event == "open"]
-    for name in ("data_report.json", "run_config.json", "eval_results.json", "test_results.json",
-                 "confusion_matrix.json", "confusion_matrix.png", "config.json"):
+    for name in (
+        "data_report.json",
+        "run_config.json",
+        "eval_results.json",
+        "test_results.json",
+        "confusion_matrix.json",
+        "confusion_matrix.png",
+        "config.json",
+    ):
         assert opened.count(name) == 1, name
     for path in output_dir.glob("*.json"):
         json.loads(path.read_text())  # complete, not interleaved
@@ -241,8 +303,14 @@ def test_only_rank_zero_writes_results_and_checkpoints(ddp_run):
 def test_freeze_encoder_steps_with_gradient_checkpointing_trains_under_ddp(run_argv, tmp_path):
     """Frozen for 2 steps, then trained: DDP (which wraps the model before the encoder is frozen) must cope with the
     frozen encoder under gradient checkpointing, and keep both ranks in step once it trains."""
-    ranks = _launch(tmp_path / "records", run_argv + ["--output_dir", str(tmp_path / "run"), "--freeze_encoder_steps",
-                    "2", "--gradient_checkpointing", "true"], "--multi_gpu", "--num_processes", "2")
+    ranks = _launch(
+        tmp_path / "records",
+        run_argv
+        + ["--output_dir", str(tmp_path / "run"), "--freeze_encoder_steps", "2", "--gradient_checkpointing", "true"],
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+    )
     encoder = [[step["encoder_parameters"] for step in record["steps"]] for record in ranks]
     assert encoder[0] == encoder[1]  # gradients of the unfrozen encoder are averaged across ranks
     assert encoder[0][0] == encoder[0][1]  # steps 1-2: frozen
@@ -260,9 +328,15 @@ def test_freeze_encoder_steps_refuses_ddp_without_unused_parameter_detection(tmp
 def test_deepspeed_trains_two_cpu_processes_and_writes_a_plain_model(config, run_argv, tmp_path):
     # the first run JIT-compiles DeepSpeed's CPU communication op (minutes; cached in ~/.cache/torch_extensions)
     pytest.importorskip("deepspeed", reason="needs the `deepspeed` extra: pip install -e '.[deepspeed]'")
-    ranks = _launch(tmp_path / "records", run_argv + ["--output_dir", str(tmp_path / "run"), "--num_train_epochs", "1"],
-                    "--config_file", str(CONFIG_DIR / config), "--num_processes", "2",
-                    env_extra={"DS_ACCELERATOR": "cpu"})
+    ranks = _launch(
+        tmp_path / "records",
+        run_argv + ["--output_dir", str(tmp_path / "run"), "--num_train_epochs", "1"],
+        "--config_file",
+        str(CONFIG_DIR / config),
+        "--num_processes",
+        "2",
+        env_extra={"DS_ACCELERATOR": "cpu"},
+    )
     assert [record["world_size"] for record in ranks] == [2, 2]
     assert len(ranks[0]["steps"]) == 3
     if config == "deepspeed_zero2.yaml":  # ZeRO-2 keeps whole weights on every rank (ZeRO-3 holds shards)

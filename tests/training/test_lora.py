@@ -30,8 +30,10 @@ def tiny_model(backbone, **kwargs) -> Wav2Vec2SER:
 
 def batch(batch_size=4, samples=4000):
     generator = torch.Generator().manual_seed(1)
-    return {"input_values": torch.randn(batch_size, samples, generator=generator),
-            "labels": torch.arange(batch_size) % 3}
+    return {
+        "input_values": torch.randn(batch_size, samples, generator=generator),
+        "labels": torch.arange(batch_size) % 3,
+    }
 
 
 def trainable(model):
@@ -50,20 +52,41 @@ def test_only_lora_and_head_parameters_train(tiny_backbone_config):
 
 
 def test_attentive_pooling_trains_fully_and_ffn_preset_adds_feed_forward(tiny_backbone_config):
-    model = apply_lora(tiny_model(tiny_backbone_config, pooling="attentive_stats"),
-                       {**SPEC, "target_modules": "attention+ffn"})
+    model = apply_lora(
+        tiny_model(tiny_backbone_config, pooling="attentive_stats"), {**SPEC, "target_modules": "attention+ffn"}
+    )
     names = trainable(model)
     assert any(".attentive_pooling.modules_to_save." in n for n in names)
     assert {n.split(".")[-4] for n in names if "lora_A" in n} == {
-        "q_proj", "k_proj", "v_proj", "out_proj", "intermediate_dense", "output_dense"}
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "out_proj",
+        "intermediate_dense",
+        "output_dense",
+    }
 
 
 def test_whisper_encoder_preset_targets_its_attention_and_mlp():
-    whisper = {"model_type": "whisper", "d_model": 16, "encoder_layers": 1, "encoder_attention_heads": 2,
-               "encoder_ffn_dim": 32, "num_mel_bins": 8, "max_source_positions": 8, "decoder_layers": 1}
+    whisper = {
+        "model_type": "whisper",
+        "d_model": 16,
+        "encoder_layers": 1,
+        "encoder_attention_heads": 2,
+        "encoder_ffn_dim": 32,
+        "num_mel_bins": 8,
+        "max_source_positions": 8,
+        "decoder_layers": 1,
+    }
     model = apply_lora(tiny_model(whisper), {**SPEC, "target_modules": "attention+ffn"})
     assert {n.split(".")[-4] for n in trainable(model) if "lora_A" in n} == {
-        "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"}
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "out_proj",
+        "fc1",
+        "fc2",
+    }
 
 
 def test_bad_peft_settings_are_named(tiny_backbone_config):
@@ -92,8 +115,11 @@ def test_training_changes_adapters_and_head_but_not_the_base(tiny_backbone_confi
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert any("lora_B" in k for k in changed) and any("head.modules_to_save" in k for k in changed)
-    frozen = [k for k in before if "lora_" not in k and "modules_to_save" not in k and "running" not in k
-              and "num_batches" not in k]
+    frozen = [
+        k
+        for k in before
+        if "lora_" not in k and "modules_to_save" not in k and "running" not in k and "num_batches" not in k
+    ]
     assert len(frozen) > 20 and not changed & set(frozen)  # encoder weights and the original head are untouched
 
 
@@ -134,8 +160,9 @@ def test_lora_recipe_trains_saves_an_adapter_and_exports_a_pipeline_model(tiny_t
     splits, _, _ = build_corpus(data_args, seed=training_args.seed)
     extractor = Wav2Vec2FeatureExtractor.from_pretrained(run)
     attach_transforms(splits, extractor, data_args)
-    trainer = SERTrainer(model=load_lora(run), args=training_args, data_collator=SERDataCollator(extractor),
-                         eval_dataset=splits["test"])
+    trainer = SERTrainer(
+        model=load_lora(run), args=training_args, data_collator=SERDataCollator(extractor), eval_dataset=splits["test"]
+    )
     reloaded = trainer.evaluate(metric_key_prefix="test")
     assert reloaded["test_loss"] == pytest.approx(results["test_loss"], rel=1e-5)
 
@@ -143,7 +170,11 @@ def test_lora_recipe_trains_saves_an_adapter_and_exports_a_pipeline_model(tiny_t
     assert cli_main(["merge-lora", str(run), str(tmp_path / "merged")]) == 0
     classifier = pipeline("audio-classification", model=str(tmp_path / "merged"))
     assert {p["label"] for p in classifier(torch.randn(16000).numpy(), top_k=None)} == {
-        "angry", "happy", "neutral", "sad"}
+        "angry",
+        "happy",
+        "neutral",
+        "sad",
+    }
 
 
 def test_lora_recipe_section_parses_into_a_lora_config():

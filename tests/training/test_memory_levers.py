@@ -86,19 +86,37 @@ def test_bf16_autocast_keeps_the_loss_in_float32_and_trains(tiny_backbone_config
 
 
 def _corpus(tiny_corpus, **kwargs):
-    args = DataArguments(dataset="audiofolder", data_dir=str(tiny_corpus), speaker_pattern=r"spk(?P<speaker>\d+)_",
-                         validation_speakers=["03"], test_speakers=["04"], **kwargs)
+    args = DataArguments(
+        dataset="audiofolder",
+        data_dir=str(tiny_corpus),
+        speaker_pattern=r"spk(?P<speaker>\d+)_",
+        validation_speakers=["03"],
+        test_speakers=["04"],
+        **kwargs,
+    )
     splits, _, _ = build_corpus(args)
     return attach_transforms(splits, Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=True), args)
 
 
 def _padded_samples(tiny_corpus, tiny_backbone_config, tmp_path, strategy, seed):
     splits = _corpus(tiny_corpus, max_duration_seconds=10.0)  # no crop: the clips' own lengths (1.5 s to 3 s)
-    args = SERTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, report_to="none", eval_strategy="no", load_best_model_at_end=False,
-                                train_sampling_strategy=strategy, seed=seed, dataloader_pin_memory=False)
+    args = SERTrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        report_to="none",
+        eval_strategy="no",
+        load_best_model_at_end=False,
+        train_sampling_strategy=strategy,
+        seed=seed,
+        dataloader_pin_memory=False,
+    )
     extractor = Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=True)
-    trainer = SERTrainer(model=tiny_model(tiny_backbone_config), args=args, train_dataset=splits["train"],
-                         data_collator=SERDataCollator(extractor))
+    trainer = SERTrainer(
+        model=tiny_model(tiny_backbone_config),
+        args=args,
+        train_dataset=splits["train"],
+        data_collator=SERDataCollator(extractor),
+    )
     batches = list(trainer.get_train_dataloader())
     assert sum(len(b["labels"]) for b in batches) == len(splits["train"]) == 24
     return sum(int((b["attention_mask"] == 0).sum()) for b in batches)
@@ -113,10 +131,20 @@ def test_length_grouped_batches_pad_less_than_random_ones(tiny_corpus, tiny_back
 
 def test_length_grouping_names_a_missing_length_column(tiny_corpus, tiny_backbone_config, tmp_path):
     splits = _corpus(tiny_corpus)
-    args = SERTrainingArguments(output_dir=str(tmp_path), report_to="none", eval_strategy="no", load_best_model_at_end=False,
-                                train_sampling_strategy="group_by_length", length_column_name="length")
-    trainer = SERTrainer(model=tiny_model(tiny_backbone_config), args=args, train_dataset=splits["train"],
-                         data_collator=SERDataCollator(Wav2Vec2FeatureExtractor()))
+    args = SERTrainingArguments(
+        output_dir=str(tmp_path),
+        report_to="none",
+        eval_strategy="no",
+        load_best_model_at_end=False,
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+    )
+    trainer = SERTrainer(
+        model=tiny_model(tiny_backbone_config),
+        args=args,
+        train_dataset=splits["train"],
+        data_collator=SERDataCollator(Wav2Vec2FeatureExtractor()),
+    )
     with pytest.raises(ValueError, match="length_column_name 'length'.*duration"):
         trainer.get_train_dataloader()
 
@@ -135,11 +163,29 @@ def test_duration_caps_crop_training_and_evaluation_clips(tiny_corpus):
 
 @pytest.mark.slow
 def test_memory_and_stability_switches_train_end_to_end(tiny_train_argv, tmp_path):
-    results = train_main(tiny_train_argv + [
-        "--gradient_checkpointing", "true", "--bf16", "true", "--use_cpu", "true", "--train_sampling_strategy", "group_by_length",
-        "--encoder_learning_rate", "1e-4", "--freeze_encoder_steps", "2", "--max_grad_norm", "1.0",
-        "--warmup_steps", "1", "--num_train_epochs", "2",
-    ])
+    results = train_main(
+        tiny_train_argv
+        + [
+            "--gradient_checkpointing",
+            "true",
+            "--bf16",
+            "true",
+            "--use_cpu",
+            "true",
+            "--train_sampling_strategy",
+            "group_by_length",
+            "--encoder_learning_rate",
+            "1e-4",
+            "--freeze_encoder_steps",
+            "2",
+            "--max_grad_norm",
+            "1.0",
+            "--warmup_steps",
+            "1",
+            "--num_train_epochs",
+            "2",
+        ]
+    )
     run = tmp_path / "run"
     assert json.loads((run / "test_results.json").read_text())["test_samples"] == 12
     assert np.isfinite(results["eval_loss"]) and np.isfinite(results["test_loss"])

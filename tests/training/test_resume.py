@@ -17,9 +17,28 @@ from hf_ser.training.checkpoints import last_complete_checkpoint, weights_files
 
 # 24 training clips / batch 4 = 6 steps per epoch, 12 in all; checkpoint-4 is in the middle of the first epoch, where
 # the Trainer skips already-seen batches and restores RNG state (the hard case for reproducibility).
-RESUME_ARGS = ["--num_train_epochs", "2", "--per_device_train_batch_size", "4", "--save_strategy", "steps",
-               "--save_steps", "4", "--eval_strategy", "steps", "--eval_steps", "4", "--logging_strategy", "steps",
-               "--logging_steps", "1", "--save_total_limit", "3", "--log_level", "info"]
+RESUME_ARGS = [
+    "--num_train_epochs",
+    "2",
+    "--per_device_train_batch_size",
+    "4",
+    "--save_strategy",
+    "steps",
+    "--save_steps",
+    "4",
+    "--eval_strategy",
+    "steps",
+    "--eval_steps",
+    "4",
+    "--logging_strategy",
+    "steps",
+    "--logging_steps",
+    "1",
+    "--save_total_limit",
+    "3",
+    "--log_level",
+    "info",
+]
 TIMING_WORDS = ("runtime", "per_second")
 # The end-of-training summary `train_loss` averages only the losses this process saw (the Trainer resets its sum on
 # resume), so it differs by construction; every step's own `loss` is compared instead.
@@ -27,7 +46,14 @@ PROCESS_ONLY = {"train_loss"}
 
 
 def _launch(argv, output_dir):
-    command = [sys.executable, str(REPO_ROOT / "hf_ser" / "train.py"), *argv, *RESUME_ARGS, "--output_dir", str(output_dir)]
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "hf_ser" / "train.py"),
+        *argv,
+        *RESUME_ARGS,
+        "--output_dir",
+        str(output_dir),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
@@ -41,13 +67,21 @@ def _finish(process):
 def _history(output_dir):
     """The log of every training step and validation, without timings."""
     state = json.loads((output_dir / "trainer_state.json").read_text())
-    return [{k: v for k, v in entry.items() if not any(w in k for w in TIMING_WORDS) and k not in PROCESS_ONLY}
-            for entry in state["log_history"]]
+    return [
+        {k: v for k, v in entry.items() if not any(w in k for w in TIMING_WORDS) and k not in PROCESS_ONLY}
+        for entry in state["log_history"]
+    ]
 
 
 def _final_metrics(output_dir):
-    return {name: {k: v for k, v in json.loads((output_dir / f"{name}_results.json").read_text()).items()
-                   if not any(w in k for w in TIMING_WORDS)} for name in ("eval", "test")}
+    return {
+        name: {
+            k: v
+            for k, v in json.loads((output_dir / f"{name}_results.json").read_text()).items()
+            if not any(w in k for w in TIMING_WORDS)
+        }
+        for name in ("eval", "test")
+    }
 
 
 @pytest.mark.slow

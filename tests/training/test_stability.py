@@ -29,16 +29,34 @@ def tiny_model(backbone) -> Wav2Vec2SER:
 
 def waveforms(n=8):
     rng = np.random.default_rng(0)
-    return Dataset.from_dict({"input_values": [rng.standard_normal(3200).astype(np.float32) for _ in range(n)],
-                              "label": [i % 3 for i in range(n)]})
+    return Dataset.from_dict(
+        {
+            "input_values": [rng.standard_normal(3200).astype(np.float32) for _ in range(n)],
+            "label": [i % 3 for i in range(n)],
+        }
+    )
 
 
 def trainer_for(model, tmp_path, callbacks=(), **kwargs):
-    args = SERTrainingArguments(output_dir=str(tmp_path), report_to="none", eval_strategy="no",
-                                save_strategy="no", load_best_model_at_end=False, per_device_train_batch_size=4,
-                                learning_rate=1e-3, weight_decay=0.01, disable_tqdm=True, **kwargs)
-    return SERTrainer(model=model, args=args, train_dataset=waveforms(),
-                      data_collator=SERDataCollator(Wav2Vec2FeatureExtractor()), callbacks=list(callbacks))
+    args = SERTrainingArguments(
+        output_dir=str(tmp_path),
+        report_to="none",
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        weight_decay=0.01,
+        disable_tqdm=True,
+        **kwargs,
+    )
+    return SERTrainer(
+        model=model,
+        args=args,
+        train_dataset=waveforms(),
+        data_collator=SERDataCollator(Wav2Vec2FeatureExtractor()),
+        callbacks=list(callbacks),
+    )
 
 
 def test_encoder_learning_rate_puts_the_encoder_in_its_own_param_groups(tiny_backbone_config, tmp_path):
@@ -78,8 +96,9 @@ def test_encoder_is_frozen_for_the_first_steps_then_trains(tiny_backbone_config,
     encoder_start = model.encoder.encoder.layers[0].attention.q_proj.weight.detach().clone()
     head_start = model.head[0].weight.detach().clone()
     snapshots = Snapshots()
-    trainer = trainer_for(model, tmp_path, callbacks=[FreezeEncoderCallback(2), snapshots], max_steps=4,
-                          encoder_learning_rate=1e-3)
+    trainer = trainer_for(
+        model, tmp_path, callbacks=[FreezeEncoderCallback(2), snapshots], max_steps=4, encoder_learning_rate=1e-3
+    )
     trainer.train()
     encoder, head = [encoder_start] + snapshots.encoder, [head_start] + snapshots.head
     assert len(encoder) == 5
@@ -100,7 +119,9 @@ def test_freeze_encoder_steps_refuses_a_lora_model(tiny_backbone_config, tmp_pat
 
 def test_seeds_command_line_is_split_and_checked():
     assert split_seeds_argv(["r.yaml", "--seeds", "1", "2", "--learning_rate", "1e-3"]) == (
-        [1, 2], ["r.yaml", "--learning_rate", "1e-3"])
+        [1, 2],
+        ["r.yaml", "--learning_rate", "1e-3"],
+    )
     with pytest.raises(ValueError, match="give the seeds"):
         split_seeds_argv(["r.yaml"])
     with pytest.raises(ValueError, match="distinct"):

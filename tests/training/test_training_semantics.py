@@ -16,8 +16,18 @@ from hf_ser.training.callbacks import (
     resolve_precise_bn_batches,
 )
 
-NO_DROPOUT = {key: 0.0 for key in ("hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout",
-                                   "layerdrop", "final_dropout", "mask_time_prob")}
+NO_DROPOUT = {
+    key: 0.0
+    for key in (
+        "hidden_dropout",
+        "attention_dropout",
+        "activation_dropout",
+        "feat_proj_dropout",
+        "layerdrop",
+        "final_dropout",
+        "mask_time_prob",
+    )
+}
 
 
 class FixedClips(Dataset):
@@ -36,8 +46,13 @@ class FixedClips(Dataset):
 
 
 def wav2vec2_ser():
-    config = Wav2Vec2SERConfig(backbone_config={**TINY_WAV2VEC2, **NO_DROPOUT}, head_hidden_sizes=[16],
-                               head_dropout=0.0, head_batch_norm=False, num_labels=4)
+    config = Wav2Vec2SERConfig(
+        backbone_config={**TINY_WAV2VEC2, **NO_DROPOUT},
+        head_hidden_sizes=[16],
+        head_dropout=0.0,
+        head_batch_norm=False,
+        num_labels=4,
+    )
     return Wav2Vec2SER(config)
 
 
@@ -45,9 +60,20 @@ def one_update(build, batch_size: int, accumulation: int, output_dir) -> tuple[d
     torch.manual_seed(0)
     model = build()
     args = TrainingArguments(
-        output_dir=str(output_dir), per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation,
-        max_steps=1, learning_rate=0.5, optim="sgd", lr_scheduler_type="constant", weight_decay=0.0,
-        max_grad_norm=0.0, logging_steps=1, report_to="none", use_cpu=True, save_strategy="no", seed=0,
+        output_dir=str(output_dir),
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=accumulation,
+        max_steps=1,
+        learning_rate=0.5,
+        optim="sgd",
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        max_grad_norm=0.0,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        seed=0,
         disable_tqdm=True,
     )
     trainer = Trainer(model=model, args=args, train_dataset=FixedClips())
@@ -85,8 +111,9 @@ def test_gradient_accumulation_gives_the_update_and_loss_of_one_large_batch(accu
 
 
 def seed_head_model(batch_norm: bool = True):
-    config = Wav2Vec2SERConfig(backbone_config=dict(TINY_WAV2VEC2), head_hidden_sizes=[16], num_labels=4,
-                               head_batch_norm=batch_norm)
+    config = Wav2Vec2SERConfig(
+        backbone_config=dict(TINY_WAV2VEC2), head_hidden_sizes=[16], num_labels=4, head_batch_norm=batch_norm
+    )
     return Wav2Vec2SER(config)
 
 
@@ -113,8 +140,13 @@ def test_precise_batch_norm_ranks_take_disjoint_windows_of_one_shuffle():
 
 def test_precise_batch_norm_feeds_a_bf16_model_bf16_inputs():
     model = seed_head_model().to(torch.bfloat16)
-    batches = [{"input_values": torch.randn(4, 8000), "attention_mask": torch.ones(4, 8000, dtype=torch.long),
-                "labels": torch.zeros(4, dtype=torch.long)}]
+    batches = [
+        {
+            "input_values": torch.randn(4, 8000),
+            "attention_mask": torch.ones(4, 8000, dtype=torch.long),
+            "labels": torch.zeros(4, dtype=torch.long),
+        }
+    ]
     assert recompute_batch_norm_statistics(model, batches, 2) == 1
     statistics = model.head[1].running_var
     assert statistics.dtype == torch.bfloat16 and not torch.equal(statistics, torch.ones_like(statistics))
@@ -126,8 +158,14 @@ def test_precise_batch_norm_feeds_a_bf16_model_bf16_inputs():
 def tiny_data_args(corpus, **overrides):
     from hf_ser.arguments import DataArguments
 
-    return DataArguments(dataset="audiofolder", data_dir=str(corpus), speaker_pattern=r"spk(?P<speaker>\d+)_",
-                         validation_speakers=["03"], test_speakers=["04"], **overrides)
+    return DataArguments(
+        dataset="audiofolder",
+        data_dir=str(corpus),
+        speaker_pattern=r"spk(?P<speaker>\d+)_",
+        validation_speakers=["03"],
+        test_speakers=["04"],
+        **overrides,
+    )
 
 
 def test_max_train_samples_draws_a_seeded_random_subset_and_the_report_counts_it(tiny_corpus):
