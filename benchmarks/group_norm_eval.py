@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader
 from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
 from hf_ser.arguments import DataArguments
 from hf_ser.data.collator import SERDataCollator
-from hf_ser.data.dataset import attach_transforms, build_corpus
+from hf_ser.data.dataset import build_corpus
+from hf_ser.data.transforms import attach_transforms
 
 CHECKPOINT = REPO_ROOT.parent / "shared" / "checkpoints" / "facebook__wav2vec2-base-960h"
 EMODB = REPO_ROOT.parent / "shared" / "data" / "emodb"

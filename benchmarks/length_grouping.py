@@ -18,8 +18,9 @@ from transformers import Wav2Vec2FeatureExtractor
 from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
 from hf_ser.arguments import DataArguments, SERTrainingArguments
 from hf_ser.data.collator import SERDataCollator
-from hf_ser.data.dataset import attach_transforms, build_corpus
+from hf_ser.data.dataset import build_corpus
 from hf_ser.data.demo_corpus import generate_demo_corpus
+from hf_ser.data.transforms import attach_transforms
 from hf_ser.training.trainer import SERTrainer
 
 TINY = {

@@ -118,7 +118,8 @@ def run_variant(variant: str, epochs: float, max_train_samples: int | None, thre
 
     from hf_ser.arguments import parse_args
     from hf_ser.data.collator import SERDataCollator
-    from hf_ser.data.dataset import EpochCallback, attach_transforms, balanced_class_weights, build_corpus
+    from hf_ser.data.dataset import balanced_class_weights, build_corpus
+    from hf_ser.data.transforms import EpochCallback, attach_transforms
     from hf_ser.training.model_building import backbone_config_of, build_feature_extractor, build_model
     from hf_ser.training.trainer import SERTrainer
 

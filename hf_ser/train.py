@@ -36,13 +36,11 @@ from hf_ser.arguments import (  # noqa: E402
 from hf_ser.data.collator import SERDataCollator  # noqa: E402
 from hf_ser.data.dataset import (  # noqa: E402
     CheckedCorpus,
-    EpochCallback,
-    attach_transforms,
     balanced_class_weights,
     check_corpus,
-    clean_training_view,
     split_checked_corpus,
 )
+from hf_ser.data.transforms import EpochCallback, attach_transforms, clean_training_view  # noqa: E402
 from hf_ser.evaluation.final import evaluate_and_save  # noqa: E402
 from hf_ser.evaluation.metrics import compute_metrics  # noqa: E402
 from hf_ser.hub.model_card import save_model_card  # noqa: E402

@@ -20,8 +20,10 @@ from transformers import Trainer, TrainingArguments, Wav2Vec2FeatureExtractor
 
 from hf_ser.arguments import DataArguments, parse_args
 from hf_ser.data.audio import AudioDecodeError
-from hf_ser.data.dataset import SPEAKER_DEPENDENT, attach_transforms, build_corpus
+from hf_ser.data.dataset import build_corpus
 from hf_ser.data.demo_corpus import synthesize
+from hf_ser.data.splits import SPEAKER_DEPENDENT
+from hf_ser.data.transforms import attach_transforms
 from hf_ser.train import main as train_main
 from hf_ser.training.checkpoints import (
     ValidationOnlyCallback,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -12,6 +13,12 @@ import soxr
 
 SAMPLING_RATE = 16_000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
+
+
+def audio_files_under(folder: Path) -> list[Path]:
+    """Every file under `folder` (recursively) with an audio extension, sorted: how corpora and `hf-ser predict`
+    find audio."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
 class AudioDecodeError(ValueError):

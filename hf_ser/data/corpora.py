@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Callable, Optional
 
-from hf_ser.data.audio import AUDIO_EXTENSIONS
+from hf_ser.data.audio import AUDIO_EXTENSIONS, audio_files_under
 
 Record = dict
 
@@ -30,10 +30,6 @@ EMODB_EMOTIONS = {
 EMODB_NAME = re.compile(r"^(?P<speaker>\d\d)(?P<text>[ab]\d\d)(?P<emotion>[WLEAFTN])(?P<version>[a-z])$")
 
 
-def _audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-
-
 def _require_dir(data_dir: Path, corpus: str) -> Path:
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data_dir {str(data_dir)!r} for dataset {corpus!r} is not a folder")
@@ -47,7 +43,7 @@ def _records_from_file_names(
     data_dir = _require_dir(data_dir, corpus)
     wav_dir = data_dir / subdir if (data_dir / subdir).is_dir() else data_dir
     records = []
-    for path in _audio_files(wav_dir):
+    for path in audio_files_under(wav_dir):
         match = pattern.match(path.stem)
         if match is None:
             raise ValueError(f"{path}: not a file name of the {corpus} scheme (expected e.g. {example})")
@@ -95,7 +91,7 @@ def ravdess_records(data_dir: Path, **_) -> list[Record]:
     """
     data_dir = _require_dir(data_dir, "ravdess")
     records = []
-    for path in _audio_files(data_dir):
+    for path in audio_files_under(data_dir):
         match = RAVDESS_NAME.match(path.stem)
         if match is None:
             raise ValueError(
@@ -166,7 +162,7 @@ def iemocap_records(data_dir: Path, **_) -> list[Record]:
         labels = _iemocap_labels(session_dir)
         evaluation_dir = session_dir / "dialog" / "EmoEvaluation"
         seen = set()
-        for path in _audio_files(session_dir / "sentences" / "wav"):
+        for path in audio_files_under(session_dir / "sentences" / "wav"):
             name = path.stem
             match = IEMOCAP_UTTERANCE.match(name)
             if match is None or name not in labels:
@@ -227,7 +223,7 @@ def audiofolder_records(data_dir: Path, speaker_pattern: Optional[str] = None, *
     data_dir = _require_dir(data_dir, "audiofolder")
     records = []
     for label_dir in sorted(p for p in data_dir.iterdir() if p.is_dir()):
-        for path in _audio_files(label_dir):
+        for path in audio_files_under(label_dir):
             records.append(
                 {"path": str(path), "label": label_dir.name, "speaker": _speaker_from_name(path, speaker_pattern)}
             )

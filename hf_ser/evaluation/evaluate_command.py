@@ -22,7 +22,9 @@ from datasets import DatasetDict, concatenate_datasets
 
 from hf_ser.arguments import DataArguments, SERTrainingArguments, parse_args
 from hf_ser.data.collator import SERDataCollator
-from hf_ser.data.dataset import CorpusReport, _corpus_records, attach_transforms, build_corpus, select_labels
+from hf_ser.data.dataset import CorpusReport, build_corpus, select_labels
+from hf_ser.data.sources import corpus_records
+from hf_ser.data.transforms import attach_transforms
 from hf_ser.evaluation.final import evaluate_and_save
 from hf_ser.evaluation.metrics import compute_metrics
 from hf_ser.inference.loading import load_model
@@ -70,7 +72,7 @@ def evaluate_model(
     model_labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]
 
     if not data_args.labels:  # check before decoding the corpus; then keep the model's label order (= its ids)
-        _, data_labels = select_labels(_corpus_records(data_args), data_args, CorpusReport(dataset=data_args.dataset))
+        _, data_labels = select_labels(corpus_records(data_args), data_args, CorpusReport(dataset=data_args.dataset))
         check_labels(model_labels, data_labels, model_name_or_path, data_args.dataset)
         data_args.labels = model_labels
     else:

@@ -26,7 +26,8 @@ from typing import Optional
 import numpy as np
 
 from hf_ser.arguments import DataArguments, parse_args
-from hf_ser.data.dataset import CorpusReport, _corpus_records, check_corpus, select_labels
+from hf_ser.data.dataset import CorpusReport, check_corpus, select_labels
+from hf_ser.data.sources import corpus_records
 from hf_ser.evaluation.metrics import mean_std, percent, save_confusion_matrix, ser_scores
 from hf_ser.run_folder import (
     CONFUSION_MATRIX_FILE,
@@ -150,7 +151,7 @@ def corpus_speaker_items(data_args: DataArguments) -> dict[str, int]:
     audio."""
     if data_args.speaker_dependent:
         raise ValueError("speaker_dependent: true contradicts speaker-independent cross-validation; remove it")
-    records, _ = select_labels(_corpus_records(data_args), data_args, CorpusReport(dataset=data_args.dataset))
+    records, _ = select_labels(corpus_records(data_args), data_args, CorpusReport(dataset=data_args.dataset))
     without = [record["path"] for record in records if record.get("speaker") is None]
     if without:
         raise ValueError(

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from transformers import AutoFeatureExtractor, PreTrainedModel
 
-from hf_ser.data.audio import AUDIO_EXTENSIONS, AudioDecodeError, load_audio, probe_audio
+from hf_ser.data.audio import AUDIO_EXTENSIONS, AudioDecodeError, audio_files_under, load_audio, probe_audio
 from hf_ser.data.collator import SERDataCollator, clip_features
 from hf_ser.inference.loading import load_model
 from hf_ser.models.modeling_ser_cnn import split_into_segments
@@ -78,7 +78,7 @@ def find_audio_files(inputs: Iterable[Union[str, os.PathLike]]) -> tuple[list[Pa
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            found = audio_files_under(path)
             if not found:
                 failures.append((str(path), f"folder holds no audio files ({', '.join(AUDIO_EXTENSIONS)})"))
             files.extend(found)

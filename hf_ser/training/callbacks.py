@@ -151,7 +151,7 @@ class FreezeEncoderCallback(TrainerCallback):
 
 class PreciseBatchNormCallback(TrainerCallback):
     """Before each evaluation (and at the end of training), recompute BatchNorm statistics on `num_batches` batches
-    of `dataset`: the training split with the training crop but no augmentation (`hf_ser.data.dataset.clean_training_view`).
+    of `dataset`: the training split with the training crop but no augmentation (`hf_ser.data.transforms.clean_training_view`).
 
     The checkpoint saved after an evaluation holds these statistics, so the best model and the final model carry them.
     Recipe key: `precise_bn_batches` (unset: on for models with BatchNorm; 0 = off).

@@ -9,7 +9,9 @@ from hf_ser.arguments import DataArguments
 from hf_ser.data.audio import load_audio
 from hf_ser.data.augment import build_augmenter
 from hf_ser.data.collator import SERDataCollator
-from hf_ser.data.dataset import SPEAKER_DEPENDENT, SPEAKER_INDEPENDENT, attach_transforms, build_corpus
+from hf_ser.data.dataset import build_corpus
+from hf_ser.data.splits import SPEAKER_DEPENDENT, SPEAKER_INDEPENDENT
+from hf_ser.data.transforms import attach_transforms
 
 SPEAKERS = r"spk(?P<speaker>\d+)_"
 

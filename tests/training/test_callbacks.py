@@ -13,7 +13,8 @@ from transformers import TrainerControl, TrainerState, Wav2Vec2FeatureExtractor,
 from hf_ser.arguments import DataArguments, parse_args
 from hf_ser.data.audio import load_audio
 from hf_ser.data.collator import SERDataCollator
-from hf_ser.data.dataset import attach_transforms, build_corpus, clean_training_view
+from hf_ser.data.dataset import build_corpus
+from hf_ser.data.transforms import attach_transforms, clean_training_view
 from hf_ser.models.configuration_ser_cnn import SERCNNConfig
 from hf_ser.models.modeling_ser_cnn import SERCNN
 from hf_ser.train import main as train_main

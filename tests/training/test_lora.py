@@ -13,7 +13,8 @@ from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
 from hf_ser.arguments import parse_args
 from hf_ser.cli import main as cli_main
 from hf_ser.data.collator import SERDataCollator
-from hf_ser.data.dataset import attach_transforms, build_corpus
+from hf_ser.data.dataset import build_corpus
+from hf_ser.data.transforms import attach_transforms
 from hf_ser.inference.loading import load_lora, merge_lora
 from hf_ser.train import main as train_main
 from hf_ser.training.lora import BASE_MODEL_DIR, apply_lora, lora_target_modules, prepare_lora

@@ -184,7 +184,8 @@ def test_pad_to_max_duration_marks_the_padding_as_padding(tiny_corpus):
     from transformers import Wav2Vec2FeatureExtractor
 
     from hf_ser.data.collator import SERDataCollator
-    from hf_ser.data.dataset import AudioTransform, build_corpus
+    from hf_ser.data.dataset import build_corpus
+    from hf_ser.data.transforms import AudioTransform
 
     args = tiny_data_args(tiny_corpus, max_duration_seconds=5.0, pad_to_max_duration=True)
     splits, _, _ = build_corpus(args)

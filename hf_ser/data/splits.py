@@ -1,0 +1,83 @@
+"""Speaker-disjoint train / validation / test splits of a checked corpus: the recipe's speaker lists, a seeded split
+by speaker fractions, or (only when asked) a speaker-dependent split by file."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+
+from hf_ser.arguments import DataArguments
+
+logger = logging.getLogger(__name__)
+
+
+SPEAKER_INDEPENDENT = "speaker-independent"
+SPEAKER_DEPENDENT = "speaker-dependent"
+
+
+def check_disjoint_speakers(speaker_sets: dict[str, set]) -> None:
+    """Refuse a split in which a speaker appears in two of train / validation / test."""
+    names = list(speaker_sets)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            shared = speaker_sets[first] & speaker_sets[second]
+            if shared:
+                raise ValueError(
+                    f"speaker(s) {sorted(shared)} are in both {first} and {second}: that leaks speakers into "
+                    "evaluation. Fix the speaker lists, or set speaker_dependent: true to accept it knowingly."
+                )
+
+
+def split_corpus(dataset: Dataset, args: DataArguments, seed: int) -> tuple[DatasetDict, str]:
+    speakers = dataset["speaker"]
+    known = [s for s in speakers if s is not None]
+    if args.speaker_dependent or not known:
+        return _split_by_file(dataset, args, seed), SPEAKER_DEPENDENT
+    if len(known) < len(speakers):
+        raise ValueError(f"{len(speakers) - len(known)} item(s) have no speaker; give every item one or none")
+    all_speakers = sorted(set(known))
+    chosen = {"train": args.train_speakers, "validation": args.validation_speakers, "test": args.test_speakers}
+    for name, listed in chosen.items():
+        unknown = sorted(set(listed or []) - set(all_speakers))
+        if unknown:
+            raise ValueError(f"{name}_speakers {unknown} are not in the corpus (its speakers: {all_speakers})")
+    if args.validation_speakers is None and args.test_speakers is None:
+        order = list(all_speakers)
+        random.Random(seed).shuffle(order)
+        n_test = max(1, round(args.test_fraction * len(order)))
+        n_validation = max(1, round(args.validation_fraction * len(order)))
+        if n_test + n_validation >= len(order):
+            raise ValueError(f"{len(order)} speakers are too few for a speaker-independent train/validation/test split")
+        chosen["test"], chosen["validation"] = order[:n_test], order[n_test : n_test + n_validation]
+    elif args.validation_speakers is None or args.test_speakers is None:
+        raise ValueError("give both validation_speakers and test_speakers (or neither, for an automatic split)")
+    held_out = set(chosen["validation"]) | set(chosen["test"])
+    chosen["train"] = chosen["train"] or [s for s in all_speakers if s not in held_out]
+    check_disjoint_speakers({name: set(value) for name, value in chosen.items()})
+    splits = DatasetDict()
+    for name, members in chosen.items():
+        members = set(members)
+        splits[name] = dataset.filter(lambda speaker, members=members: speaker in members, input_columns="speaker")
+        if len(splits[name]) == 0:
+            raise ValueError(f"the {name} split is empty (speakers {sorted(members)})")
+    return splits, SPEAKER_INDEPENDENT
+
+
+def _split_by_file(dataset: Dataset, args: DataArguments, seed: int) -> DatasetDict:
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(dataset))
+    labels = np.asarray(dataset["label"])
+    held_out = args.validation_fraction + args.test_fraction
+    train, rest = train_test_split(indices, test_size=held_out, stratify=labels, random_state=seed)
+    validation, test = train_test_split(
+        rest, test_size=args.test_fraction / held_out, stratify=labels[rest], random_state=seed
+    )
+    return DatasetDict(
+        train=dataset.select(np.sort(train)),
+        validation=dataset.select(np.sort(validation)),
+        test=dataset.select(np.sort(test)),
+    )

@@ -1,0 +1,99 @@
+"""The on-the-fly work of a split (`set_transform`): decode, crop or pad, augment (training only), extract features;
+and the callback that moves the training draws to the next epoch."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from collections import Counter
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+from transformers import TrainerCallback
+
+from hf_ser.arguments import DataArguments
+from hf_ser.data.audio import AudioDecodeError, crop_or_pad, load_audio
+from hf_ser.data.augment import augment, build_augmenter
+from hf_ser.data.collator import clip_features
+from hf_ser.data.sources import audio_source
+
+logger = logging.getLogger(__name__)
+
+
+class AudioTransform:
+    """The `set_transform` function: decode, crop (random for training, centred for evaluation), augment (training
+    only), then the model's feature extractor.
+
+    Training randomness (crop offset, augmentation) is drawn from a generator keyed by (seed, epoch, file, draw), not
+    from a global RNG: the Trainer fetches the next batch before it restores the RNG state of a checkpoint, so global
+    draws would differ after a resume. Keyed draws make an interrupted and resumed run see the same crops as an
+    uninterrupted one, independent of dataloader workers. `set_epoch` (called by `EpochCallback`) moves to the next
+    epoch's draws; repeated reads of one item within an epoch still differ.
+    """
+
+    def __init__(self, feature_extractor, args: DataArguments, train: bool, seed: int = 0):
+        self.feature_extractor, self.train, self.seed = feature_extractor, train, seed
+        self.augmenter = build_augmenter(args.augmentations) if train else None
+        self.sampling_rate = args.sampling_rate
+        self.window = args.max_duration_seconds if train else args.eval_max_duration_seconds
+        self.pad = train and args.pad_to_max_duration
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.draws = epoch, Counter()
+
+    def _generator(self, path: str) -> np.random.Generator:
+        file_key = int.from_bytes(hashlib.blake2b(path.encode(), digest_size=8).digest(), "little")
+        self.draws[path] += 1
+        return np.random.default_rng([self.seed, self.epoch, file_key, self.draws[path]])
+
+    def __call__(self, batch: dict) -> dict:
+        waveforms = []
+        for index in range(len(batch["path"])):
+            example = {key: values[index] for key, values in batch.items()}
+            try:
+                waveform = load_audio(audio_source(example), self.sampling_rate)
+            except AudioDecodeError as error:
+                raise AudioDecodeError(
+                    f"{error}. It passed the audio check when the run started, so it was deleted or changed during "
+                    "the run: restore it (training resumes from the last checkpoint) or remove it from the corpus"
+                ) from None
+            rng = self._generator(example["path"]) if self.train else None
+            if self.window:
+                waveform = crop_or_pad(waveform, int(self.window * self.sampling_rate), random=self.train, rng=rng)
+            waveforms.append(augment(self.augmenter, waveform, self.sampling_rate, rng=rng) if self.train else waveform)
+        # `pad_to_max_duration`: the extractor pads, so the mask marks the padding as padding (not as silent audio).
+        pad_to = int(self.window * self.sampling_rate) if self.pad else None
+        return {**clip_features(self.feature_extractor, waveforms, self.sampling_rate, pad_to), "label": batch["label"]}
+
+
+class EpochCallback(TrainerCallback):
+    """Tells the training split's `AudioTransform` which epoch starts, so its keyed random draws follow the epoch; on
+    a resume the Trainer restores `state.epoch` before this runs."""
+
+    def __init__(self, train: Dataset):
+        self.train = train
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        transform = self.train.format["format_kwargs"].get("transform")
+        if isinstance(transform, AudioTransform):
+            transform.set_epoch(int(state.epoch + 1e-6))
+
+
+def attach_transforms(
+    splits: DatasetDict, feature_extractor, args: DataArguments, seed: int = 0, training: bool = True
+) -> DatasetDict:
+    """Training transforms (random crop, augmentation) on the `train` split when `training`; evaluation transforms
+    (whole clips) everywhere else."""
+    for name, split in splits.items():
+        split.set_transform(AudioTransform(feature_extractor, args, train=training and name == "train", seed=seed))
+    return splits
+
+
+def clean_training_view(train: Dataset, feature_extractor, args: DataArguments, seed: int = 0) -> Dataset:
+    """The training split with the training crop (random, `max_duration_seconds`) but no augmentation: what precise
+    BatchNorm recomputes statistics on (`hf_ser.training.callbacks.PreciseBatchNormCallback`). A new view; `train` keeps its
+    own transform."""
+    clean_args = dataclasses.replace(args, augmentations=[])
+    return train.with_transform(AudioTransform(feature_extractor, clean_args, train=True, seed=seed))
