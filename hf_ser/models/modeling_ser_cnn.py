@@ -220,11 +220,13 @@ class SERCNNPreTrainedModel(PreTrainedModel):
     # The default model has about 172k parameters; a device map gains nothing from splitting these.
     _no_split_modules = ["SERCNNFrontEnd", "SERCNNHeadFusionAttention"]
 
+    # Copied from hf_ser.models.modeling_wav2vec2_ser.Wav2Vec2SERPreTrainedModel.save_pretrained (each model file
+    # travels alone as remote code, so the two cannot share it)
     def save_pretrained(self, *args, **kwargs):
-        # `register_for_auto_class` records one Auto class; checkpoints must resolve with AutoModel as well.
+        # `register_for_auto_class` records one Auto class; the checkpoint must resolve with AutoModel as well.
         if getattr(self, "_auto_class", None) is not None:
-            auto_map = getattr(self.config, "auto_map", None) or {}
-            self.config.auto_map = {**auto_map, "AutoModel": f"{__name__.rsplit('.', 1)[-1]}.SERCNN"}
+            entry = f"{__name__.rsplit('.', 1)[-1]}.{type(self).__name__}"
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), "AutoModel": entry}
         return super().save_pretrained(*args, **kwargs)
 
     @torch.no_grad()

@@ -3,7 +3,6 @@
 This file travels with every checkpoint as remote code: it imports only torch, transformers and its configuration.
 """
 
-from pathlib import Path
 from typing import Optional, Union
 
 import torch
@@ -85,7 +84,7 @@ class Wav2Vec2SERPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, *args, **kwargs):
         # `register_for_auto_class` records one Auto class; the checkpoint must resolve with AutoModel as well.
         if getattr(self, "_auto_class", None) is not None:
-            entry = f"{Path(__file__).stem}.{type(self).__name__}"
+            entry = f"{__name__.rsplit('.', 1)[-1]}.{type(self).__name__}"
             self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), "AutoModel": entry}
         return super().save_pretrained(*args, **kwargs)
 
