@@ -319,7 +319,12 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[ModelArguments, DataAr
     argv = list(sys.argv[1:] if argv is None else argv)
     recipe_argv: list[str] = []
     recipe_path, recipe = None, {}
-    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    parser = HfArgumentParser(
+        ARGUMENT_CLASSES,
+        prog="hf-ser train",
+        usage="hf-ser train RECIPE.yaml [--key value ...]  (or: accelerate launch hf_ser/train.py RECIPE.yaml ...)",
+        description="Every option is a recipe key; a command-line value overrides the recipe's.",
+    )
     if argv and argv[0].endswith((".yaml", ".yml")):
         recipe_path = argv.pop(0)
         overridden = {token.lstrip("-").split("=")[0].replace("-", "_") for token in argv if token.startswith("--")}

@@ -1,30 +1,27 @@
-"""`hf-ser` command line: one subcommand per task, each a thin layer over a library function.
+"""`hf-ser COMMAND [ARGS...]`: one subcommand per task, each a thin layer over one module's `main(argv)`.
 
-hf-ser train RECIPE.yaml [--key value ...]
-hf-ser evaluate MODEL [RECIPE.yaml] --output_dir DIR [--split test] [--key value ...]
-hf-ser push RUN_DIR --repo-id NAME [--private]
-hf-ser cv RECIPE.yaml [--folds leave-one-speaker-out | leave-one-session-out | K] [--key value ...]
-hf-ser compare RUN_OR_CV_DIR... --output DIR
-hf-ser seeds RECIPE.yaml --seeds 1 2 3 [--key value ...]
-hf-ser merge-lora RUN_DIR OUT_DIR
-hf-ser predict MODEL AUDIO... [--window S --hop S] [--format table|json|csv] [--output FILE] [--plot PNG]
-hf-ser export-onnx MODEL OUT_DIR
+Each command's usage lives in its own argparse parser only (`hf-ser COMMAND --help`); this module lists what each
+command is for.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from typing import Callable, Optional
 
 
 def _merge_lora(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0].startswith("-"):
-        print("usage: hf-ser merge-lora RUN_DIR OUT_DIR", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(
+        prog="hf-ser merge-lora", description="Fold a LoRA run's adapter into its base weights: a plain checkpoint."
+    )
+    parser.add_argument("run_dir", help="the LoRA run folder (adapter_config.json, base_model/)")
+    parser.add_argument("out_dir", help="where the merged checkpoint and its feature extractor go")
+    args = parser.parse_args(argv)
     from hf_ser.inference.loading import merge_lora
 
-    print(merge_lora(*argv))
+    print(merge_lora(args.run_dir, args.out_dir))
     return 0
 
 
@@ -39,39 +36,15 @@ def _delegate(module: str) -> Callable[[list[str]], int]:
 
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
-    "train": (_delegate("train"), "train a model from a recipe: hf-ser train RECIPE.yaml [--key value ...]"),
-    "evaluate": (
-        _delegate("evaluation.evaluate_command"),
-        "score a saved model on a corpus: hf-ser evaluate MODEL [RECIPE.yaml] --output_dir DIR "
-        "[--split test|validation|train|all] [--key value ...]",
-    ),
-    "push": (
-        _delegate("hub.publish"),
-        "publish a run folder with its model card: hf-ser push RUN_DIR --repo-id NAME [--private]",
-    ),
-    "cv": (
-        _delegate("experiments.cross_validation"),
-        "speaker-independent cross-validation: hf-ser cv RECIPE.yaml [--folds leave-one-speaker-out | "
-        "leave-one-session-out | K] [--key value ...]",
-    ),
-    "compare": (
-        _delegate("experiments.compare"),
-        "compare runs and CV results: hf-ser compare RUN_OR_CV_DIR... --output DIR",
-    ),
-    "seeds": (
-        _delegate("experiments.seeds"),
-        "one recipe over several seeds, mean ± std: hf-ser seeds RECIPE.yaml --seeds 1 2 3 [--key value ...]",
-    ),
-    "merge-lora": (_merge_lora, "fold a LoRA run's adapter into a plain checkpoint: hf-ser merge-lora RUN_DIR OUT_DIR"),
-    "predict": (
-        _delegate("inference.predict"),
-        "emotions of audio files or folders: hf-ser predict MODEL AUDIO... [--window S --hop S] "
-        "[--format table|json|csv] [--output FILE] [--plot PNG] [--backend torch|onnx]",
-    ),
-    "export-onnx": (
-        _delegate("inference.onnx_export"),
-        "export a model to ONNX (dynamic batch/time): hf-ser export-onnx MODEL OUT_DIR",
-    ),
+    "train": (_delegate("train"), "train a model from a recipe"),
+    "evaluate": (_delegate("evaluation.evaluate_command"), "score a saved model on a corpus"),
+    "push": (_delegate("hub.publish"), "publish a run folder with its model card"),
+    "cv": (_delegate("experiments.cross_validation"), "speaker-independent cross-validation of a recipe"),
+    "compare": (_delegate("experiments.compare"), "compare runs and cross-validations side by side"),
+    "seeds": (_delegate("experiments.seeds"), "one recipe over several seeds, mean and sample std"),
+    "merge-lora": (_merge_lora, "fold a LoRA run's adapter into a plain checkpoint"),
+    "predict": (_delegate("inference.predict"), "emotions of audio files or folders, with timelines"),
+    "export-onnx": (_delegate("inference.onnx_export"), "export a model to ONNX"),
 }
 
 
@@ -84,6 +57,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         lines = [f"  {name:<12} {help_text}" for name, (_, help_text) in COMMANDS.items()]
         print("usage: hf-ser COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(lines))
+        print("\n`hf-ser COMMAND --help` shows the command's usage and options.")
         if argv and argv[0] not in ("-h", "--help"):
             print(f"\nhf-ser: unknown command {argv[0]!r}", file=sys.stderr)
             return 2

@@ -114,3 +114,13 @@ def test_impossible_combinations_are_refused_when_parsing(options, message, tmp_
 
 def test_batch_one_is_accepted_without_batch_norm(tmp_path):
     parse_args(["--per_device_train_batch_size", "1", "--head_batch_norm", "false", "--output_dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("command", sorted(__import__("hf_ser.cli", fromlist=["COMMANDS"]).COMMANDS))
+def test_every_command_prints_its_usage_with_help(command, capsys):
+    from hf_ser.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: hf-ser")

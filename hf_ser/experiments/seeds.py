@@ -10,6 +10,7 @@ again as it was. The standard deviation is the sample one (ddof=1), as for a han
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
@@ -26,21 +27,26 @@ RESULT_FILES = tuple(results_file(prefix) for prefix in SPLIT_PREFIXES.values())
 SUMMARY_METRICS = tuple(f"{split}_{name}" for split in ("eval", "test") for name in ("wa", "ua", "macro_f1"))
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-ser seeds",
+        usage="hf-ser seeds RECIPE.yaml --seeds 1 2 3 [--key value ...]",
+        allow_abbrev=False,
+        description="Train one recipe once per seed into OUTPUT_DIR/seed-N and summarise validation and test "
+        "WA / UA / macro-F1 as mean and sample standard deviation. Every other option is a recipe override.",
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, help="the seeds, distinct integers")
+    return parser
+
+
 def split_seeds_argv(argv: list[str]) -> tuple[list[int], list[str]]:
-    """`--seeds 1 2 3` out of a command line; the rest is the recipe and its overrides."""
-    if "--seeds" not in argv:
+    """`--seeds 1 2 3` out of a command line; the rest is the recipe and its overrides, in order."""
+    args, rest = build_parser().parse_known_args(argv)
+    if not args.seeds:
         raise ValueError("hf-ser seeds: give the seeds, e.g. `hf-ser seeds RECIPE.yaml --seeds 1 2 3`")
-    start = argv.index("--seeds")
-    end = start + 1
-    while end < len(argv) and not argv[end].startswith("--"):
-        end += 1
-    try:
-        seeds = [int(value) for value in argv[start + 1 : end]]
-    except ValueError as error:
-        raise ValueError(f"--seeds takes integers: {error}") from error
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds needs one or more distinct integers, got {argv[start + 1 : end]}")
-    return seeds, argv[:start] + argv[end:]
+    if len(set(args.seeds)) != len(args.seeds):
+        raise ValueError(f"--seeds needs distinct integers, got {args.seeds}")
+    return args.seeds, rest
 
 
 def seed_dir(output_dir: str | Path, seed: int) -> Path:
