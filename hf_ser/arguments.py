@@ -271,11 +271,6 @@ class SERTrainingArguments(TrainingArguments):
         super().__post_init__()
         if self.metric_for_best_model and self.metric_for_best_model.startswith("test"):
             raise ValueError("metric_for_best_model must be a validation metric: the test split never selects models")
-        if self.hub_token:
-            # The Trainer pickles these arguments into training_args.bin in every checkpoint; huggingface_hub reads
-            # HF_TOKEN when pushing, so the token moves there and never reaches a file.
-            os.environ["HF_TOKEN"] = self.hub_token
-            self.hub_token = None
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, SERTrainingArguments)

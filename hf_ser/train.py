@@ -77,9 +77,13 @@ def train(
     metrics. `callbacks` are extra `TrainerCallback`s; `corpus` is the data already checked by
     `hf_ser.data.dataset.check_corpus` (cross-validation and seeds check it once for all their runs)."""
     refuse_finished_run(training_args)
+    if training_args.hub_token:
+        # The Trainer pickles these arguments into training_args.bin in every checkpoint; huggingface_hub reads
+        # HF_TOKEN when pushing, so the token moves there, before any file is written, and never reaches one.
+        os.environ["HF_TOKEN"], training_args.hub_token = training_args.hub_token, None
     # hf_ser.hub.publish pushes once, after the test evaluation, with our card, code files and metrics; the Trainer's own
     # push would create the repo before training and upload every checkpoint with training_args.bin and a generic
-    # card. (A `hub_token` was already moved to HF_TOKEN by SERTrainingArguments, where HfApi finds it.)
+    # card.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     log_level = training_args.get_process_log_level()

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -69,16 +70,16 @@ def test_label_selection_and_renaming_report_every_dropped_item(tiny_corpus):
 
 
 def test_csv_manifest_with_relative_paths(tiny_corpus, tmp_path):
+    corpus = shutil.copytree(tiny_corpus, tmp_path / "corpus")  # the session's corpus stays as it is
     rows = ["path,label,speaker"] + [
-        f"{p.relative_to(tiny_corpus)},{p.parent.name},{p.name[3:5]}" for p in sorted(tiny_corpus.glob("*/*.wav"))
+        f"{p.relative_to(corpus)},{p.parent.name},{p.name[3:5]}" for p in sorted(corpus.glob("*/*.wav"))
     ]
-    manifest = tiny_corpus / "manifest.csv"
+    manifest = corpus / "manifest.csv"
     manifest.write_text("\n".join(rows))
     splits, labels, _ = build_corpus(
         DataArguments(dataset="csv", manifest=str(manifest), validation_speakers=["03"], test_speakers=["04"])
     )
     assert len(splits["train"]) == 24 and labels == ["angry", "happy", "neutral", "sad"]
-    manifest.unlink()
 
 
 def test_decoding_downmixes_and_resamples(tmp_path):

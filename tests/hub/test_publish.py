@@ -170,7 +170,7 @@ def test_training_with_push_to_hub_pushes_after_evaluation_and_writes_no_token(
 
     RecordingApi.instances.clear()
     monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
-    monkeypatch.delenv("HF_TOKEN", raising=False)  # the arguments move --hub_token there; restored afterwards
+    monkeypatch.delenv("HF_TOKEN", raising=False)  # the run moves --hub_token there; restored afterwards
     with caplog.at_level(logging.INFO):
         train_main(
             tiny_train_argv
