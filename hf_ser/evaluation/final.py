@@ -9,7 +9,8 @@ import numpy as np
 from datasets import DatasetDict
 from transformers import Trainer
 
-from hf_ser.evaluation.metrics import save_confusion_matrix, ser_scores
+from hf_ser.evaluation.metrics import ser_scores
+from hf_ser.evaluation.plots import save_confusion_matrix
 from hf_ser.run_folder import CONFUSION_MATRIX_FILE, SPLIT_PREFIXES, predictions_file
 
 

@@ -17,7 +17,8 @@ from typing import Optional
 
 import numpy as np
 
-from hf_ser.evaluation.metrics import percent, plot_confusion_matrix
+from hf_ser.evaluation.metrics import percent
+from hf_ser.evaluation.plots import plot_confusion_matrix
 from hf_ser.experiments.cross_validation import METRICS, SUMMARY_FILE, describe_folds
 from hf_ser.run_folder import (
     CONFUSION_MATRIX_FILE,

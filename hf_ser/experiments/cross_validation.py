@@ -28,7 +28,8 @@ import numpy as np
 from hf_ser.arguments import DataArguments, parse_args
 from hf_ser.data.dataset import CorpusReport, check_corpus, select_labels
 from hf_ser.data.sources import corpus_records
-from hf_ser.evaluation.metrics import mean_std, percent, save_confusion_matrix, ser_scores
+from hf_ser.evaluation.metrics import mean_std, percent, ser_scores
+from hf_ser.evaluation.plots import save_confusion_matrix
 from hf_ser.run_folder import (
     CONFUSION_MATRIX_FILE,
     CV_SUMMARY_FILE,
