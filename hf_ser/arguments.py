@@ -317,6 +317,7 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[ModelArguments, DataAr
     parser = HfArgumentParser(
         ARGUMENT_CLASSES,
         prog="hf-ser train",
+        allow_abbrev=False,  # a typo such as --learning_rat must not silently mean --learning_rate
         usage="hf-ser train RECIPE.yaml [--key value ...]  (or: accelerate launch hf_ser/train.py RECIPE.yaml ...)",
         description="Every option is a recipe key; a command-line value overrides the recipe's.",
     )
@@ -342,7 +343,17 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[ModelArguments, DataAr
     # argparse keeps the last occurrence of an option: command-line overrides follow the recipe's values.
     *parsed, unknown = parser.parse_args_into_dataclasses(args=recipe_argv + argv, return_remaining_strings=True)
     if unknown:
-        raise ValueError(f"unknown command-line option(s) {unknown}; `hf-ser train --help` lists every recipe key")
+        known = [f"--{key}" for key in recipe_keys()]
+        hints = [
+            f"{token} (did you mean {match[0]!r}?)"
+            if (match := difflib.get_close_matches(token.split("=")[0], known, n=1))
+            else token
+            for token in unknown
+            if token.startswith("--")
+        ]
+        raise ValueError(
+            f"unknown command-line option(s) {', '.join(hints) or unknown}; `hf-ser train --help` lists every recipe key"
+        )
     check_combinations(*parsed)
     return tuple(parsed)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Callable, Optional
 
@@ -52,12 +53,35 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
 OPTIONAL_EXTRAS = {"onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx", "deepspeed": "deepspeed"}
 
 
+# What a user's mistake raises (a bad recipe key or value, a missing path, an unknown label or speaker, a finished run):
+# printed as one line naming the key or file; `hf-ser --debug COMMAND ...` (or HF_SER_DEBUG=1) shows the traceback.
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hf-ser")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("HF_SER_DEBUG", "") not in ("", "0")
+    if argv and argv[0] == "--debug":
+        debug, argv = True, argv[1:]
+    if argv and argv[0] == "--version":
+        print(f"hf-ser {_version()}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         lines = [f"  {name:<12} {help_text}" for name, (_, help_text) in COMMANDS.items()]
         print("usage: hf-ser COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(lines))
-        print("\n`hf-ser COMMAND --help` shows the command's usage and options.")
+        print(
+            "\n`hf-ser COMMAND --help` shows the command's usage and options; `hf-ser --debug COMMAND ...` shows the "
+            "traceback of an error; `hf-ser --version` the version."
+        )
         if argv and argv[0] not in ("-h", "--help"):
             print(f"\nhf-ser: unknown command {argv[0]!r}", file=sys.stderr)
             return 2
@@ -67,14 +91,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         return command(argv[1:])
     except ModuleNotFoundError as error:
         extra = OPTIONAL_EXTRAS.get((error.name or "").split(".")[0])
-        if extra is None:
+        if extra is None or debug:
             raise
         print(
             f"hf-ser {argv[0]}: {error.name} is not installed; it comes with the `{extra}` extra: "
             f"pip install 'hf-ser[{extra}]'",
             file=sys.stderr,
         )
-        return 1
+        return 2
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"hf-ser {argv[0]}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

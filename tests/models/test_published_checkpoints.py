@@ -218,7 +218,7 @@ def test_a_missing_optional_extra_is_one_line_naming_the_install(tiny_model_dir,
         f"sys.exit(main(['export-onnx', {str(tiny_model_dir)!r}, {str(tmp_path / 'onnx')!r}]))"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "hf-ser export-onnx: onnxscript is not installed; it comes with the `onnx` extra: pip install 'hf-ser[onnx]'"
     )
