@@ -4,15 +4,15 @@ import pytest
 from conftest import TINY_DATA_ARGV
 from run_folders import make_run_folder
 
-from hf_ser.cli import main as cli_main
+from hf_ser.evaluation.evaluate_command import main as evaluate_main
 
 TINY_LABELS = ["angry", "happy", "neutral", "sad"]
 
 
 def _evaluate(model, corpus, output_dir, *extra):
-    return cli_main(
+    """`hf-ser evaluate` without the CLI's error handling, so a refusal arrives as its exception."""
+    return evaluate_main(
         [
-            "evaluate",
             str(model),
             *TINY_DATA_ARGV,
             "--data_dir",

@@ -167,7 +167,9 @@ def test_lora_recipe_trains_saves_an_adapter_and_exports_a_pipeline_model(tiny_t
     reloaded = trainer.evaluate(metric_key_prefix="test")
     assert reloaded["test_loss"] == pytest.approx(results["test_loss"], rel=1e-5)
 
-    assert cli_main(["merge-lora", str(run)]) == 2  # usage error
+    with pytest.raises(SystemExit) as usage_error:  # argparse: the output folder is missing
+        cli_main(["merge-lora", str(run)])
+    assert usage_error.value.code == 2
     assert cli_main(["merge-lora", str(run), str(tmp_path / "merged")]) == 0
     classifier = pipeline("audio-classification", model=str(tmp_path / "merged"))
     assert {p["label"] for p in classifier(torch.randn(16000).numpy(), top_k=None)} == {
