@@ -180,7 +180,8 @@ def main(argv: Optional[list] = None, callbacks: Optional[list] = None) -> dict:
 
 class _CallableModule(type(sys)):
     """`hf_ser.train` is this script and the library function at once: importing the submodule rebinds the package
-    attribute to the module, so the module itself calls `train` (a module may change its `__class__`, PEP 549)."""
+    attribute to the module, so the module itself calls `train` (a module may set its `__class__` to a ModuleType
+    subclass since Python 3.5)."""
 
     def __call__(self, *args, **kwargs) -> dict:
         return train(*args, **kwargs)
