@@ -42,6 +42,8 @@ ONNX_FILE = "model.onnx"
 EXPORT_INFO_FILE = "onnx_export.json"
 INPUT_NAMES = ["input_values", "attention_mask"]  # waveform models; Whisper encoders: input_features, attention_mask
 DEFAULT_OPSET = 18
+# torch's dynamo-based exporter writes opset 18 or newer: asked for less, it silently writes 18.
+MIN_OPSET = 18
 # ONNX keeps a model in one protobuf file only below 2 GiB; larger weights go to an external data file.
 PROTOBUF_LIMIT_BYTES = 2**31 - 2**26
 
@@ -111,6 +113,18 @@ def _shortest_input(exported: torch.export.ExportedProgram) -> int:
     return int(exported.range_constraints[samples.node.expr].lower)
 
 
+def check_opset(opset: int) -> None:
+    """Refuse an opset the exporter would not write (below MIN_OPSET) or that onnx does not know yet."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise ValueError(
+            f"--opset {opset}: hf-ser exports with torch's dynamo exporter, which writes opsets {MIN_OPSET} to {newest} "
+            f"(the installed onnx {onnx.__version__} knows up to {newest})"
+        )
+
+
 def export_onnx(
     model_or_path: Union[str, os.PathLike, PreTrainedModel],
     output_dir: Union[str, os.PathLike],
@@ -123,6 +137,7 @@ def export_onnx(
     Returns the export info also written to `onnx_export.json`; with `verify`, it holds the largest absolute difference
     between onnxruntime's and PyTorch's logits on random inputs at two batch sizes (and, for waveforms, two lengths).
     """
+    check_opset(opset)
     model, feature_extractor = _load(model_or_path, feature_extractor)
     input_name = _check_exportable(model, feature_extractor)
     input_names = [input_name, "attention_mask"]
@@ -153,6 +168,11 @@ def export_onnx(
         opset_version=opset,
         dynamo=True,
     )
+    written = {entry.domain: entry.version for entry in program.model_proto.opset_import}.get("", None)
+    if written != opset:
+        raise ValueError(
+            f"asked for ONNX opset {opset}, but torch's exporter wrote opset {written}: use --opset {written}"
+        )
     program.save(str(onnx_path), external_data=weight_bytes > PROTOBUF_LIMIT_BYTES)
     model.config.save_pretrained(output_dir)
     feature_extractor.save_pretrained(output_dir)

@@ -138,6 +138,7 @@ def test_export_writes_a_valid_graph_with_dynamic_batch_and_time_axes(exported, 
         assert len(dims) == 2 and all(d.dim_param and not d.dim_value for d in dims)  # symbolic, not fixed sizes
     info = json.loads((onnx_dir / "onnx_export.json").read_text())
     assert info["model_type"] == architecture and info["min_samples"] > 0
+    assert {entry.domain: entry.version for entry in graph.opset_import}[""] == info["opset"] == 18  # as recorded
     assert info["segment_averaging_outside_graph"] == (architecture == "ser-cnn")
     assert info["parity"]["max_abs_diff"] <= TOLERANCE
     assert (
@@ -292,3 +293,13 @@ def test_whisper_models_with_a_feature_extractor_of_other_frames_are_refused_wit
     with pytest.raises(ValueError, match="8 mel bins x 32 frames.*nb_max_frames=3000"):
         export_onnx(model, tmp_path / "out", feature_extractor=WhisperFeatureExtractor(feature_size=8))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("opset", [13, 99])
+def test_an_opset_the_exporter_would_not_write_is_refused_before_exporting(opset, tiny_model_dir, tmp_path):
+    # torch's dynamo exporter writes 18 when asked for 13; 99 is beyond what onnx knows
+    with pytest.raises(
+        ValueError, match=rf"--opset {opset}: hf-ser exports with torch's dynamo exporter, which writes opsets 18"
+    ):
+        export_onnx(tiny_model_dir, tmp_path / "onnx", opset=opset)
+    assert not (tmp_path / "onnx").exists()
