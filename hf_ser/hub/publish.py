@@ -186,8 +186,10 @@ def push_run(
     `create_repo` / `upload_folder`); returns what `upload_folder` returns (the commit info)."""
     from huggingface_hub import HfApi, get_token
 
-    api = api if api is not None else HfApi(token=token)
     secret = token or get_token()
+    if secret is None and api is None:  # create_repo would fail with a long HTTP traceback; say what to do instead
+        raise PermissionError("no Hugging Face token: run `hf auth login` (or set HF_TOKEN), then push again")
+    api = api if api is not None else HfApi(token=token)
     with tempfile.TemporaryDirectory(prefix="hf_ser_upload_") as tmp:
         folder = build_upload_folder(run_dir, Path(tmp) / "upload", repo_id=repo_id, keep_readme=keep_readme)
         assert_no_secret(folder, secret)

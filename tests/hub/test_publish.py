@@ -195,3 +195,16 @@ def test_training_with_push_to_hub_pushes_after_evaluation_and_writes_no_token(
     assert not [p for p in run.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
     assert TOKEN not in caplog.text
     assert ModelCard.load(run / "README.md").data.eval_results  # written into the run folder too
+
+
+def test_push_without_a_token_is_one_line_saying_how_to_log_in(tmp_path, monkeypatch, capsys):
+    from hf_ser.cli import main as cli_main
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # no stored login either
+    run = make_run_folder(tmp_path / "run")
+    capsys.readouterr()  # what saving the run folder printed
+    assert cli_main(["push", str(run), "--repo-id", "me/emodb-ser"]) == 2
+    assert capsys.readouterr().err == (
+        "hf-ser push: error: no Hugging Face token: run `hf auth login` (or set HF_TOKEN), then push again\n"
+    )
