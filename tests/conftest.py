@@ -55,6 +55,16 @@ TINY_DATA_ARGV = [
 ]
 
 
+TINY_SPEAKER_PATTERN = r"spk(?P<speaker>\d+)_"
+
+
+def corpus_args(corpus: Path, **kwargs):
+    """`DataArguments` of an audiofolder corpus whose file names carry the speaker (`spk03_...`)."""
+    from hf_ser.arguments import DataArguments
+
+    return DataArguments(dataset="audiofolder", data_dir=str(corpus), speaker_pattern=TINY_SPEAKER_PATTERN, **kwargs)
+
+
 def tiny_argv(corpus: Path, output_dir: Path) -> list:
     """Command-line arguments of a complete, seconds-long training run on the tiny corpus into `output_dir`."""
     import json

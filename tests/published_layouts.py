@@ -35,8 +35,9 @@ class Layout:
 
 
 def _whisper_large_v3(config):
-    # openai/whisper-large-v3 differs from the 80-bin models by its 128 mel bins (and size); its extractor is the
-    # published 80-bin one with feature_size 128.
+    # A stand-in for openai/whisper-large-v3, which has no copy in ../shared: whisper-tiny's published config with
+    # 128 mel bins (what large-v3 differs by for the input path; its width and depth are not reproduced), and the
+    # published 80-bin extractor recomputed for 128 bins.
     config.num_mel_bins = 128
 
 
@@ -84,7 +85,9 @@ LAYOUT_NAMES = [layout.name for layout in LAYOUTS]
 
 
 def published_config(layout: Layout):
-    if layout.source is None:  # Wav2Vec2-BERT: transformers' defaults are facebook/w2v-bert-2.0's published values
+    if layout.source is None:
+        # Wav2Vec2-BERT has no copy in ../shared: transformers' Wav2Vec2BertConfig defaults (its docstring names
+        # facebook/w2v-bert-2.0), not checked against that checkpoint's config.json.
         config = transformers.Wav2Vec2BertConfig()
     else:
         config = AutoConfig.from_pretrained(CHECKPOINTS_DIR / layout.source)
@@ -98,7 +101,7 @@ def published_config(layout: Layout):
 
 def published_feature_extractor(layout: Layout, config):
     if layout.source is None:
-        return transformers.SeamlessM4TFeatureExtractor()  # w2v-bert-2.0's extractor (80-bin fbank, stride 2)
+        return transformers.SeamlessM4TFeatureExtractor()  # the extractor class w2v-bert-2.0 uses, with its defaults
     extractor = AutoFeatureExtractor.from_pretrained(CHECKPOINTS_DIR / layout.source)
     if getattr(config, "num_mel_bins", None) and extractor.feature_size != config.num_mel_bins:
         extractor = type(extractor)(**{**extractor.to_dict(), "feature_size": config.num_mel_bins, "mel_filters": None})

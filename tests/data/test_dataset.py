@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 import soundfile
+from conftest import corpus_args
 from transformers import Wav2Vec2FeatureExtractor
 
 from hf_ser.arguments import DataArguments
@@ -13,12 +14,6 @@ from hf_ser.data.collator import SERDataCollator
 from hf_ser.data.dataset import build_corpus
 from hf_ser.data.splits import SPEAKER_DEPENDENT, SPEAKER_INDEPENDENT
 from hf_ser.data.transforms import attach_transforms
-
-SPEAKERS = r"spk(?P<speaker>\d+)_"
-
-
-def corpus_args(corpus, **kwargs):
-    return DataArguments(dataset="audiofolder", data_dir=str(corpus), speaker_pattern=SPEAKERS, **kwargs)
 
 
 def test_audiofolder_split_by_speaker(tiny_corpus, tmp_path):

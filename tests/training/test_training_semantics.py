@@ -3,7 +3,7 @@ batches it can normalise and precise statistics by default; the training data is
 
 import pytest
 import torch
-from conftest import TINY_WAV2VEC2
+from conftest import TINY_WAV2VEC2, corpus_args
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainingArguments
 
@@ -155,24 +155,15 @@ def test_precise_batch_norm_feeds_a_bf16_model_bf16_inputs():
 # ---------------------------------------------------------------- data the Trainer sees
 
 
-def tiny_data_args(corpus, **overrides):
-    from hf_ser.arguments import DataArguments
-
-    return DataArguments(
-        dataset="audiofolder",
-        data_dir=str(corpus),
-        speaker_pattern=r"spk(?P<speaker>\d+)_",
-        validation_speakers=["03"],
-        test_speakers=["04"],
-        **overrides,
-    )
-
-
 def test_max_train_samples_draws_a_seeded_random_subset_and_the_report_counts_it(tiny_corpus):
     from hf_ser.data.dataset import build_corpus
 
-    splits, _, report = build_corpus(tiny_data_args(tiny_corpus, max_train_samples=8), seed=3)
-    again, _, _ = build_corpus(tiny_data_args(tiny_corpus, max_train_samples=8), seed=3)
+    splits, _, report = build_corpus(
+        corpus_args(tiny_corpus, validation_speakers=["03"], test_speakers=["04"], max_train_samples=8), seed=3
+    )
+    again, _, _ = build_corpus(
+        corpus_args(tiny_corpus, validation_speakers=["03"], test_speakers=["04"], max_train_samples=8), seed=3
+    )
     assert len(splits["train"]) == 8 and splits["train"]["path"] == again["train"]["path"]
     assert set(splits["train"]["speaker"]) == {"01", "02"}  # not the first 8 rows (all of speaker 01)
     assert report.splits["train"]["items"] == 8
@@ -187,7 +178,13 @@ def test_pad_to_max_duration_marks_the_padding_as_padding(tiny_corpus):
     from hf_ser.data.dataset import build_corpus
     from hf_ser.data.transforms import AudioTransform
 
-    args = tiny_data_args(tiny_corpus, max_duration_seconds=5.0, pad_to_max_duration=True)
+    args = corpus_args(
+        tiny_corpus,
+        validation_speakers=["03"],
+        test_speakers=["04"],
+        max_duration_seconds=5.0,
+        pad_to_max_duration=True,
+    )
     splits, _, _ = build_corpus(args)
     real = [round(16000 * d) for d in splits["train"]["duration"][:4]]
     extractor = Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True)
