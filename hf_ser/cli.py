@@ -46,11 +46,18 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "merge-lora": (_merge_lora, "fold a LoRA run's adapter into a plain checkpoint"),
     "predict": (_delegate("inference.predict"), "emotions of audio files or folders, with timelines"),
     "export-onnx": (_delegate("inference.onnx_export"), "export a model to ONNX"),
+    "demo": (_delegate("hub.demo"), "serve a model's browser demo page (Gradio)"),
 }
 
 
 # Modules of the optional extras (pyproject.toml), and the extra that installs each.
-OPTIONAL_EXTRAS = {"onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx", "deepspeed": "deepspeed"}
+OPTIONAL_EXTRAS = {
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+    "onnxscript": "onnx",
+    "deepspeed": "deepspeed",
+    "gradio": "demo",
+}
 
 
 # What a user's mistake raises (a bad recipe key or value, a missing path, an unknown label or speaker, a finished run):

@@ -1,10 +1,11 @@
 """Publish a run folder to the Hugging Face Hub: an explicit upload folder, then `HfApi.create_repo` + `upload_folder`.
 
-    hf-ser push RUN_DIR --repo-id NAME_OR_ORG/NAME [--private]
+    hf-ser push RUN_DIR --repo-id NAME_OR_ORG/NAME [--private] [--space [SPACE_ID]]
 
 What goes up: safetensors weights, `config.json` (with its `auto_map`) and the model code files it names, the feature
-extractor, the model card `README.md`, the metrics JSON files, the data report and run config, and the confusion-matrix
-PNGs. What never goes up: checkpoints, `training_args.bin`, any pickle-based weights (`.bin`, `.pt`, ...: refused).
+extractor, the model card `README.md`, the metrics JSON files, the data report and run config, the confusion-matrix
+PNGs, and the demo app (`app.py` + `requirements.txt`, hf_ser/hub/templates; not for LoRA adapters). With `--space`, a
+Gradio Space is created from the same app, reading the model from the model repository. What never goes up: checkpoints, `training_args.bin`, any pickle-based weights (`.bin`, `.pt`, ...: refused).
 The token comes from `huggingface_hub`'s login or `HF_TOKEN`; it is passed to `HfApi` only, never written or logged,
 and the upload folder is searched for it before anything is sent.
 """
@@ -19,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
+from hf_ser.hub.demo import APP_FILE, REQUIREMENTS_FILE, SPACE_GRADIO_VERSION
 from hf_ser.hub.model_card import confusion_images, read_run, save_model_card
 from hf_ser.run_folder import (
     BASE_MODEL_DIR,
@@ -41,6 +43,7 @@ RESULT_FILES = (
     RUN_CONFIG_FILE,
 )
 DEFAULT_COMMIT_MESSAGE = "Upload hf-ser speech emotion recognition model"
+MODEL_VARIABLE = "HF_SER_MODEL"  # the Space variable app.py reads the model repository id from
 
 
 def _weight_files(run_dir: Path, adapter: bool) -> list[Path]:
@@ -116,6 +119,8 @@ def upload_files(run_dir: str | Path) -> dict[str, Path]:
         files.update(
             {f"{BASE_MODEL_DIR}/{path.name}": path for path in _model_files(base_dir, adapter=False, extractor=False)}
         )
+    else:  # the demo app loads a full model with transformers alone; an adapter needs peft and its base_model/
+        files.update({APP_FILE.name: APP_FILE, REQUIREMENTS_FILE.name: REQUIREMENTS_FILE})
     names = [*RESULT_FILES, *(path.name for path in confusion_images(run) if path.parent == run_dir)]
     files.update({name: run_dir / name for name in names if (run_dir / name).is_file()})
     if run["cv_dir"] is not None:
@@ -161,6 +166,32 @@ def build_upload_folder(
     return out_dir
 
 
+def build_space_folder(model_repo_id: str, out_dir: str | Path) -> Path:
+    """The Space of a published model: the demo app, its requirements and a Space card naming the model."""
+    from huggingface_hub import SpaceCard, SpaceCardData
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in (APP_FILE, REQUIREMENTS_FILE):
+        shutil.copy2(path, out_dir / path.name)
+    data = SpaceCardData(
+        title=model_repo_id.split("/")[-1],
+        sdk="gradio",
+        sdk_version=SPACE_GRADIO_VERSION,
+        app_file=APP_FILE.name,
+        models=[model_repo_id],
+        tags=["speech-emotion-recognition", "hf-ser"],
+    )
+    card = SpaceCard(
+        f"---\n{data.to_yaml()}\n---\n\n# Speech emotion recognition: {model_repo_id}\n\n"
+        f"Upload or record speech to see the emotion probabilities of [{model_repo_id}]"
+        f"(https://huggingface.co/{model_repo_id}) and, for longer recordings, the emotion timeline. The app reads "
+        f"the model named by the Space variable `{MODEL_VARIABLE}`. Made with hf-ser (`hf-ser push --space`).\n"
+    )
+    card.save(out_dir / "README.md")
+    return out_dir
+
+
 def assert_no_secret(folder: Path, secret: Optional[str]) -> None:
     """Refuse to publish a folder in which a file contains the token."""
     if not secret:
@@ -179,11 +210,14 @@ def push_run(
     commit_message: str = DEFAULT_COMMIT_MESSAGE,
     api: Any = None,
     keep_readme: bool = False,
+    space_id: Optional[str] = None,
 ) -> Any:
-    """Create the model repository (if needed) and upload the run's upload folder in one commit.
+    """Create the model repository (if needed) and upload the run's upload folder in one commit; with `space_id`,
+    then create (or update) a Gradio Space of the demo app that reads this model.
 
     `token` defaults to the `huggingface_hub` login or `HF_TOKEN`. `api` is an `HfApi` (or anything with its
-    `create_repo` / `upload_folder`); returns what `upload_folder` returns (the commit info)."""
+    `create_repo` / `upload_folder` / `add_space_variable`); returns what the model's `upload_folder` returns (the
+    commit info)."""
     from huggingface_hub import HfApi, get_token
 
     secret = token or get_token()
@@ -192,13 +226,34 @@ def push_run(
     api = api if api is not None else HfApi(token=token)
     with tempfile.TemporaryDirectory(prefix="hf_ser_upload_") as tmp:
         folder = build_upload_folder(run_dir, Path(tmp) / "upload", repo_id=repo_id, keep_readme=keep_readme)
+        if space_id and not (folder / APP_FILE.name).is_file():
+            raise ValueError(
+                f"{run_dir} is a LoRA adapter: its Space could not load it with transformers alone. Merge it first "
+                "(hf-ser merge-lora) and push the merged model with --space"
+            )
         assert_no_secret(folder, secret)
         repo = api.create_repo(repo_id=repo_id, private=private, exist_ok=True, repo_type="model")
         repo_id = getattr(repo, "repo_id", None) or repo_id  # "name" alone becomes "user/name"
         logger.info("Uploading %d file(s) from %s to %s", sum(p.is_file() for p in folder.rglob("*")), run_dir, repo_id)
-        return api.upload_folder(
+        commit = api.upload_folder(
             repo_id=repo_id, folder_path=str(folder), commit_message=commit_message, repo_type="model"
         )
+        if space_id:
+            push_space(api, space_id, repo_id, Path(tmp) / "space", private=private)
+        return commit
+
+
+def push_space(api: Any, space_id: str, model_repo_id: str, folder: Path, private: Optional[bool] = False) -> Any:
+    """Create the Gradio Space `space_id` (if needed), point its `HF_SER_MODEL` variable at the model repository and
+    upload the demo app. A private model needs an `HF_TOKEN` secret in the Space to be readable from it."""
+    build_space_folder(model_repo_id, folder)
+    space = api.create_repo(repo_id=space_id, private=private, exist_ok=True, repo_type="space", space_sdk="gradio")
+    space_id = getattr(space, "repo_id", None) or space_id
+    api.add_space_variable(space_id, MODEL_VARIABLE, model_repo_id)
+    logger.info("Uploading the demo app of %s to the Space %s", model_repo_id, space_id)
+    return api.upload_folder(
+        repo_id=space_id, folder_path=str(folder), commit_message=f"Demo of {model_repo_id}", repo_type="space"
+    )
 
 
 def main(argv: Optional[list[str]] = None) -> Any:
@@ -225,6 +280,13 @@ def main(argv: Optional[list[str]] = None) -> Any:
         metavar="DIR",
         help="only build the upload folder in DIR and list it; nothing is sent",
     )
+    parser.add_argument(
+        "--space",
+        nargs="?",
+        const="",
+        metavar="SPACE_ID",
+        help="also create a Gradio Space of the demo app reading this model (default id: the model's --repo-id)",
+    )
     args = parser.parse_args(argv)
     if args.dry_run:
         folder = build_upload_folder(args.run_dir, args.dry_run, repo_id=args.repo_id, keep_readme=args.keep_readme)
@@ -236,6 +298,7 @@ def main(argv: Optional[list[str]] = None) -> Any:
         private=args.private,
         commit_message=args.commit_message,
         keep_readme=args.keep_readme,
+        space_id=None if args.space is None else args.space or args.repo_id,
     )
     print(getattr(commit, "commit_url", commit))
     return commit

@@ -21,6 +21,8 @@ MODEL_FILES = {
     "configuration_wav2vec2_ser.py",
     "preprocessor_config.json",
     "README.md",
+    "app.py",  # the demo app (hf_ser/hub/templates) and what it needs without hf-ser
+    "requirements.txt",
 }
 
 
@@ -30,20 +32,26 @@ class RecordingApi:
     instances: list = []
 
     def __init__(self, token=None, **_):
-        self.token, self.calls, self.uploaded = token, [], {}
+        self.token, self.calls, self.uploaded, self.repo_kinds, self.space_variables = token, [], {}, [], {}
         RecordingApi.instances.append(self)
 
-    def create_repo(self, repo_id, private=None, exist_ok=False, repo_type=None, **_):
+    def create_repo(self, repo_id, private=None, exist_ok=False, repo_type=None, space_sdk=None, **_):
         from huggingface_hub import get_token
 
         self.effective_token = self.token or get_token()  # what HfApi would authenticate with
         self.calls.append(("create_repo", {"repo_id": repo_id, "private": private, "exist_ok": exist_ok}))
+        self.repo_kinds.append((repo_type, space_sdk))
         return SimpleNamespace(repo_id=repo_id if "/" in repo_id else f"user/{repo_id}")
+
+    def add_space_variable(self, repo_id, key, value, **_):
+        self.calls.append(("add_space_variable", {"repo_id": repo_id}))
+        self.space_variables[key] = value
 
     def upload_folder(self, repo_id, folder_path, commit_message=None, repo_type=None, **_):
         self.calls.append(("upload_folder", {"repo_id": repo_id, "commit_message": commit_message}))
         folder = Path(folder_path)
         self.uploaded = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        self.uploads = {**getattr(self, "uploads", {}), repo_type: self.uploaded}
         return SimpleNamespace(commit_url=f"https://huggingface.co/{repo_id}/commit/0")
 
 
@@ -73,6 +81,48 @@ def test_push_creates_the_repo_and_uploads_the_folder_without_the_token(tmp_path
     assert not any(TOKEN.encode() in content for content in api.uploaded.values())
     assert TOKEN not in caplog.text
     assert b'model="me/emodb-ser"' in api.uploaded["README.md"]  # the card names the repository it is pushed to
+
+
+def test_push_with_space_creates_a_gradio_space_of_the_demo_app_that_reads_the_model(tmp_path):
+    from huggingface_hub import SpaceCard
+
+    from hf_ser.hub.demo import APP_FILE, REQUIREMENTS_FILE
+    from hf_ser.hub.publish import MODEL_VARIABLE
+
+    run = make_run_folder(tmp_path / "run")
+    api = RecordingApi()
+    push_run(run, "emodb-ser", private=True, token=TOKEN, api=api, space_id="me/emodb-ser-demo")
+    assert [name for name, _ in api.calls] == [
+        "create_repo",
+        "upload_folder",
+        "create_repo",
+        "add_space_variable",
+        "upload_folder",
+    ]
+    assert api.repo_kinds == [("model", None), ("space", "gradio")]
+    assert api.calls[2][1] == {"repo_id": "me/emodb-ser-demo", "private": True, "exist_ok": True}
+    assert api.space_variables == {MODEL_VARIABLE: "user/emodb-ser"}  # the model id as the Hub resolved it
+    assert f'os.environ.get("{MODEL_VARIABLE}")' in APP_FILE.read_text()  # ... which is what app.py reads
+    space = api.uploads["space"]
+    assert set(space) == {"app.py", "requirements.txt", "README.md"}
+    assert space["app.py"] == APP_FILE.read_bytes() == api.uploads["model"]["app.py"]  # one app, in both repos
+    assert space["requirements.txt"] == REQUIREMENTS_FILE.read_bytes()
+    (tmp_path / "README.md").write_bytes(space["README.md"])
+    card = SpaceCard.load(tmp_path / "README.md")
+    assert (card.data.sdk, card.data.app_file, card.data.models) == ("gradio", "app.py", ["user/emodb-ser"])
+    assert not any(TOKEN.encode() in content for content in space.values())
+
+
+def test_cli_space_defaults_to_the_model_repository_id(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    RecordingApi.instances.clear()
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    push_main([str(make_run_folder(tmp_path / "run")), "--repo-id", "me/emodb-ser", "--space"])
+    (api,) = RecordingApi.instances
+    assert api.calls[2] == ("create_repo", {"repo_id": "me/emodb-ser", "private": False, "exist_ok": True})
+    assert api.repo_kinds == [("model", None), ("space", "gradio")]
 
 
 def test_push_refuses_a_folder_that_contains_the_token(tmp_path):
@@ -119,6 +169,11 @@ def test_lora_run_publishes_the_adapter_and_the_model_it_adapts(tmp_path):
         "base_model/model.safetensors",
         "base_model/modeling_wav2vec2_ser.py",
     } <= files
+    assert "app.py" not in files  # transformers alone cannot load the adapter; a Space of it is refused
+    api = RecordingApi()
+    with pytest.raises(ValueError, match="LoRA adapter.*hf-ser merge-lora"):
+        push_run(run, "me/lora-ser", token=TOKEN, api=api, space_id="me/lora-ser")
+    assert api.calls == []
     assert json.loads((upload / "adapter_config.json").read_text())["base_model_name_or_path"] is None
     card = ModelCard.load(upload / "README.md")
     assert card.data.library_name == "peft" and "lora" in card.data.tags and "load_lora" in card.text

@@ -1,0 +1,204 @@
+"""Specification of the demo page (`hf-ser demo`, hf_ser/hub/templates/app.py): the Space's app without hf-ser gives
+hf-ser's numbers, and the served page, driven in a real headless Chromium, shows what `hf-ser predict` says."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import EMODB_DIR, REPO_ROOT, requires_emodb, run_without_hf_ser
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from hf_ser.cli import main as cli_main
+from hf_ser.data.audio import load_audio, probe_audio
+from hf_ser.data.demo_corpus import synthesize
+from hf_ser.hub.demo import APP_FILE
+from hf_ser.inference.predict import EmotionClassifier
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+SERVER_START_SECONDS = 120  # gradio's import and the model load on 2 busy cores
+PAGE_SECONDS = 60  # the longest wait for anything on the page
+
+
+def hf_ser_predict(capsys, model, audio: Path) -> dict:
+    """`hf-ser predict MODEL AUDIO --format json`: the file's prediction."""
+    capsys.readouterr()
+    assert cli_main(["predict", str(model), str(audio), "--format", "json", "--no-progress"]) == 0
+    (prediction,) = json.loads(capsys.readouterr().out)["predictions"]
+    return prediction
+
+
+def test_the_space_app_without_hf_ser_decodes_and_predicts_as_hf_ser_does(tiny_model_dir, tmp_path):
+    """What a Space runs (transformers, soundfile, soxr): the same waveform, probabilities and timeline windows."""
+    rng = np.random.default_rng(3)
+    clip = np.concatenate([synthesize(emotion, 150.0, (700.0, 1400.0), rng) for emotion in ("angry", "sad", "happy")])
+    stereo = np.stack([clip, 0.5 * clip], axis=1)[: int(3.3 * 16000)]
+    audio = tmp_path / "speech.flac"
+    soundfile.write(audio, stereo, 16000)  # stereo: both decoders downmix
+    resampled = tmp_path / "speech_44k.wav"
+    soundfile.write(resampled, load_audio(audio, 44100), 44100)  # another rate: both resample with soxr
+    script = f"""
+        import importlib.util, json, os
+        os.environ["HF_SER_MODEL"] = {str(tiny_model_dir)!r}
+        spec = importlib.util.spec_from_file_location("app", {str(APP_FILE)!r})
+        app = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(app)
+        backend = app.TransformersBackend(app.model_source())
+        result = {{}}
+        for name in ("speech.flac", "speech_44k.wav"):
+            waveform = backend.decode(name)
+            probabilities, plot = app.analyse(backend, name, window=2.0, hop=1.0)
+            segments = backend.timeline(waveform, 2.0, 1.0)
+            result[name] = {{
+                "waveform": waveform[::97].tolist(), "probabilities": probabilities, "plot": os.path.isfile(plot),
+                "segments": [[s["start"], s["end"], s["probabilities"].tolist()] for s in segments],
+            }}
+        try:
+            backend.decode("notes.txt")
+        except ValueError as error:
+            result["notes.txt"] = str(error)
+        print(json.dumps(result))
+    """
+    (tmp_path / "notes.txt").write_text("not audio")
+    result = json.loads(run_without_hf_ser(script, cwd=tmp_path))
+    classifier = EmotionClassifier(tiny_model_dir)
+    for name in ("speech.flac", "speech_44k.wav"):
+        waveform = load_audio(tmp_path / name)
+        space = result[name]
+        np.testing.assert_allclose(space["waveform"], waveform[::97], atol=1e-6)
+        expected = dict(zip(classifier.labels, classifier.probabilities([waveform])[0]))
+        assert space["probabilities"] == pytest.approx(expected, abs=1e-5)
+        segments = classifier.timeline(waveform, 2.0, 1.0)
+        np.testing.assert_allclose([s[:2] for s in space["segments"]], [[s.start, s.end] for s in segments])
+        for (_, _, probabilities), segment in zip(space["segments"], segments):
+            assert probabilities == pytest.approx(
+                [segment.probabilities[label] for label in classifier.labels], abs=1e-5
+            )
+        assert space["plot"]  # 3.3 s is longer than one 2 s window
+    assert "cannot decode audio" in result["notes.txt"]
+
+
+# ---- the served page in a real browser ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def demo_url(tiny_run, tmp_path_factory):
+    """`hf-ser demo` of the tiny run, served on 127.0.0.1 for the tests of this module (started once: gradio is slow
+    to import)."""
+    port, log = free_port(), tmp_path_factory.mktemp("demo") / "server.log"
+    command = [sys.executable, "-m", "hf_ser.cli", "demo", str(tiny_run), "--host", "127.0.0.1", "--port", str(port)]
+    with open(log, "w") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"hf-ser demo exited with status {server.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"hf-ser demo did not answer on {url} within {SERVER_START_SECONDS} s:\n{log.read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium under selenium. A browser that cannot start fails the test, with the reason."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not Path(path).is_file()]
+    if missing:
+        pytest.fail(f"{missing} not found: install Debian's chromium and chromium-driver (.ci/run does)")
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+        options.add_argument(argument)
+    try:
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    except Exception as error:  # selenium's errors carry chromium's own reason
+        pytest.fail(f"headless chromium could not start: {error}")
+    driver.set_page_load_timeout(PAGE_SECONDS)
+    yield driver
+    driver.quit()
+
+
+def upload(driver, url: str, path: Path) -> None:
+
+    driver.get(url)
+    field = WebDriverWait(driver, PAGE_SECONDS).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]"))
+    )
+    field.send_keys(str(path))
+
+
+def wait_for_text(driver, css: str, timeout: float = PAGE_SECONDS) -> str:
+    """The text of the first element matching `css` once it has any."""
+
+    def text(driver):
+        found = [element.text.strip() for element in driver.find_elements(By.CSS_SELECTOR, css)]
+        return next((value for value in found if value), False)
+
+    return WebDriverWait(driver, timeout).until(text)
+
+
+@requires_emodb()
+def test_the_page_shows_the_top_label_that_hf_ser_predict_gives_for_an_emodb_file(
+    demo_url, browser, tiny_run, capsys, tmp_path
+):
+
+    audio = next(path for path in sorted((EMODB_DIR / "wav").glob("*.wav")) if probe_audio(path).duration > 3.0)
+    expected = hf_ser_predict(capsys, tiny_run, audio)
+    upload(browser, demo_url, audio)
+    assert wait_for_text(browser, LABEL_CSS) == expected["label"]
+    (timeline,) = browser.find_elements(By.CSS_SELECTOR, "#timeline img")  # longer than one 2 s window
+    assert browser.execute_script("return arguments[0].naturalWidth", timeline) > 500  # the PNG has loaded
+    screenshot = Path(os.environ.get("HF_SER_DEMO_SCREENSHOT", tmp_path / "demo_page.png"))
+    browser.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("notes.txt", "Invalid file type: notes.txt"),  # refused by the page itself (not an audio type)
+        ("notes.wav", "notes.wav is not audio this demo can read: cannot decode audio"),  # by the app's decoding
+    ],
+)
+def test_a_non_audio_upload_gets_a_clear_message_on_the_page(demo_url, browser, tmp_path, name, message):
+    notes = tmp_path / name
+    notes.write_text("These are meeting notes, not speech.\n")
+    upload(browser, demo_url, notes)
+    assert message in wait_for_text(browser, MESSAGE_CSS)
+    assert "Traceback" not in browser.page_source and not browser.find_elements(By.CSS_SELECTOR, LABEL_CSS)
+
+
+LABEL_CSS = "[data-testid=label-output-value]"  # gr.Label's top class
+MESSAGE_CSS = "[data-testid=toast-body]"  # gradio's messages (gr.Error, gr.Warning, the page's own)
