@@ -45,7 +45,7 @@ from hf_ser.evaluation.final import evaluate_and_save  # noqa: E402
 from hf_ser.evaluation.metrics import compute_metrics  # noqa: E402
 from hf_ser.hub.model_card import save_model_card  # noqa: E402
 from hf_ser.hub.publish import push_run  # noqa: E402
-from hf_ser.run_folder import save_run_config  # noqa: E402
+from hf_ser.run_folder import SPLIT_PREFIXES, save_run_config  # noqa: E402
 from hf_ser.training.callbacks import (  # noqa: E402
     FreezeEncoderCallback,
     PreciseBatchNormCallback,
@@ -72,10 +72,12 @@ def train(
     training_args: SERTrainingArguments,
     callbacks: Optional[list] = None,
     corpus: Optional[CheckedCorpus] = None,
+    evaluate_test: bool = True,
 ) -> dict:
     """Train, evaluate validation and test, save the model and its card into `training_args.output_dir`; returns all
     metrics. `callbacks` are extra `TrainerCallback`s; `corpus` is the data already checked by
-    `hf_ser.data.dataset.check_corpus` (cross-validation and seeds check it once for all their runs)."""
+    `hf_ser.data.dataset.check_corpus` (cross-validation and seeds check it once for all their runs);
+    `evaluate_test=False` scores validation only (a sweep's trials: the test split is never predicted)."""
     refuse_finished_run(training_args)
     if training_args.hub_token:
         # The Trainer pickles these arguments into training_args.bin in every checkpoint; huggingface_hub reads
@@ -162,7 +164,10 @@ def train(
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
 
-    results = evaluate_and_save(trainer, splits, label_names, training_args.output_dir, protocol=report.protocol)
+    prefixes = SPLIT_PREFIXES if evaluate_test else {"validation": SPLIT_PREFIXES["validation"]}
+    results = evaluate_and_save(
+        trainer, splits, label_names, training_args.output_dir, protocol=report.protocol, prefixes=prefixes
+    )
     if trainer.is_world_process_zero():
         save_model_card(training_args.output_dir, repo_id=training_args.hub_model_id)
         if push_to_hub:

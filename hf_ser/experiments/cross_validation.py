@@ -1,18 +1,22 @@
 """Speaker-independent cross-validation: one `hf_ser.train.main` run per fold, then a summary over the folds.
 
     hf-ser cv RECIPE.yaml [--folds leave-one-speaker-out | leave-one-session-out | K] [--key value ...]
+    hf-ser cv RECIPE.yaml --folds K --plan_only; hf-ser cv RECIPE.yaml --fold I; hf-ser cv RECIPE.yaml --summarize
 
 Every fold tests on speakers that neither its training nor its validation split contains. Validation speakers come
 from the fold's training speakers, and the best checkpoint is chosen on them; the test speakers are scored once, after
 training. Fold results land in `<output_dir>/fold-XX/`; the summary in `<output_dir>/cv_summary.json` / `.md` and
 `cv_confusion_matrix.png`. A finished fold (its `test_results.json` and model card exist) is not trained again, so an
 interrupted run resumes where it stopped (and a fold interrupted mid-training resumes from its last checkpoint).
+The same plan (`cv_plan.json`) serves folds run as separate jobs: `--plan_only` writes it, `--fold I` trains one fold
+of it (refusing a plan made with another recipe, corpus or options), `--summarize` summarises the finished folds.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import random
@@ -25,8 +29,8 @@ from typing import Optional
 
 import numpy as np
 
-from hf_ser.arguments import DataArguments, parse_args
-from hf_ser.data.dataset import CorpusReport, check_corpus, select_labels
+from hf_ser.arguments import DataArguments, ModelArguments, SERTrainingArguments, parse_args
+from hf_ser.data.dataset import CheckedCorpus, CorpusReport, check_corpus, select_labels
 from hf_ser.data.sources import corpus_records
 from hf_ser.evaluation.metrics import mean_std, percent, ser_scores
 from hf_ser.evaluation.plots import save_confusion_matrix
@@ -167,11 +171,18 @@ def _read_fold_file(path: Path) -> dict:
     return read_json(path, hint="; delete the fold folder to train that fold again")
 
 
-def _check_plan(cv_dir: Path, plan: dict) -> None:
-    """Refuse to resume into a CV folder whose folds were built differently (results would mix)."""
+def _check_plan(cv_dir: Path, plan: dict, write: bool = True) -> None:
+    """Refuse a CV folder whose plan was made with another recipe, corpus, folds or options (results would mix);
+    with `write`, then write `plan` there."""
     path = cv_dir / PLAN_FILE
     if path.is_file():
         previous = _read_fold_file(path)
+        for key, what in (("recipe", "recipe"), ("corpus", "corpus")):
+            if key in previous and key in plan and previous[key] != plan[key]:
+                raise ValueError(
+                    f"{path} was planned with a different {what} ({previous[key]}, now {plan[key]}); run with the "
+                    "plan's recipe and corpus, or plan again into another --output_dir"
+                )
         if previous["folds"] != plan["folds"]:
             raise ValueError(
                 f"{cv_dir} holds a cross-validation with other folds ({path}); use another --output_dir or delete it"
@@ -181,58 +192,144 @@ def _check_plan(cv_dir: Path, plan: dict) -> None:
                 f"{cv_dir} holds a cross-validation run with other options {previous['argv']} ({path}); resume with "
                 "the same options, or use another --output_dir"
             )
-    cv_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(plan, indent=2))
+    if write:
+        cv_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(plan, indent=2))
 
 
-def run_cross_validation(argv: list[str], folds: str = LOSO) -> dict:
-    """`argv` is what `hf-ser train` takes (`RECIPE.yaml --key value ...`); its `output_dir` becomes the CV folder.
-    Trains every fold not yet done, one after another, then writes and returns the summary."""
+def _recipe_fingerprint(argv: list[str]) -> Optional[dict]:
+    """The recipe file of `argv` and a hash of its text, so a fold job notices an edited recipe."""
+    if not (argv and argv[0].endswith((".yaml", ".yml"))):
+        return None
+    return {"path": argv[0], "sha256": hashlib.sha256(Path(argv[0]).read_bytes()).hexdigest()[:16]}
+
+
+@dataclass
+class CrossValidation:
+    """A planned cross-validation: the recipe's arguments, its folds and the plan that `cv_plan.json` records."""
+
+    model_args: ModelArguments
+    data_args: DataArguments
+    training_args: SERTrainingArguments
+    folds: list[Fold]
+    plan: dict
+
+    @property
+    def cv_dir(self) -> Path:
+        return Path(self.training_args.output_dir)
+
+
+def plan_cross_validation(argv: list[str], folds: Optional[str] = None) -> CrossValidation:
+    """The folds of `argv` (what `hf-ser train` takes; its `output_dir` is the CV folder). `folds=None` takes the rule
+    of the plan already in that folder, or leave-one-speaker-out."""
     argv = list(argv)
     overridden = [key for key in SPLIT_KEYS if f"--{key}" in argv]
     if overridden:
         raise ValueError(f"{overridden}: cross-validation chooses the speakers of every fold; drop these options")
     model_args, data_args, training_args = parse_args(argv)
-    speaker_items = corpus_speaker_items(data_args)
     cv_dir = Path(training_args.output_dir)
+    if folds is None:
+        stored = _read_fold_file(cv_dir / PLAN_FILE) if (cv_dir / PLAN_FILE).is_file() else {}
+        folds = stored.get("folds_rule", LOSO)
+    speaker_items = corpus_speaker_items(data_args)
     fold_list = make_folds(speaker_items, folds, training_args.seed, data_args.validation_fraction)
     plan = {
         "folds_rule": folds,
         "seed": training_args.seed,
         "argv": argv,
+        "recipe": _recipe_fingerprint(argv),
+        "corpus": {"dataset": data_args.dataset, "data_dir": data_args.data_dir, "speaker_items": speaker_items},
         "folds": [asdict(fold) for fold in fold_list],
     }
-    _check_plan(cv_dir, plan)
+    return CrossValidation(model_args, data_args, training_args, fold_list, plan)
+
+
+def fold_data_args(data_args: DataArguments, fold: Fold) -> DataArguments:
+    """The recipe's data arguments with the fold's speakers."""
+    return dataclasses.replace(
+        data_args,
+        train_speakers=fold.train_speakers,
+        validation_speakers=fold.validation_speakers,
+        test_speakers=fold.test_speakers,
+    )
+
+
+def train_fold(cv: CrossValidation, fold: Fold, corpus: Optional[CheckedCorpus] = None) -> bool:
+    """Train and test one fold into `<cv_dir>/fold-XX` unless it finished already; True when it trained."""
+    fold_dir = cv.cv_dir / fold.name
+    # The model card is the last file a run writes (then cv_fold.json, its wall time): a fold killed before reruns.
+    if is_finished_run(fold_dir):
+        logger.info("%s: done already (%s), not trained again", fold.name, fold_dir / TEST_RESULTS_FILE)
+        return False
+    logger.info(
+        "%s: test %s, validation %s, %d training speakers",
+        fold.name,
+        fold.test_speakers,
+        fold.validation_speakers,
+        len(fold.train_speakers),
+    )
+    started = time.perf_counter()
+    training_args = dataclasses.replace(cv.training_args, output_dir=str(fold_dir))
+    train(cv.model_args, fold_data_args(cv.data_args, fold), training_args, corpus=corpus)
+    if training_args.process_index == 0:
+        (fold_dir / FOLD_TIME_FILE).write_text(json.dumps({"wall_seconds": time.perf_counter() - started}))
+    return True
+
+
+def run_cross_validation(argv: list[str], folds: Optional[str] = LOSO) -> dict:
+    """`argv` is what `hf-ser train` takes (`RECIPE.yaml --key value ...`); its `output_dir` becomes the CV folder.
+    Trains every fold not yet done, one after another, then writes and returns the summary."""
+    cv = plan_cross_validation(argv, folds)
+    _check_plan(cv.cv_dir, cv.plan)
     started = time.perf_counter()
     corpus = None  # decoded once, on the first fold that trains, and split again for every other fold
-    for fold in fold_list:
-        fold_dir = cv_dir / fold.name
-        # The model card is the last file a run writes (then cv_fold.json, its wall time): a fold killed before reruns.
-        if is_finished_run(fold_dir):
-            logger.info("%s: done already (%s), not trained again", fold.name, fold_dir / TEST_RESULTS_FILE)
-            continue
-        logger.info(
-            "%s: test %s, validation %s, %d training speakers",
-            fold.name,
-            fold.test_speakers,
-            fold.validation_speakers,
-            len(fold.train_speakers),
-        )
-        fold_started = time.perf_counter()
-        if corpus is None:
-            with training_args.main_process_first(desc="corpus"):
-                corpus = check_corpus(data_args)
-        fold_data = dataclasses.replace(
-            data_args,
-            train_speakers=fold.train_speakers,
-            validation_speakers=fold.validation_speakers,
-            test_speakers=fold.test_speakers,
-        )
-        train(model_args, fold_data, dataclasses.replace(training_args, output_dir=str(fold_dir)), corpus=corpus)
-        (fold_dir / FOLD_TIME_FILE).write_text(json.dumps({"wall_seconds": time.perf_counter() - fold_started}))
-    summary = summarise(cv_dir, fold_list, folds, training_args.metric_for_best_model, argv)
+    for fold in cv.folds:
+        if corpus is None and not is_finished_run(cv.cv_dir / fold.name):
+            with cv.training_args.main_process_first(desc="corpus"):
+                corpus = check_corpus(cv.data_args)
+        train_fold(cv, fold, corpus)
+    summary = summarise(
+        cv.cv_dir, cv.folds, cv.plan["folds_rule"], cv.training_args.metric_for_best_model, cv.plan["argv"]
+    )
     summary["wall_seconds_this_invocation"] = time.perf_counter() - started
-    write_summary(cv_dir, summary)
+    write_summary(cv.cv_dir, summary)
+    return summary
+
+
+def _planned(argv: list[str], folds: Optional[str]) -> CrossValidation:
+    """The plan of `argv`, which must be the one `--plan_only` wrote into its CV folder."""
+    cv = plan_cross_validation(argv, folds)
+    if not (cv.cv_dir / PLAN_FILE).is_file():
+        raise FileNotFoundError(
+            f"{cv.cv_dir / PLAN_FILE} does not exist: plan the folds first with `hf-ser cv {' '.join(argv)} --plan_only`"
+        )
+    _check_plan(cv.cv_dir, cv.plan, write=False)
+    return cv
+
+
+def run_fold(argv: list[str], index: int, folds: Optional[str] = None) -> bool:
+    """Fold `index` of the plan in `argv`'s CV folder, as its own job (a SLURM array task, an `accelerate launch`)."""
+    cv = _planned(argv, folds)
+    if not 0 <= index < len(cv.folds):
+        raise ValueError(f"--fold {index}: {cv.cv_dir / PLAN_FILE} has {len(cv.folds)} folds, 0 to {len(cv.folds) - 1}")
+    return train_fold(cv, cv.folds[index])
+
+
+def summarise_planned(argv: list[str], folds: Optional[str] = None) -> dict:
+    """`cv_summary.json` / `.md` from the folds of the plan that finished; the others are named as missing."""
+    cv = _planned(argv, folds)
+    finished = [fold for fold in cv.folds if is_finished_run(cv.cv_dir / fold.name)]
+    missing = [fold.name for fold in cv.folds if fold not in finished]
+    if not finished:
+        raise FileNotFoundError(f"{cv.cv_dir}: no fold has finished yet (missing {', '.join(missing)})")
+    summary = summarise(
+        cv.cv_dir, finished, cv.plan["folds_rule"], cv.training_args.metric_for_best_model, cv.plan["argv"]
+    )
+    if missing:
+        summary["missing_folds"] = missing
+        summary["protocol"]["planned_folds"] = len(cv.folds)
+        logger.warning("%d of %d folds finished; missing: %s", len(finished), len(cv.folds), ", ".join(missing))
+    write_summary(cv.cv_dir, summary)
     return summary
 
 
@@ -320,6 +417,16 @@ def write_summary(cv_dir: Path, summary: dict) -> None:
         "",
         f"`{' '.join(summary['command'])}`",
         "",
+        *(
+            [
+                f"**Incomplete: {protocol['n_folds']} of {protocol['planned_folds']} folds finished; missing "
+                f"{', '.join(summary['missing_folds'])}** (train each with `hf-ser cv ... --fold I`, then summarise "
+                "again).",
+                "",
+            ]
+            if summary.get("missing_folds")
+            else []
+        ),
         f"**UA {percent(mean['ua'], std['ua'])}, WA {percent(mean['wa'], std['wa'])}, "
         f"macro-F1 {percent(mean['macro_f1'], std['macro_f1'])}** (mean ± {protocol['std']}).",
         "",
@@ -366,18 +473,41 @@ def write_summary(cv_dir: Path, summary: dict) -> None:
 def main(argv: Optional[list[str]] = None) -> dict:
     parser = argparse.ArgumentParser(
         prog="hf-ser cv",
-        usage="hf-ser cv RECIPE.yaml [--folds FOLDS] [--key value ...]",
+        usage="hf-ser cv RECIPE.yaml [--folds FOLDS] [--plan_only | --fold I | --summarize] [--key value ...]",
         allow_abbrev=False,
-        description="Speaker-independent cross-validation of a recipe. Every other option is a recipe override "
+        description="Speaker-independent cross-validation of a recipe: all folds one after another, or each fold as "
+        "its own job (--plan_only, then --fold I per job, then --summarize). Every other option is a recipe override "
         "(`--output_dir` is the CV folder).",
     )
-    parser.add_argument("--folds", default=LOSO, help=f"{LOSO} (default), {LOSESSO}, or a number K of folds")
-    # Everything but --folds (the recipe path first, then overrides) passes through unchanged, in order.
+    parser.add_argument(
+        "--folds",
+        default=None,
+        help=f"{LOSO} (default), {LOSESSO}, or a number K of folds; omitted: the rule of the plan in the CV folder",
+    )
+    job = parser.add_mutually_exclusive_group()
+    job.add_argument("--plan_only", action="store_true", help=f"write {PLAN_FILE} into the CV folder and exit")
+    job.add_argument("--fold", type=int, metavar="I", help=f"train fold I (from 0) of the {PLAN_FILE} in the CV folder")
+    job.add_argument(
+        "--summarize", action="store_true", help="summarise the finished folds of the plan and name the missing ones"
+    )
+    # Everything else (the recipe path first, then overrides) passes through unchanged, in order.
     args, train_argv = parser.parse_known_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    summary = run_cross_validation(train_argv, args.folds)
+    if args.plan_only:
+        cv = plan_cross_validation(train_argv, args.folds)
+        _check_plan(cv.cv_dir, cv.plan)
+        print(
+            f"{len(cv.folds)} folds planned in {cv.cv_dir / PLAN_FILE}: train each with --fold 0 to {len(cv.folds) - 1}"
+        )
+        return cv.plan
+    if args.fold is not None:
+        trained = run_fold(train_argv, args.fold, args.folds)
+        print(f"fold {args.fold}: {'trained' if trained else 'finished already'}")
+        return {"fold": args.fold, "trained": trained}
+    summary = (summarise_planned if args.summarize else run_cross_validation)(train_argv, args.folds)
     print(
         f"UA {percent(summary['mean']['ua'], summary['std']['ua'])}, "
         f"WA {percent(summary['mean']['wa'], summary['std']['wa'])} over {len(summary['folds'])} folds"
+        + (f"; missing: {', '.join(summary['missing_folds'])}" if summary.get("missing_folds") else "")
     )
     return summary

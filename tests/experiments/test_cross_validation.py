@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from conftest import TINY_WAV2VEC2
 
 from hf_ser.cli import main as cli_main
 from hf_ser.experiments import cross_validation
@@ -135,17 +136,24 @@ def test_cross_validation_needs_speakers(tiny_corpus, tmp_path, tiny_backbone_co
         run_cross_validation(argv, "2")
 
 
-@pytest.mark.slow
-def test_two_fold_cv_end_to_end_summarises_and_resumes(tiny_corpus, tmp_path, tiny_backbone_config, monkeypatch):
-    cv_dir = tmp_path / "cv"
-    argv = _cv_argv(tiny_corpus, cv_dir, tiny_backbone_config)
-    checks = []  # the corpus is decoded once per CV run, not once per fold
+@pytest.fixture(scope="module")
+def two_fold_cv(tiny_corpus, tmp_path_factory):
+    """A 2-fold CV of the tiny corpus by the sequential command: its argv, folder, summary and corpus decodes."""
+    cv_dir = tmp_path_factory.mktemp("two_fold_cv") / "cv"
+    argv = _cv_argv(tiny_corpus, cv_dir, dict(TINY_WAV2VEC2))
+    checks = []
     check_corpus = cross_validation.check_corpus
-    monkeypatch.setattr(cross_validation, "check_corpus", lambda args: checks.append(args) or check_corpus(args))
-    assert cli_main(["cv", *argv, "--folds", "2"]) == 0
-    assert len(checks) == 1
-
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cross_validation, "check_corpus", lambda args: checks.append(args) or check_corpus(args))
+        assert cli_main(["cv", *argv, "--folds", "2"]) == 0
     summary = json.loads((cv_dir / "cv_summary.json").read_text())
+    return {"argv": argv, "cv_dir": cv_dir, "summary": summary, "corpus_checks": len(checks)}
+
+
+@pytest.mark.slow
+def test_two_fold_cv_end_to_end_summarises_and_resumes(two_fold_cv, tmp_path, monkeypatch):
+    argv, cv_dir, summary = two_fold_cv["argv"], two_fold_cv["cv_dir"], two_fold_cv["summary"]
+    assert two_fold_cv["corpus_checks"] == 1  # the corpus is decoded once per CV run, not once per fold
     assert [row["fold"] for row in summary["folds"]] == ["fold-00", "fold-01"]
     assert sorted(s for row in summary["folds"] for s in row["test_speakers"]) == ["01", "02", "03", "04"]
     for row in summary["folds"]:
@@ -209,3 +217,58 @@ def test_resuming_with_other_options_is_refused(tmp_path):
     cross_validation._check_plan(tmp_path, plan)  # the same plan resumes
     with pytest.raises(ValueError, match="other options"):
         cross_validation._check_plan(tmp_path, {**plan, "argv": ["recipe.yaml", "--learning_rate", "0.1"]})
+
+
+def _comparable(summary):
+    """A CV summary without what differs between two runs of the same folds: timings and the command's folder."""
+    summary = {key: value for key, value in summary.items() if not key.startswith(("wall_seconds", "command"))}
+    summary["folds"] = [{k: v for k, v in row.items() if k != "wall_seconds"} for row in summary["folds"]]
+    return summary
+
+
+@pytest.mark.slow
+def test_folds_as_jobs_give_the_sequential_summary(two_fold_cv, tiny_corpus, tmp_path, capsys):
+    jobs_dir = tmp_path / "jobs"
+    argv = _cv_argv(tiny_corpus, jobs_dir, dict(TINY_WAV2VEC2))  # the sequential run's options, another folder
+    assert cli_main(["cv", *argv, "--folds", "2", "--plan_only"]) == 0
+    plan = json.loads((jobs_dir / "cv_plan.json").read_text())
+    assert len(plan["folds"]) == 2 and not list(jobs_dir.glob("fold-*"))
+
+    assert cli_main(["cv", *argv, "--fold", "1"]) == 0  # without --folds: the plan's rule
+    assert cli_main(["cv", *argv, "--summarize"]) == 0
+    partial = json.loads((jobs_dir / "cv_summary.json").read_text())
+    assert [row["fold"] for row in partial["folds"]] == ["fold-01"] and partial["missing_folds"] == ["fold-00"]
+    assert "Incomplete: 1 of 2 folds finished; missing fold-00" in (jobs_dir / "cv_summary.md").read_text()
+    assert "missing: fold-00" in capsys.readouterr().out
+
+    assert cli_main(["cv", *argv, "--fold", "0"]) == 0
+    assert cli_main(["cv", *argv, "--fold", "0"]) == 0  # a rerun job finds the fold done
+    assert "fold 0: finished already" in capsys.readouterr().out
+    assert cli_main(["cv", *argv, "--summarize"]) == 0
+    jobs = json.loads((jobs_dir / "cv_summary.json").read_text())
+    assert "missing_folds" not in jobs and len(jobs["folds"]) == 2
+    assert _comparable(jobs) == _comparable(two_fold_cv["summary"])
+
+
+def test_fold_jobs_refuse_a_missing_plan_an_edited_recipe_or_corpus(
+    tiny_corpus, tmp_path, tiny_backbone_config, capsys
+):
+    import shutil
+
+    corpus = shutil.copytree(tiny_corpus, tmp_path / "corpus")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("seed: 7\n")
+    argv = [str(recipe), *_cv_argv(corpus, tmp_path / "cv", tiny_backbone_config)]
+    assert cli_main(["cv", *argv, "--fold", "0"]) == 2
+    assert "cv_plan.json does not exist: plan the folds first" in capsys.readouterr().err
+    assert cli_main(["cv", *argv, "--folds", "2", "--plan_only"]) == 0
+    assert cli_main(["cv", *argv, "--fold", "2"]) == 2
+    assert "--fold 2: " in (err := capsys.readouterr().err) and "has 2 folds, 0 to 1" in err
+
+    recipe.write_text("seed: 7\nweight_decay: 0.1\n")
+    assert cli_main(["cv", *argv, "--fold", "0"]) == 2
+    assert "planned with a different recipe" in capsys.readouterr().err
+    recipe.write_text("seed: 7\n")
+    next(corpus.rglob("spk01_*.wav")).unlink()
+    assert cli_main(["cv", *argv, "--summarize"]) == 2
+    assert "planned with a different corpus" in capsys.readouterr().err
