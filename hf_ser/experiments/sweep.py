@@ -476,7 +476,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--space", required=True, help="YAML: recipe key -> {type: float|int|categorical, ...}")
     parser.add_argument("--trials", type=int, required=True, help="finished trials the study should have in all")
     parser.add_argument(
-        "--backend", choices=("optuna", "ray"), default="optuna", help="optuna (default) or ray (Ray Tune)"
+        "--backend",
+        choices=("optuna", "ray"),
+        default="optuna",
+        help="optuna (default); ray is refused (not implemented)",
     )
     parser.add_argument("--cv", type=int, metavar="K", help="objective: mean validation score over K folds")
     parser.add_argument("--final", action="store_true", help="then train the best recipe once, scoring test")
