@@ -55,15 +55,18 @@ def test_the_space_app_without_hf_ser_decodes_and_predicts_as_hf_ser_does(tiny_m
         app = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(app)
         backend = app.TransformersBackend(app.model_source())
-        result = {{}}
-        for name in ("speech.flac", "speech_44k.wav"):
-            waveform = backend.decode(name)
-            probabilities, plot = app.analyse(backend, name, window=2.0, hop=1.0)
-            segments = backend.timeline(waveform, 2.0, 1.0)
-            result[name] = {{
+        waveform = backend.decode("speech.flac")
+        probabilities, plot = app.analyse(backend, "speech.flac", window=2.0, hop=1.0)
+        result = {{
+            "speech.flac": {{
                 "waveform": waveform[::97].tolist(), "probabilities": probabilities, "plot": os.path.isfile(plot),
-                "segments": [[s["start"], s["end"], s["probabilities"].tolist()] for s in segments],
+                "segments": [[s["start"], s["end"], s["probabilities"].tolist()] for s in backend.timeline(waveform, 2.0, 1.0)],
             }}
+        }}
+        waveform = backend.decode("speech_44k.wav")
+        result["speech_44k.wav"] = {{
+            "waveform": waveform[::97].tolist(), "probabilities": backend.probabilities([waveform])[0].tolist()
+        }}
         try:
             backend.decode("notes.txt")
         except ValueError as error:
@@ -75,17 +78,22 @@ def test_the_space_app_without_hf_ser_decodes_and_predicts_as_hf_ser_does(tiny_m
     classifier = EmotionClassifier(tiny_model_dir)
     for name in ("speech.flac", "speech_44k.wav"):
         waveform = load_audio(tmp_path / name)
-        space = result[name]
-        np.testing.assert_allclose(space["waveform"], waveform[::97], atol=1e-6)
-        expected = dict(zip(classifier.labels, classifier.probabilities([waveform])[0]))
-        assert space["probabilities"] == pytest.approx(expected, abs=1e-5)
-        segments = classifier.timeline(waveform, 2.0, 1.0)
-        np.testing.assert_allclose([s[:2] for s in space["segments"]], [[s.start, s.end] for s in segments])
-        for (_, _, probabilities), segment in zip(space["segments"], segments):
-            assert probabilities == pytest.approx(
-                [segment.probabilities[label] for label in classifier.labels], abs=1e-5
-            )
-        assert space["plot"]  # 3.3 s is longer than one 2 s window
+        np.testing.assert_allclose(result[name]["waveform"], waveform[::97], atol=1e-6)
+        expected = classifier.probabilities([waveform])[0]
+        probabilities = result[name]["probabilities"]
+        np.testing.assert_allclose(
+            list(probabilities.values()) if name.endswith("flac") else probabilities, expected, atol=1e-5
+        )
+    space = result["speech.flac"]
+    assert list(space["probabilities"]) == classifier.labels
+    segments = classifier.timeline(load_audio(tmp_path / "speech.flac"), 2.0, 1.0)
+    np.testing.assert_allclose([s[:2] for s in space["segments"]], [[s.start, s.end] for s in segments])
+    np.testing.assert_allclose(
+        [s[2] for s in space["segments"]],
+        [[s.probabilities[label] for label in classifier.labels] for s in segments],
+        atol=1e-5,
+    )
+    assert space["plot"]  # 3.3 s is longer than one 2 s window: a timeline PNG
     assert "cannot decode audio" in result["notes.txt"]
 
 
@@ -139,7 +147,10 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+    arguments = ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"]
+    # a microphone for the recording test: Chromium's fake capture device (a beep a second), allowed without asking
+    arguments += ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+    for argument in arguments:
         options.add_argument(argument)
     try:
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -183,6 +194,30 @@ def test_the_page_shows_the_top_label_that_hf_ser_predict_gives_for_an_emodb_fil
     screenshot = Path(os.environ.get("HF_SER_DEMO_SCREENSHOT", tmp_path / "demo_page.png"))
     browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000
+
+
+def test_a_microphone_recording_gets_the_label_hf_ser_predict_gives_for_the_recorded_file(
+    demo_url, browser, tiny_run, capsys, tmp_path
+):
+    browser.get(demo_url)
+    WebDriverWait(browser, PAGE_SECONDS).until(
+        expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "button[aria-label='Record audio']"))
+    ).click()
+    WebDriverWait(browser, PAGE_SECONDS).until(
+        expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "button.record-button"))
+    ).click()
+    time.sleep(2.5)  # record 2.5 s of the fake microphone
+    browser.find_element(By.CSS_SELECTOR, "button.stop-button").click()
+    label = wait_for_text(browser, LABEL_CSS)
+    # what the page sent to the server is downloadable from it: predict that file with `hf-ser predict`
+    (link,) = [
+        a for a in browser.find_elements(By.CSS_SELECTOR, "a[download]") if a.get_attribute("href").endswith(".wav")
+    ]
+    recording = tmp_path / "recording.wav"
+    with urllib.request.urlopen(link.get_attribute("href"), timeout=PAGE_SECONDS) as response:
+        recording.write_bytes(response.read())
+    assert probe_audio(recording).duration > 1.0
+    assert label == hf_ser_predict(capsys, tiny_run, recording)["label"]
 
 
 @pytest.mark.parametrize(
