@@ -15,7 +15,7 @@ import re
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, get_args, get_origin, get_type_hints
 
 import torch
 import yaml
@@ -275,6 +275,57 @@ class SERTrainingArguments(TrainingArguments):
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, SERTrainingArguments)
 
+# `--validation_speakers none` (or `validation_speakers: none` in a recipe) clears a list key whose default is unset.
+CLEAR = "none"
+
+
+class RecipeParser(HfArgumentParser):
+    """`HfArgumentParser` whose `--help` lists hf-ser's keys first, in argument groups (data, model, training), and
+    the keys `SERTrainingArguments` inherits from `transformers.TrainingArguments` after them."""
+
+    GROUPS = {
+        "data": "data (DataArguments)",
+        "model": "model (ModelArguments)",
+        "training": "training: hf-ser's own keys and defaults (SERTrainingArguments)",
+        "trainer": "Trainer options (transformers.TrainingArguments; https://huggingface.co/docs/transformers/main_classes/trainer)",
+    }
+
+    def _add_dataclass_arguments(self, dtype) -> None:
+        if not hasattr(self, "_groups"):  # created once, in GROUPS' order, which is the order --help prints them in
+            self._groups = {name: self.add_argument_group(title) for name, title in self.GROUPS.items()}
+        own_training_keys = vars(SERTrainingArguments).get("__annotations__", {})
+        type_hints = get_type_hints(dtype)
+        for field_ in fields(dtype):
+            if not field_.init:
+                continue
+            field_.type = type_hints[field_.name]  # what HfArgumentParser's own loop does
+            if dtype is DataArguments:
+                group = "data"
+            elif dtype is ModelArguments:
+                group = "model"
+            else:
+                group = "training" if field_.name in own_training_keys else "trainer"
+            self._parse_dataclass_field(self._groups[group], field_)
+
+
+def value_source(args: Any, key: str) -> str:
+    """Where the value of `key` came from, for error messages: ` (from recipes/base.yaml)`, ` (from the command
+    line)`, ... ; empty for a default, or for arguments not made by `parse_args`."""
+    source = getattr(args, "value_sources", {}).get(key)
+    return f" (from {source})" if source else ""
+
+
+def _clearable_list_keys(cls) -> set[str]:
+    """List keys whose default is unset: `none` clears them."""
+    type_hints = get_type_hints(cls)
+    return {
+        f.name
+        for f in fields(cls)
+        if f.init
+        and f.default is None
+        and {get_origin(arg) or arg for arg in get_args(type_hints[f.name])} == {list, type(None)}
+    }
+
 
 def recipe_keys() -> set[str]:
     return {f.name for cls in ARGUMENT_CLASSES for f in fields(cls) if f.init}
@@ -309,39 +360,65 @@ def load_recipe(path: str | Path) -> dict:
     return recipe
 
 
-def parse_args(argv: Optional[list[str]] = None) -> tuple[ModelArguments, DataArguments, SERTrainingArguments]:
-    """`RECIPE.yaml [--key value ...]` (or only `--key value ...`) into the three argument dataclasses."""
+USAGE = (
+    "hf-ser train RECIPE [--key value ...]\n"
+    "       accelerate launch [--config_file accelerate_configs/X.yaml] hf_ser/train.py RECIPE [--key value ...]"
+)
+
+
+def parse_args(
+    argv: Optional[list[str]] = None, defaults: Optional[dict] = None, defaults_source: str | dict = "defaults"
+) -> tuple[ModelArguments, DataArguments, SERTrainingArguments]:
+    """`RECIPE.yaml [--key value ...]` (or only `--key value ...`) into the three argument dataclasses.
+
+    `defaults` are key values below the recipe's and the command line's (`hf-ser evaluate` gives a run's data keys);
+    `defaults_source` names where they came from (one name, or one per key). Each returned dataclass has
+    `value_sources`: where each value that is not a dataclass default came from (see `value_source`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    recipe_argv: list[str] = []
+    if not argv and defaults is None:
+        raise ValueError(f"no recipe: {USAGE.splitlines()[0]} (recipes/ has examples; --help lists every key)")
     recipe_path, recipe = None, {}
-    parser = HfArgumentParser(
+    parser = RecipeParser(
         ARGUMENT_CLASSES,
         prog="hf-ser train",
         allow_abbrev=False,  # a typo such as --learning_rat must not silently mean --learning_rate
-        usage="hf-ser train RECIPE.yaml [--key value ...]  (or: accelerate launch hf_ser/train.py RECIPE.yaml ...)",
-        description="Every option is a recipe key; a command-line value overrides the recipe's.",
+        usage=USAGE,
+        description="RECIPE is a YAML file of keys below (recipes/ has examples); a command-line --key value "
+        f"overrides the recipe's. `--KEY {CLEAR}` clears a list key that a recipe set (e.g. --validation_speakers "
+        f"{CLEAR} --test_speakers {CLEAR} for an automatic speaker split).",
+    )
+    overridden = list(  # in command-line order, for messages
+        dict.fromkeys(token.lstrip("-").split("=")[0].replace("-", "_") for token in argv if token.startswith("--"))
     )
     if argv and argv[0].endswith((".yaml", ".yml")):
         recipe_path = argv.pop(0)
-        overridden = {token.lstrip("-").split("=")[0].replace("-", "_") for token in argv if token.startswith("--")}
         recipe = {key: value for key, value in load_recipe(recipe_path).items() if key not in overridden}
-        for key, value in recipe.items():
-            tokens = _as_argv(key, value)
-            action = parser._option_string_actions.get(f"--{key}")
-            if len(tokens) > 2 and action is not None and action.nargs is None:
-                raise ValueError(f"{recipe_path}: recipe key {key!r} takes one value, got the list {value}")
-            recipe_argv += tokens
+    defaults = {key: value for key, value in (defaults or {}).items() if key not in overridden and key not in recipe}
+    sources = {
+        key: defaults_source.get(key, "defaults") if isinstance(defaults_source, dict) else defaults_source
+        for key in defaults
+    }
+    sources.update({key: str(recipe_path) for key in recipe})
+    sources.update({key: "the command line" for key in overridden})
+    given_argv: list[str] = []
+    for key, value in [*defaults.items(), *recipe.items()]:
+        tokens = _as_argv(key, value)
+        action = parser._option_string_actions.get(f"--{key}")
+        if len(tokens) > 2 and action is not None and action.nargs is None:
+            kind = "recipe key" if key in recipe else "key"
+            raise ValueError(f"{sources[key]}: {kind} {key!r} takes one value, got the list {value}")
+        given_argv += tokens
 
     def error(message: str):
         # argparse would print usage and exit; name the key and where its bad value came from instead.
         match = re.search(r"argument --(\w+)", message)
-        from_recipe = match and match[1] in recipe
-        source = f"recipe {recipe_path}" if from_recipe else "command line"
-        raise ValueError(f"{source}: {message}")
+        source = sources.get(match[1], "the command line") if match else "the command line"
+        prefixes = {str(recipe_path): f"recipe {recipe_path}", "the command line": "command line"}
+        raise ValueError(f"{prefixes.get(source, source)}: {message}")
 
     parser.error = error
     # argparse keeps the last occurrence of an option: command-line overrides follow the recipe's values.
-    *parsed, unknown = parser.parse_args_into_dataclasses(args=recipe_argv + argv, return_remaining_strings=True)
+    *parsed, unknown = parser.parse_args_into_dataclasses(args=given_argv + argv, return_remaining_strings=True)
     if unknown:
         known = [f"--{key}" for key in recipe_keys()]
         hints = [
@@ -354,6 +431,12 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[ModelArguments, DataAr
         raise ValueError(
             f"unknown command-line option(s) {', '.join(hints) or unknown}; `hf-ser train --help` lists every recipe key"
         )
+    for args in parsed[:2]:  # TrainingArguments' own lists keep their meanings (`report_to: none`)
+        for key in _clearable_list_keys(type(args)):
+            if getattr(args, key) == [CLEAR]:
+                setattr(args, key, None)
+    for args in parsed:
+        args.value_sources = {key: source for key, source in sources.items() if key in args.__dataclass_fields__}
     check_combinations(*parsed)
     return tuple(parsed)
 

@@ -1,5 +1,5 @@
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TINY_SPEAKER_PATTERN
 
 from hf_ser.arguments import load_recipe, parse_args
 
@@ -148,3 +148,87 @@ def test_version_is_the_installed_distributions(capsys):
 
     assert cli_main(["--version"]) == 0
     assert capsys.readouterr().out == f"hf-ser {version('hf-ser')}\n"
+
+
+# ---------------------------------------------------------------- a newcomer's first commands (issue 14, Why 6 and 7)
+BASE = REPO_ROOT / "recipes" / "base.yaml"
+
+
+def test_none_clears_a_recipes_speaker_lists_for_an_automatic_split(tiny_corpus):
+    from hf_ser.data.dataset import build_corpus
+
+    _, data_args, _ = parse_args(
+        [
+            str(BASE),
+            "--dataset",
+            "audiofolder",
+            "--data_dir",
+            str(tiny_corpus),
+            "--speaker_pattern",
+            TINY_SPEAKER_PATTERN,
+        ]
+        + ["--validation_speakers", "none", "--test_speakers", "none", "--output_dir", "unused"]
+    )
+    assert (data_args.validation_speakers, data_args.test_speakers) == (None, None)
+    assert data_args.value_sources["test_speakers"] == "the command line"
+    assert data_args.value_sources["max_duration_seconds"] == str(BASE)
+    splits, _, report = build_corpus(data_args)
+    speakers = [set(report.splits[name]["speakers"]) for name in ("train", "validation", "test")]
+    assert set.union(*speakers) == {"01", "02", "03", "04"} and sum(map(len, speakers)) == 4  # drawn, disjoint
+
+
+def test_none_in_a_recipe_clears_a_list_key_too(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("labels: none\ntrain_speakers: [a, b]\n")
+    _, data_args, _ = parse_args([str(recipe), "--train_speakers", "none"])
+    assert (data_args.labels, data_args.train_speakers) == (None, None)
+
+
+def test_speakers_a_recipe_set_that_the_corpus_lacks_are_one_line_naming_the_recipe_and_the_fix(
+    tiny_corpus, monkeypatch, capsys
+):
+    from hf_ser.cli import main as cli_main
+
+    monkeypatch.chdir(REPO_ROOT)
+    argv = ["recipes/base.yaml", "--dataset", "audiofolder", "--data_dir", str(tiny_corpus)]
+    assert cli_main(["train", *argv, "--speaker_pattern", TINY_SPEAKER_PATTERN]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (  # the last line: the decoding pass may show progress
+        "hf-ser train: error: validation_speakers ['09', '10'] (from recipes/base.yaml) are not speakers of this "
+        "corpus (its speakers: ['01', '02', '03', '04']); give speakers of it, or clear them with "
+        "--validation_speakers none"
+    )
+    # without speaker_pattern the corpus has no speakers: the recipe's lists were ignored, now they are named
+    assert cli_main(["train", *argv, "--validation_speakers", "none"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "hf-ser train: error: test_speakers ['03', '08'] (from recipes/base.yaml): dataset 'audiofolder' has no "
+        "speakers to split by (an audiofolder takes them from speaker_pattern); clear them with --test_speakers none"
+    )
+
+
+def test_train_help_leads_with_the_recipe_and_hf_sers_own_key_groups(capsys):
+    from hf_ser.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: hf-ser train RECIPE [--key value ...]\n")
+    headings = ["data (DataArguments)", "model (ModelArguments)", "training: hf-ser's own", "Trainer options"]
+    positions = [text.index(f"\n{heading}") for heading in headings]
+    assert positions == sorted(positions)
+
+    def option(name):
+        return text.index(f"\n  --{name} ")
+
+    assert positions[0] < option("validation_speakers") < positions[1] < option("backbone") < positions[2]
+    assert positions[2] < option("early_stopping_patience") < positions[3] < option("learning_rate")
+
+
+def test_train_without_a_recipe_is_one_line_with_status_2(capsys):
+    from hf_ser.cli import main as cli_main
+
+    assert cli_main(["train"]) == 2
+    assert capsys.readouterr().err == (
+        "hf-ser train: error: no recipe: hf-ser train RECIPE [--key value ...] (recipes/ has examples; --help lists "
+        "every key)\n"
+    )

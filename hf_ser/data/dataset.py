@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict
 
-from hf_ser.arguments import DataArguments
+from hf_ser.arguments import DataArguments, value_source
 from hf_ser.data.audio import AudioDecodeError, load_audio
 from hf_ser.data.sources import audio_source, corpus_records
 from hf_ser.data.splits import SPEAKER_INDEPENDENT, split_corpus
@@ -100,7 +100,8 @@ def require_every_label(label_names: list[str], labels: list[str], args: DataArg
     if empty:
         raise ValueError(
             f"dataset {args.dataset!r}: label(s) {empty} have no items {where} (labels with items: "
-            f"{sorted(set(labels))}); fix `labels` or `label_map` (applied first: {args.label_map or 'none'})"
+            f"{sorted(set(labels))}); fix `labels`{value_source(args, 'labels')} or `label_map` (applied first: "
+            f"{args.label_map or 'none'})"
         )
 
 

@@ -9,7 +9,7 @@ import random
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from hf_ser.arguments import DataArguments
+from hf_ser.arguments import CLEAR, DataArguments, value_source
 
 logger = logging.getLogger(__name__)
 
@@ -34,16 +34,28 @@ def check_disjoint_speakers(speaker_sets: dict[str, set]) -> None:
 def split_corpus(dataset: Dataset, args: DataArguments, seed: int) -> tuple[DatasetDict, str]:
     speakers = dataset["speaker"]
     known = [s for s in speakers if s is not None]
+    chosen = {"train": args.train_speakers, "validation": args.validation_speakers, "test": args.test_speakers}
+    if not known and not args.speaker_dependent:
+        for name, listed in chosen.items():
+            if listed:
+                raise ValueError(
+                    f"{_speaker_key(args, name)}: dataset {args.dataset!r} has no speakers to split by (an audiofolder "
+                    f"takes them from speaker_pattern); clear them with --{name}_speakers {CLEAR}"
+                )
     if args.speaker_dependent or not known:
         return _split_by_file(dataset, args, seed), SPEAKER_DEPENDENT
     if len(known) < len(speakers):
         raise ValueError(f"{len(speakers) - len(known)} item(s) have no speaker; give every item one or none")
     all_speakers = sorted(set(known))
-    chosen = {"train": args.train_speakers, "validation": args.validation_speakers, "test": args.test_speakers}
     for name, listed in chosen.items():
         unknown = sorted(set(listed or []) - set(all_speakers))
         if unknown:
-            raise ValueError(f"{name}_speakers {unknown} are not in the corpus (its speakers: {all_speakers})")
+            some = all_speakers[:20] + (["..."] if len(all_speakers) > 20 else [])
+            partly = f"{unknown} of " if len(unknown) < len(listed) else ""
+            raise ValueError(
+                f"{partly}{_speaker_key(args, name)} are not speakers of this corpus (its speakers: {some}); give "
+                f"speakers of it, or clear them with --{name}_speakers {CLEAR}"
+            )
     if args.validation_speakers is None and args.test_speakers is None:
         order = list(all_speakers)
         random.Random(seed).shuffle(order)
@@ -53,7 +65,11 @@ def split_corpus(dataset: Dataset, args: DataArguments, seed: int) -> tuple[Data
             raise ValueError(f"{len(order)} speakers are too few for a speaker-independent train/validation/test split")
         chosen["test"], chosen["validation"] = order[:n_test], order[n_test : n_test + n_validation]
     elif args.validation_speakers is None or args.test_speakers is None:
-        raise ValueError("give both validation_speakers and test_speakers (or neither, for an automatic split)")
+        given = "validation" if args.test_speakers is None else "test"
+        raise ValueError(
+            f"give both validation_speakers and test_speakers, or neither for an automatic split: "
+            f"{_speaker_key(args, given)} is set, the other is not; clear it with --{given}_speakers {CLEAR}"
+        )
     held_out = set(chosen["validation"]) | set(chosen["test"])
     chosen["train"] = chosen["train"] or [s for s in all_speakers if s not in held_out]
     check_disjoint_speakers({name: set(value) for name, value in chosen.items()})
@@ -64,6 +80,12 @@ def split_corpus(dataset: Dataset, args: DataArguments, seed: int) -> tuple[Data
         if len(splits[name]) == 0:
             raise ValueError(f"the {name} split is empty (speakers {sorted(members)})")
     return splits, SPEAKER_INDEPENDENT
+
+
+def _speaker_key(args: DataArguments, split: str) -> str:
+    """`validation_speakers ['09', '10'] (from recipes/base.yaml)`: a speaker key, its value and where it came from."""
+    key = f"{split}_speakers"
+    return f"{key} {getattr(args, key)}{value_source(args, key)}"
 
 
 def _split_by_file(dataset: Dataset, args: DataArguments, seed: int) -> DatasetDict:

@@ -42,7 +42,9 @@ def test_speaker_in_two_splits_is_refused(tiny_corpus):
 
 
 def test_unknown_speaker_is_named(tiny_corpus):
-    with pytest.raises(ValueError, match=r"test_speakers \['99'\] are not in the corpus"):
+    with pytest.raises(
+        ValueError, match=r"test_speakers \['99'\] are not speakers of this corpus \(its speakers: \['01',"
+    ):
         build_corpus(corpus_args(tiny_corpus, validation_speakers=["03"], test_speakers=["99"]))
 
 
