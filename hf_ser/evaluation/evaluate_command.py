@@ -2,11 +2,13 @@
 
     hf-ser evaluate MODEL [RECIPE.yaml] --output_dir DIR [--split test] [--key value ...]
 
-MODEL is a run folder, a saved checkpoint or a Hub id (a LoRA run folder too). Every data key of a recipe works as
-`--key value` (`--dataset`, `--data_dir`, `--test_speakers`, `--labels`, ...), parsed by the same parser as
-`hf-ser train`; a recipe's model keys are ignored (the model is MODEL). The corpus is split exactly as training splits
-it, so the same keys reproduce a run's test split; `--split all` scores the whole corpus. The corpus's labels must be
-the model's: a difference is an error that names it.
+MODEL is a run folder, a saved checkpoint or a Hub id (a LoRA run folder too). A run folder's own data keys
+(`run_config.json`: dataset, data_dir, speaker lists, ...; the seed; the speakers of its splits from
+`data_report.json` when they were drawn automatically) are the defaults, so `hf-ser evaluate RUN --output_dir DIR`
+scores the run's test split again. A recipe's data keys override them, and `--key value` overrides both
+(`--dataset`, `--data_dir`, `--test_speakers`, `--labels`, ...: the parser of `hf-ser train`); a recipe's model keys
+are ignored (the model is MODEL). The console says where the data keys came from. `--split all` scores the whole
+corpus. The corpus's labels must be the model's: a difference is an error that names it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Optional
 
@@ -24,10 +26,12 @@ from hf_ser.arguments import DataArguments, SERTrainingArguments, parse_args
 from hf_ser.data.collator import SERDataCollator
 from hf_ser.data.dataset import CorpusReport, build_corpus, select_labels
 from hf_ser.data.sources import corpus_records
+from hf_ser.data.splits import SPEAKER_INDEPENDENT
 from hf_ser.data.transforms import attach_transforms
 from hf_ser.evaluation.final import evaluate_and_save
 from hf_ser.evaluation.metrics import compute_metrics
 from hf_ser.inference.loading import load_model
+from hf_ser.run_folder import DATA_REPORT_FILE, RUN_CONFIG_FILE, read_json
 from hf_ser.training.trainer import SERTrainer
 
 logger = logging.getLogger(__name__)
@@ -111,6 +115,48 @@ def evaluate_model(
     return results
 
 
+def run_data_defaults(model: str) -> tuple[dict, dict]:
+    """The data keys a run folder was trained with that differ from the defaults (from `run_config.json`, plus the
+    seed, which draws automatic splits), and where each came from. When the run drew its speaker split itself, the
+    speakers of its splits (`data_report.json`) are pinned, so a later change of the drawing cannot move them."""
+    run_dir = Path(model)
+    run_config = read_json(run_dir / RUN_CONFIG_FILE, missing_ok=True) if run_dir.is_dir() else None
+    if run_config is None:
+        return {}, {}
+    data_values, training_values = run_config.get("data_args", {}), run_config.get("training_args", {})
+    values = {}
+    for cls, given in ((DataArguments, data_values), (SERTrainingArguments, {"seed": training_values.get("seed")})):
+        for field_ in fields(cls):
+            if field_.name not in given or given[field_.name] is None:
+                continue
+            default = field_.default_factory() if callable(field_.default_factory) else field_.default
+            if given[field_.name] not in (default, {}, []):
+                values[field_.name] = given[field_.name]
+    sources = dict.fromkeys(values, str(run_dir / RUN_CONFIG_FILE))
+    report = read_json(run_dir / DATA_REPORT_FILE, missing_ok=True) or {}
+    drawn = data_values.get("validation_speakers") is None and data_values.get("test_speakers") is None
+    split_speakers = {
+        name: (report.get("splits", {}).get(name) or {}).get("speakers") for name in ("validation", "test")
+    }
+    if drawn and report.get("protocol") == SPEAKER_INDEPENDENT and all(split_speakers.values()):
+        for name, speakers in split_speakers.items():
+            values[f"{name}_speakers"] = speakers
+            sources[f"{name}_speakers"] = f"{run_dir / DATA_REPORT_FILE}'s splits"
+    return values, sources
+
+
+def describe_sources(data_args: DataArguments, training_args: SERTrainingArguments) -> str:
+    """`data keys: dataset, data_dir, ... from RUN/run_config.json; test_speakers from the command line`."""
+    by_source: dict[str, list[str]] = {}
+    for args in (data_args, training_args):
+        for key, source in getattr(args, "value_sources", {}).items():
+            if key in DataArguments.__dataclass_fields__ or key == "seed":
+                by_source.setdefault(source, []).append(key)
+    if not by_source:
+        return "data keys: the defaults (no run_config.json, recipe or --key value gave any)"
+    return "data keys: " + "; ".join(f"{', '.join(keys)} from {source}" for source, keys in by_source.items())
+
+
 def main(argv: Optional[list[str]] = None) -> dict:
     parser = argparse.ArgumentParser(
         prog="hf-ser evaluate",
@@ -122,7 +168,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     args, rest = parser.parse_known_args(argv)
     if not any(arg == "--output_dir" or arg.startswith("--output_dir=") for arg in rest):
         parser.error("give --output_dir: where the results go (never the model's own folder)")
-    _, data_args, training_args = parse_args(rest)
+    defaults, sources = run_data_defaults(args.model)
+    _, data_args, training_args = parse_args(rest, defaults=defaults, defaults_source=sources)
+    print(describe_sources(data_args, training_args))
     results = evaluate_model(args.model, data_args, training_args, split=args.split)
     prefix = SPLITS[args.split]
     print(

@@ -4,7 +4,9 @@ import pytest
 from conftest import TINY_DATA_ARGV
 from run_folders import make_run_folder
 
+from hf_ser.cli import main as cli_main
 from hf_ser.evaluation.evaluate_command import main as evaluate_main
+from hf_ser.evaluation.evaluate_command import run_data_defaults
 
 TINY_LABELS = ["angry", "happy", "neutral", "sad"]
 
@@ -69,3 +71,35 @@ def test_evaluate_reproduces_the_runs_own_test_results(tiny_run, tiny_corpus, tm
     assert (tmp_path / "out" / "confusion_matrix.png").is_file()
     report = json.loads((tmp_path / "out" / "data_report.json").read_text())
     assert report["splits"]["test"]["speakers"] == ["04"] and report["protocol"] == "speaker-independent"
+
+
+@pytest.mark.slow
+def test_evaluate_run_alone_scores_its_test_split_again_and_says_where_the_data_keys_came_from(
+    tiny_run, tmp_path, capsys
+):
+    assert cli_main(["evaluate", str(tiny_run), "--output_dir", str(tmp_path / "again")]) == 0
+    console = capsys.readouterr().out
+    assert console.startswith(
+        "data keys: dataset, data_dir, speaker_pattern, validation_speakers, test_speakers, max_duration_seconds, "
+        f"seed from {tiny_run / 'run_config.json'}\n"
+    )
+    ours = json.loads((tmp_path / "again" / "test_results.json").read_text())
+    runs = json.loads((tiny_run / "test_results.json").read_text())
+    assert {key: ours[key] for key in ("test_ua", "test_wa", "test_samples")} == {
+        key: runs[key] for key in ("test_ua", "test_wa", "test_samples")
+    }
+    # any data key can still be given: the command line wins over the run's own
+    argv = ["evaluate", str(tiny_run), "--test_speakers", "03", "--validation_speakers", "04"]
+    assert cli_main([*argv, "--output_dir", str(tmp_path / "other")]) == 0
+    assert "; test_speakers, validation_speakers from the command line\n" in capsys.readouterr().out
+    report = json.loads((tmp_path / "other" / "data_report.json").read_text())
+    assert report["splits"]["test"]["speakers"] == ["03"]
+
+
+def test_a_run_that_drew_its_split_pins_the_speakers_its_data_report_names(tmp_path):
+    run = make_run_folder(tmp_path / "run", labels=TINY_LABELS)  # run_config without speaker lists, as a drawn split
+    values, sources = run_data_defaults(str(run))
+    assert values == {"max_duration_seconds": 3.0, "validation_speakers": ["09", "10"], "test_speakers": ["03", "08"]}
+    assert sources["test_speakers"] == f"{run / 'data_report.json'}'s splits"
+    assert sources["max_duration_seconds"] == str(run / "run_config.json")
+    assert run_data_defaults(str(tmp_path / "a-hub-id-or-checkpoint")) == ({}, {})
