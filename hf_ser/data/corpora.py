@@ -46,11 +46,21 @@ def _records_from_file_names(
     for path in audio_files_under(wav_dir):
         match = pattern.match(path.stem)
         if match is None:
-            raise ValueError(f"{path}: not a file name of the {corpus} scheme (expected e.g. {example})")
+            records.append(_skipped(path, f"not a file name of the {corpus} scheme (expected e.g. {example})"))
+            continue
         records.append({"path": str(path), "label": emotions[match["emotion"]], "speaker": match["speaker"]})
     if not records:
         raise FileNotFoundError(f"no {corpus} .wav files under {wav_dir}")
+    _require_a_named_file(records, f"the {corpus} naming scheme", wav_dir, f"{corpus} names files like {example}")
     return records
+
+
+def _require_a_named_file(records: list[Record], scheme: str, folder: Path, hint: str) -> None:
+    """A file whose name does not fit is a reported skip; when none fits, the scheme itself is wrong: say so."""
+    if records and all(record.get("skip_reason") for record in records):
+        raise ValueError(
+            f"{scheme} matches no file name under {folder} (e.g. {Path(records[0]['path']).name!r}); {hint}"
+        )
 
 
 def emodb_records(data_dir: Path, **_) -> list[Record]:
@@ -208,27 +218,29 @@ def crema_d_records(data_dir: Path, **_) -> list[Record]:
     )
 
 
-def _speaker_from_name(path: Path, pattern: Optional[str]) -> Optional[str]:
-    if not pattern:
-        return None
-    match = re.search(pattern, path.name)
-    if match is None:
-        raise ValueError(f"{path}: speaker_pattern {pattern!r} does not match the file name")
-    return match.groupdict().get("speaker") or match.group(1 if match.groups() else 0)
-
-
 def audiofolder_records(data_dir: Path, speaker_pattern: Optional[str] = None, **_) -> list[Record]:
     """`data_dir/<label>/.../<file>`: the label is the top-level folder; the speaker comes from `speaker_pattern`,
-    a regular expression searched in the file name (named group `speaker`, else its first group)."""
+    a regular expression searched in the file name (named group `speaker`, else its first group). A file whose name
+    the pattern does not match is skipped and reported; if no name matches, the pattern is an error."""
     data_dir = _require_dir(data_dir, "audiofolder")
     records = []
     for label_dir in sorted(p for p in data_dir.iterdir() if p.is_dir()):
         for path in audio_files_under(label_dir):
-            records.append(
-                {"path": str(path), "label": label_dir.name, "speaker": _speaker_from_name(path, speaker_pattern)}
-            )
+            match = re.search(speaker_pattern, path.name) if speaker_pattern else None
+            if speaker_pattern and match is None:
+                records.append(_skipped(path, f"speaker_pattern '{speaker_pattern}' does not match the file name"))
+                continue
+            speaker = (match.groupdict().get("speaker") or match.group(1 if match.groups() else 0)) if match else None
+            records.append({"path": str(path), "label": label_dir.name, "speaker": speaker})
     if not records:
         raise FileNotFoundError(f"no audio files under {data_dir}/<label>/ (extensions {AUDIO_EXTENSIONS})")
+    _require_a_named_file(
+        records,
+        f"speaker_pattern '{speaker_pattern}'",
+        data_dir,
+        "fix the pattern: a regular expression searched in the file name, whose group `speaker` (or first group) is "
+        r"the speaker, e.g. 'spk(?P<speaker>\d+)_' for spk03_take1.wav",
+    )
     return records
 
 

@@ -5,7 +5,11 @@
 What goes up: safetensors weights, `config.json` (with its `auto_map`) and the model code files it names, the feature
 extractor, the model card `README.md`, the metrics JSON files, the data report and run config, the confusion-matrix
 PNGs, and the demo app (`app.py` + `requirements.txt`, hf_ser/hub/templates; not for LoRA adapters). With `--space`, a
-Gradio Space is created from the same app, reading the model from the model repository. What never goes up: checkpoints, `training_args.bin`, any pickle-based weights (`.bin`, `.pt`, ...: refused).
+Gradio Space is created from the same app, reading the model from the model repository. What never goes up:
+checkpoints, `training_args.bin`, any pickle-based weights (`.bin`, `.pt`, ...: refused), or an absolute path of the
+publisher's machine: in the text files, paths inside the run folder become relative to it (`output_dir: .`), paths
+inside the corpus folder relative to the corpus's name (`emodb/wav/03a01Fa.wav`), and any other absolute local path
+`<local>/NAME`.
 The token comes from `huggingface_hub`'s login or `HF_TOKEN`; it is passed to `HfApi` only, never written or logged,
 and the upload folder is searched for it before anything is sent.
 """
@@ -15,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -29,6 +35,7 @@ from hf_ser.run_folder import (
     DATA_REPORT_FILE,
     RUN_CONFIG_FILE,
     is_pickled_weights,
+    read_json,
     results_file,
 )
 
@@ -139,6 +146,55 @@ def _local_base_reference(adapter_config: Path, run_dir: Path) -> None:
         adapter_config.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
+TEXT_SUFFIXES = (".json", ".md", ".txt", ".yaml", ".yml", ".csv")  # not the model code: it is the package's
+# An absolute POSIX path: "/" then name characters, not inside a URL (`https://...`) or a relative path (`a/b`).
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/[\w.@+~-]+(?:/[\w.@+~-]+)*")
+REDACTED = "<local>"
+
+
+def _local_roots(run_dir: Path) -> list[tuple[str, str]]:
+    """(absolute prefix, what it becomes): the run folder `.`, the corpus folder its name; longest first."""
+    run_config = read_json(run_dir / RUN_CONFIG_FILE, missing_ok=True) or {}
+    roots = {}
+    data_args = run_config.get("data_args") or {}
+    for key in ("data_dir", "manifest"):
+        if data_args.get(key):
+            folder = Path(data_args[key]) if key == "data_dir" else Path(data_args[key]).parent
+            for form in (folder.absolute(), folder.resolve()):
+                roots[str(form)] = form.name or REDACTED
+    for form in (run_dir.absolute(), run_dir.resolve()):
+        roots[str(form)] = "."
+    return sorted(roots.items(), key=lambda item: -len(item[0]))
+
+
+def _without_local_paths(text: str, roots: list[tuple[str, str]]) -> str:
+    for root, relative in roots:  # a root may hold spaces: replaced whole, where a path starts and the root ends
+        text = re.sub(rf"(?<![\w.~/-]){re.escape(root)}(?![\w.@+~-])", lambda _, r=relative: r, text)
+
+    def redact(match: re.Match) -> str:
+        top = match[0].split("/")[1]
+        # "/" + a folder of this machine (/home, /tmp, /work, ...) is a local path; other slashes ("/s") stay.
+        local = os.path.isdir(f"/{top}") and match[0] != f"/{top}"
+        return f"{REDACTED}/{Path(match[0]).name}" if local else match[0]
+
+    return ABSOLUTE_PATH.sub(redact, text)
+
+
+def redact_local_paths(folder: Path, run_dir: Path) -> list[str]:
+    """Rewrite the absolute local paths in `folder`'s text files (see the module docstring); returns the files
+    changed."""
+    roots, changed = _local_roots(Path(run_dir)), []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.suffix not in TEXT_SUFFIXES:
+            continue
+        text = path.read_text(encoding="utf-8")
+        redacted = _without_local_paths(text, roots)
+        if redacted != text:
+            path.write_text(redacted, encoding="utf-8")
+            changed.append(str(path.relative_to(folder)))
+    return changed
+
+
 def build_upload_folder(
     run_dir: str | Path, out_dir: str | Path | None = None, repo_id: Optional[str] = None, keep_readme: bool = False
 ) -> Path:
@@ -163,6 +219,9 @@ def build_upload_folder(
         shutil.copy2(run_dir / "README.md", out_dir / "README.md")
     else:
         save_model_card(run_dir, repo_id=repo_id, out_dir=out_dir)
+    changed = redact_local_paths(out_dir, run_dir)
+    if changed:
+        logger.info("Local paths made relative or redacted in %s", ", ".join(changed))
     return out_dir
 
 

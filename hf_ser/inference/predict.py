@@ -3,7 +3,8 @@
     hf-ser predict MODEL AUDIO... [--window S --hop S] [--format table|json|csv] [--output FILE] [--plot PNG]
                    [--batch-size N] [--backend torch|onnx]
 
-MODEL is a model folder or Hub id (`--backend torch`) or a folder written by `hf-ser export-onnx` (`--backend onnx`).
+MODEL is a model folder or Hub id (`--backend torch`) or a folder written by `hf-ser export-onnx` (`--backend onnx`,
+chosen by itself for such a folder, which the console says).
 AUDIO are files or folders (searched recursively for `hf_ser.data.audio.AUDIO_EXTENSIONS`), decoded with
 `hf_ser.data.audio.load_audio` as in training. A file that cannot be decoded is reported with its reason and counted; the
 other files are still predicted.
@@ -32,7 +33,7 @@ from transformers import AutoFeatureExtractor, PreTrainedModel
 
 from hf_ser.data.audio import AUDIO_EXTENSIONS, AudioDecodeError, audio_files_under, load_audio, probe_audio
 from hf_ser.data.collator import SERDataCollator, clip_features
-from hf_ser.inference.loading import load_model
+from hf_ser.inference.loading import check_model_reference, load_model
 from hf_ser.models.modeling_ser_cnn import split_into_segments
 
 logger = logging.getLogger(__name__)
@@ -107,13 +108,17 @@ class EmotionClassifier:
     def __init__(
         self,
         model_or_path: Union[str, os.PathLike, PreTrainedModel],
-        backend: str = "torch",
+        backend: Optional[str] = None,
         feature_extractor=None,
         threads: Optional[int] = None,
         device: Union[str, torch.device, None] = None,
     ):
+        if backend is None:  # a folder from `hf-ser export-onnx` runs under onnxruntime, anything else under torch
+            backend = "onnx" if is_onnx_folder(model_or_path) else "torch"
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r}: use one of {BACKENDS}")
+        if not isinstance(model_or_path, PreTrainedModel):
+            check_model_reference(model_or_path)
         self.backend = backend
         if device is None and isinstance(model_or_path, PreTrainedModel):
             device = model_or_path.device  # an in-memory model stays where its owner put it
@@ -266,11 +271,18 @@ def resolve_device(device: Union[str, torch.device, None], backend: str = "torch
     return accelerator or torch.device("cpu")
 
 
-def _refuse_onnx_only_folder(model_or_path) -> None:
+def is_onnx_folder(model_or_path) -> bool:
+    """A folder written by `hf-ser export-onnx`: `model.onnx` and no PyTorch weights."""
+    if isinstance(model_or_path, PreTrainedModel):
+        return False
     path = Path(model_or_path)
     weights = list(path.glob("*.safetensors")) + list(path.glob("*.bin"))
-    if path.is_dir() and (path / "model.onnx").is_file() and not weights:
-        raise ValueError(f"{path} holds an ONNX export and no PyTorch weights: run with `--backend onnx`")
+    return path.is_dir() and (path / "model.onnx").is_file() and not weights
+
+
+def _refuse_onnx_only_folder(model_or_path) -> None:
+    if is_onnx_folder(model_or_path):
+        raise ValueError(f"{model_or_path} holds an ONNX export and no PyTorch weights: run with `--backend onnx`")
 
 
 def predict_timeline(
@@ -402,7 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", help="write the output to this file instead of stdout")
     parser.add_argument("--plot", help="write a PNG of the class probabilities over time (needs --window)")
     parser.add_argument("--batch-size", type=int, default=8, help="inputs per forward pass (default: 8)")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (default) or onnx (onnxruntime)")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="torch or onnx (onnxruntime); default: onnx for a folder from `hf-ser export-onnx`, else torch",
+    )
     parser.add_argument(
         "--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: the accelerator if any, else cpu)"
     )
@@ -418,10 +434,15 @@ def main(argv: Optional[list] = None) -> int:
         parser.error("--hop needs --window")
     if args.plot and args.window is None:
         parser.error("--plot draws a timeline: add --window (and optionally --hop)")
-    if args.threads and args.backend == "torch":
+    if args.threads and args.backend != "onnx":
         torch.set_num_threads(args.threads)
 
     classifier = EmotionClassifier(args.model, backend=args.backend, threads=args.threads, device=args.device)
+    if args.backend is None and classifier.backend == "onnx":
+        print(
+            f"{args.model} is an ONNX export (model.onnx from hf-ser export-onnx): using --backend onnx",
+            file=sys.stderr,
+        )
     report = classifier.predict_files(
         args.audio, args.window, args.hop, args.batch_size, progress=not args.no_progress and sys.stderr.isatty()
     )

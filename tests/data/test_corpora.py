@@ -50,10 +50,14 @@ def test_emodb_names_give_emotion_and_speaker(tmp_path):
     }
 
 
-def test_emodb_foreign_file_name_is_named(tmp_path):
+def test_emodb_foreign_file_name_is_a_reported_skip_and_no_fitting_name_an_error(tmp_path):
     write_wav(tmp_path / "wav" / "03a01Fa.wav")
     write_wav(tmp_path / "wav" / "03a01Xa.wav")
-    with pytest.raises(ValueError, match=r"03a01Xa\.wav: not a file name of the EmoDB scheme"):
+    records = by_name(load_records("emodb", str(tmp_path)))
+    assert records["03a01Fa.wav"]["label"] == "happiness"
+    assert records["03a01Xa.wav"]["skip_reason"] == "not a file name of the EmoDB scheme (expected e.g. 03a01Fa.wav)"
+    (tmp_path / "wav" / "03a01Fa.wav").unlink()
+    with pytest.raises(ValueError, match=r"the EmoDB naming scheme matches no file name under .*wav \(e\.g\. '03a01Xa"):
         load_records("emodb", str(tmp_path))
 
 
@@ -287,9 +291,9 @@ def test_crema_d_names_give_emotion_and_actor(tmp_path):
     assert {name: len(split) for name, split in splits.items()} == {"train": 3, "validation": 1, "test": 2}
 
 
-def test_crema_d_foreign_file_name_is_named(tmp_path):
+def test_crema_d_without_a_fitting_file_name_names_the_scheme_and_a_file(tmp_path):
     write_wav(tmp_path / "AudioWAV" / "1001_DFA_JOY_XX.wav")
-    with pytest.raises(ValueError, match=r"1001_DFA_JOY_XX\.wav: not a file name of the CREMA-D scheme"):
+    with pytest.raises(ValueError, match=r"'1001_DFA_JOY_XX\.wav'\); CREMA-D names files like 1001_DFA_ANG_XX\.wav"):
         load_records("crema_d", str(tmp_path))
 
 
@@ -305,8 +309,25 @@ def test_audiofolder_labels_are_folders_and_speakers_come_from_the_pattern(tmp_p
         ("sad", "01"),
         ("sad", "02"),
     ]
-    with pytest.raises(ValueError, match=re.escape(r"speaker_pattern 'talker(\\d)' does not match the file name")):
+    with pytest.raises(
+        ValueError, match=re.escape(r"speaker_pattern 'talker(\d)' matches no file name under ") + r".*spk01_angry\.wav"
+    ):
         load_records("audiofolder", str(tmp_path), speaker_pattern=r"talker(\d)")
+
+
+def test_a_corrupt_file_whose_name_the_speaker_pattern_misses_is_a_counted_reported_skip(tmp_path, caplog):
+    for label in ("angry", "sad"):
+        for speaker in ("01", "02", "03", "04"):
+            write_wav(tmp_path / label / f"spk{speaker}_{label}.wav")
+    (tmp_path / "sad" / "Copy of take 3.wav").write_bytes(b"not audio at all")  # misnamed and corrupt
+    args = DataArguments(dataset="audiofolder", data_dir=str(tmp_path), speaker_pattern=r"spk(?P<speaker>\d+)_")
+    with caplog.at_level("WARNING"):
+        splits, _, report = build_corpus(args)
+    assert sum(len(split) for split in splits.values()) == 8
+    reason = r"speaker_pattern 'spk(?P<speaker>\d+)_' does not match the file name"
+    assert report.skipped == [{"path": str(tmp_path / "sad" / "Copy of take 3.wav"), "reason": reason}]
+    assert "Skipped 1 bad item(s)" in caplog.text
+    assert "Copy of take 3.wav" in report.problems()  # what the end of a run prints
 
 
 def test_csv_and_jsonl_manifests_read_path_label_speaker(tmp_path):

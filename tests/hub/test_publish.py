@@ -188,6 +188,47 @@ def test_cli_dry_run_lists_the_upload_folder(tmp_path, capsys):
     assert MODEL_FILES <= set(capsys.readouterr().out.split())
 
 
+def _text_files(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): path.read_text(encoding="utf-8")
+        for path in folder.rglob("*")
+        if path.suffix in (".json", ".md")
+    }
+
+
+def test_upload_folder_carries_no_absolute_path_of_this_machine(tmp_path):
+    run = make_run_folder(tmp_path / "runs" / "emodb")
+    corpus = tmp_path / "data" / "My Corpus"  # a space in a folder name too
+    run_config = json.loads((run / "run_config.json").read_text())
+    run_config["data_args"].update(data_dir=str(corpus), manifest=None)
+    run_config["model_args"]["model_name_or_path"] = str(tmp_path / "base" / "start")
+    run_config["training_args"].update(output_dir=str(run), logging_dir=f"{run}/runs/Dec01")
+    (run / "run_config.json").write_text(json.dumps(run_config, indent=2))
+    report = json.loads((run / "data_report.json").read_text())
+    report["skipped"] = [{"path": f"{corpus}/wav/03a01Xa.wav", "reason": "not a file name of the EmoDB scheme"}]
+    report["notes"] = [
+        {"path": "/tmp/elsewhere/clip.wav", "reason": "very short"},
+        {"path": "https://example.org/data/clip.wav", "reason": "1/2 s, UA/WA"},  # URLs and slashes are not paths
+    ]
+    (run / "data_report.json").write_text(json.dumps(report))
+    upload = build_upload_folder(run, tmp_path / "upload", repo_id="me/emodb-ser")
+    texts = _text_files(upload)
+    for text in texts.values():
+        assert str(tmp_path) not in text and "/tmp/" not in text
+    published = json.loads(texts["run_config.json"])
+    assert published["data_args"]["data_dir"] == "My Corpus"
+    assert (
+        published["training_args"]["output_dir"] == "." and published["training_args"]["logging_dir"] == "./runs/Dec01"
+    )
+    assert published["model_args"]["model_name_or_path"] == "<local>/start"
+    assert json.loads(texts["data_report.json"])["skipped"][0]["path"] == "My Corpus/wav/03a01Xa.wav"
+    assert json.loads(texts["data_report.json"])["notes"] == [
+        {"path": "<local>/clip.wav", "reason": "very short"},
+        {"path": "https://example.org/data/clip.wav", "reason": "1/2 s, UA/WA"},
+    ]
+    assert json.loads(texts["test_results.json"]) == json.loads((run / "test_results.json").read_text())
+
+
 @pytest.mark.slow
 def test_upload_folder_of_a_trained_run_is_exact_and_loads_with_the_same_logits(tiny_run, tmp_path):
     assert (tiny_run / "training_args.bin").is_file() and any(tiny_run.glob("checkpoint-*"))
@@ -213,6 +254,8 @@ def test_upload_folder_of_a_trained_run_is_exact_and_loads_with_the_same_logits(
         == "modeling_wav2vec2_ser.Wav2Vec2SER"
     )
     assert torch.equal(_logits(upload), _logits(tiny_run))
+    for name, text in _text_files(upload).items():  # a real run's files (the card included) carry no local path
+        assert str(tiny_run.parent.parent) not in text and str(Path.cwd()) not in text, name  # pytest's tmp root
 
 
 @pytest.mark.slow

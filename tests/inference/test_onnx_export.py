@@ -280,11 +280,22 @@ def test_predict_with_the_onnx_backend_gives_the_torch_backend_answer(exported, 
     assert np.abs(table(results["onnx"]) - table(results["torch"])).max() <= TOLERANCE
 
 
-def test_torch_backend_on_an_onnx_folder_says_which_backend_to_use(exported):
-    with pytest.raises(ValueError, match="--backend onnx"):
-        EmotionClassifier(exported["ser-cnn"][1])
+def test_an_onnx_folder_is_predicted_under_onnxruntime_without_being_told_and_the_console_says_so(
+    exported, tmp_path, capsys
+):
+    import soundfile
+
+    model_dir, onnx_dir = exported["ser-cnn"]
+    assert EmotionClassifier(onnx_dir).backend == "onnx" and EmotionClassifier(model_dir).backend == "torch"
+    soundfile.write(tmp_path / "clip.wav", speech_like_waveforms(1, seed=2)[0], 16000)
+    assert cli_main(["predict", str(onnx_dir), str(tmp_path / "clip.wav"), "--format", "json", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert f"{onnx_dir} is an ONNX export (model.onnx from hf-ser export-onnx): using --backend onnx\n" in captured.err
+    assert len(json.loads(captured.out)["predictions"]) == 1
+    with pytest.raises(ValueError, match="--backend onnx"):  # asked for torch explicitly: refused with the reason
+        EmotionClassifier(onnx_dir, backend="torch")
     with pytest.raises(FileNotFoundError, match="hf-ser export-onnx"):
-        EmotionClassifier(exported["ser-cnn"][0], backend="onnx")
+        EmotionClassifier(model_dir, backend="onnx")
 
 
 def test_whisper_models_with_a_feature_extractor_of_other_frames_are_refused_with_a_reason(tmp_path):
