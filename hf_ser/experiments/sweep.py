@@ -281,7 +281,7 @@ def _open_study(sweep: Sweep, storage: str, seed: int):
         storage,
         heartbeat_interval=60,
         grace_period=180,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
     )
     study = optuna.create_study(
         storage=rdb,
