@@ -296,8 +296,8 @@ def _open_study(sweep: Sweep, storage: str, seed: int):
         study.set_user_attr("made_by", made_by)
     elif json.loads(json.dumps(previous)) != json.loads(json.dumps(made_by)):
         raise ValueError(
-            f"the study in {storage} was made by another command or space ({previous}); rerun that command, or use "
-            "another --output_dir"
+            f"the study in {storage} was made by another command or space (`{' '.join(previous['command'])}`); rerun "
+            "that command, or use another --output_dir"
         )
     # A sampler seeded by the recipe's seed and the trials so far: reproducible, and a resumed study does not
     # propose its first trials again.
