@@ -392,7 +392,7 @@ def summarise_sweep(study, sweep: Sweep, storage: str) -> dict:
         f"# Best of {len(complete)} completed trials of `{' '.join(sweep.command)} --trials {len(rows)}`: trial "
         f"{best.number}, validation {sweep.metric} {best.value:.4f}"
         + (f" (mean over {len(sweep.folds)} folds)" if sweep.folds else "")
-        + ".\n# Its test score, once: hf-ser train THIS_FILE (or hf-ser cv THIS_FILE --folds ... for a CV estimate).\n"
+        + ".\n# Its test score, once: hf-ser train THIS_FILE (or hf-ser cv THIS_FILE --folds ... --output_dir DIR for a CV estimate).\n"
     )
     (sweep.sweep_dir / BEST_RECIPE_FILE).write_text(header + yaml.safe_dump(best_recipe, sort_keys=False))
     summary = {
