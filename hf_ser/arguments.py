@@ -250,7 +250,17 @@ class SERTrainingArguments(TrainingArguments):
         },
     )
 
+    bootstrap_samples: int = field(
+        default=1000,
+        metadata={
+            "help": "Resamples of the scored clips for the 95 %% bootstrap confidence intervals of WA, UA and macro-F1 "
+            "in eval/test_results.json (seeded with `seed`); 0: no intervals (docs/recipes.md)."
+        },
+    )
+
     def __post_init__(self):
+        if self.bootstrap_samples < 0:
+            raise ValueError(f"bootstrap_samples={self.bootstrap_samples}: use 0 (off) or a number of resamples")
         if not self.use_cpu and cpu_processes_launched():
             # Without `use_cpu`, transformers sets up no data parallelism for CPU processes: each would train alone on
             # all the data and they would overwrite each other's files. With it, accelerate runs DDP over gloo.

@@ -48,3 +48,27 @@ def make_run_folder(
     }
     (run_dir / "run_config.json").write_text(json.dumps(run_config))
     return run_dir
+
+
+def write_test_predictions(
+    run_dir: Path, references: list, predictions: list, labels: list = LABELS, samples: int = 200, seed: int = 0
+) -> dict:
+    """Per-clip test predictions (`clip-000.wav`, ...; class ids into `labels`) with the `test_results.json` and
+    `confusion_matrix.json` that hf-ser computes from them, bootstrap intervals included; returns the results."""
+    from hf_ser.evaluation.bootstrap import interval_metrics
+    from hf_ser.evaluation.metrics import ser_scores
+
+    clips = [
+        {"path": f"clip-{i:03d}.wav", "label": labels[label], "predicted": labels[predicted]}
+        for i, (label, predicted) in enumerate(zip(references, predictions))
+    ]
+    (run_dir / "test_predictions.json").write_text(json.dumps(clips))
+    scores = ser_scores(predictions, references, num_labels=len(labels), confusion=True)
+    results = {f"test_{metric}": scores[metric] for metric in ("wa", "ua", "macro_f1")}
+    results.update(
+        test_samples=len(clips), **interval_metrics("test", references, predictions, len(labels), samples, seed)
+    )
+    (run_dir / "test_results.json").write_text(json.dumps(results))
+    matrix = {"labels": labels, "protocol": "speaker-independent", "test": scores["confusion_matrix"]}
+    (run_dir / "confusion_matrix.json").write_text(json.dumps(matrix))
+    return results

@@ -8,7 +8,13 @@ MODEL is a run folder, a saved checkpoint or a Hub id (a LoRA run folder too). A
 scores the run's test split again. A recipe's data keys override them, and `--key value` overrides both
 (`--dataset`, `--data_dir`, `--test_speakers`, `--labels`, ...: the parser of `hf-ser train`); a recipe's model keys
 are ignored (the model is MODEL). The console says where the data keys came from. `--split all` scores the whole
-corpus. The corpus's labels must be the model's: a difference is an error that names it.
+corpus.
+
+Another corpus (cross-corpus evaluation): `--label_map` renames its labels onto the model's. Its clips whose label the
+model lacks are dropped, and the model's classes that the corpus lacks are excluded from scoring (never predicted:
+the argmax runs over the scored classes' logits); both are named on the console and in the results JSON
+(`test_unmapped_labels`, `test_excluded_model_classes`, `test_scored_classes`). A corpus that shares no label with the
+model is an error that names both sides.
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections import Counter
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Optional
 
-from datasets import DatasetDict, concatenate_datasets
+from datasets import ClassLabel, DatasetDict, concatenate_datasets
 
 from hf_ser.arguments import DataArguments, SERTrainingArguments, parse_args
 from hf_ser.data.collator import SERDataCollator
@@ -28,6 +35,7 @@ from hf_ser.data.dataset import CorpusReport, build_corpus, select_labels
 from hf_ser.data.sources import corpus_records
 from hf_ser.data.splits import SPEAKER_INDEPENDENT
 from hf_ser.data.transforms import attach_transforms
+from hf_ser.evaluation.bootstrap import read_interval
 from hf_ser.evaluation.final import evaluate_and_save
 from hf_ser.evaluation.metrics import compute_metrics
 from hf_ser.inference.loading import load_model
@@ -42,23 +50,42 @@ SPLITS = {"test": "test", "validation": "eval", "train": "train", "all": "corpus
 EVALUATION_CONFIG_FILE = "evaluation_config.json"
 
 
-def check_labels(model_labels: list[str], data_labels: list[str], model_name: str, dataset: str) -> None:
-    """Refuse a corpus whose label names differ from the model's `id2label`, naming the differences."""
-    unknown = sorted(set(data_labels) - set(model_labels))
-    absent = sorted(set(model_labels) - set(data_labels))
-    if unknown or absent:
+def match_labels(
+    model_labels: list[str], data_counts: dict[str, int], model_name: str, dataset: str
+) -> tuple[list[str], list[str], dict[str, int]]:
+    """The model's classes that the corpus has items of (in the model's order), the model's classes it lacks, and
+    the corpus labels (after `label_map`) the model lacks with their clip counts; no label in common is an error
+    naming both sides."""
+    scored = [label for label in model_labels if data_counts.get(label)]
+    excluded = [label for label in model_labels if not data_counts.get(label)]
+    unmapped = {label: count for label, count in sorted(data_counts.items()) if label not in model_labels}
+    if not scored:
         raise ValueError(
-            f"the labels of dataset {dataset!r} do not match {model_name}'s id2label {model_labels}: "
+            f"the labels of dataset {dataset!r} share none with {model_name}'s id2label {model_labels}: "
             + "; ".join(
                 part
                 for part in (
-                    f"the data has {unknown}, which the model does not know" if unknown else "",
-                    f"the data has no items of {absent}" if absent else "",
+                    f"the data has {sorted(unmapped)}, which the model does not know" if unmapped else "",
+                    f"the data has no items of {excluded}",
                 )
                 if part
             )
             + '. Rename labels with --label_map (e.g. \'{"ang": "angry"}\') or select them with --labels.'
         )
+    return scored, excluded, unmapped
+
+
+def exclusions_message(excluded: list[str], unmapped: dict[str, int]) -> str:
+    """One line naming what a cross-corpus evaluation leaves out; empty when nothing is."""
+    parts = []
+    if excluded:
+        parts.append(
+            f"model classes without items in the evaluated data, excluded from scoring and prediction: {excluded}"
+        )
+    if unmapped:
+        counted = ", ".join(f"{label} ({count} clips)" for label, count in unmapped.items())
+        parts.append(f"corpus labels the model does not know, their clips dropped: {counted}")
+    return "; ".join(parts)
 
 
 def evaluate_model(
@@ -75,13 +102,17 @@ def evaluate_model(
     model, feature_extractor = load_model(model_name_or_path)
     model_labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]
 
-    if not data_args.labels:  # check before decoding the corpus; then keep the model's label order (= its ids)
-        _, data_labels = select_labels(corpus_records(data_args), data_args, CorpusReport(dataset=data_args.dataset))
-        check_labels(model_labels, data_labels, model_name_or_path, data_args.dataset)
-        data_args.labels = model_labels
-    else:
-        check_labels(model_labels, list(data_args.labels), model_name_or_path, data_args.dataset)
-        data_args.labels = model_labels
+    unknown = sorted(set(data_args.labels or []) - set(model_labels))
+    if unknown:
+        raise ValueError(f"--labels {unknown}: not among {model_name_or_path}'s labels {model_labels}")
+    # Matched before decoding the corpus; the scored labels keep the model's order.
+    records, _ = select_labels(corpus_records(data_args), data_args, CorpusReport(dataset=data_args.dataset))
+    scored, excluded, unmapped = match_labels(
+        model_labels, Counter(record["label"] for record in records), model_name_or_path, data_args.dataset
+    )
+    if excluded or unmapped:
+        logger.warning("Cross-corpus evaluation: %s", exclusions_message(excluded, unmapped))
+    data_args.labels = scored
     rate = getattr(feature_extractor, "sampling_rate", None)
     if rate and rate != data_args.sampling_rate:
         logger.info("Audio is resampled to the model's %d Hz (sampling_rate %d ignored)", rate, data_args.sampling_rate)
@@ -90,6 +121,9 @@ def evaluate_model(
     splits, label_names, report = build_corpus(data_args, seed=training_args.seed)
     if split == "all":
         splits = DatasetDict(all=concatenate_datasets(list(splits.values())))
+    scored_ids = [model_labels.index(label) for label in scored] if excluded else None
+    if scored_ids is not None:  # labels as the model's ids, so the loss is the model's own
+        splits = DatasetDict({name: _as_model_ids(data, scored_ids, model_labels) for name, data in splits.items()})
     output_dir.mkdir(parents=True, exist_ok=True)
     report.save(output_dir)
     attach_transforms(splits, feature_extractor, data_args, training=False)  # whole clips, no augmentation
@@ -102,12 +136,20 @@ def evaluate_model(
         compute_metrics=compute_metrics,
     )
     protocol = report.protocol if split in ("test", "validation") else f"{split} of the corpus"
+    labels = {"scored_classes": scored, "excluded_model_classes": excluded, "unmapped_labels": unmapped}
     results = evaluate_and_save(
-        trainer, splits, label_names, str(output_dir), protocol=protocol, prefixes={split: SPLITS[split]}
+        trainer,
+        splits,
+        label_names,
+        str(output_dir),
+        protocol=protocol,
+        prefixes={split: SPLITS[split]},
+        scored_ids=scored_ids,
+        extra=labels,
     )
     (output_dir / EVALUATION_CONFIG_FILE).write_text(
         json.dumps(
-            {"model": model_name_or_path, "split": split, "data_args": asdict(data_args)},
+            {"model": model_name_or_path, "split": split, "data_args": asdict(data_args), **labels},
             indent=2,
             default=str,
         )
@@ -157,6 +199,18 @@ def describe_sources(data_args: DataArguments, training_args: SERTrainingArgumen
     return "data keys: " + "; ".join(f"{', '.join(keys)} from {source}" for source, keys in by_source.items())
 
 
+def _as_model_ids(data, scored_ids: list[int], model_labels: list[str]):
+    """A split whose labels are positions in the scored labels, relabelled with the model's class ids."""
+    features = data.features.copy()
+    features["label"] = ClassLabel(names=model_labels)
+    return data.map(
+        lambda batch: {"label": [scored_ids[label] for label in batch["label"]]},
+        batched=True,
+        features=features,
+        desc="Model label ids",
+    )
+
+
 def main(argv: Optional[list[str]] = None) -> dict:
     parser = argparse.ArgumentParser(
         prog="hf-ser evaluate",
@@ -173,9 +227,17 @@ def main(argv: Optional[list[str]] = None) -> dict:
     print(describe_sources(data_args, training_args))
     results = evaluate_model(args.model, data_args, training_args, split=args.split)
     prefix = SPLITS[args.split]
-    print(
-        f"{args.split}: UA {results[f'{prefix}_ua']:.4f}, WA {results[f'{prefix}_wa']:.4f}, "
-        f"macro-F1 {results[f'{prefix}_macro_f1']:.4f} on {results[f'{prefix}_samples']} items "
-        f"-> {training_args.output_dir}"
+    scores = ", ".join(
+        f"{name} {results[f'{prefix}_{metric}']:.4f}"
+        + (
+            f" (95 % CI {interval[0]:.4f}–{interval[1]:.4f})"
+            if (interval := read_interval(results, prefix, metric))
+            else ""
+        )
+        for metric, name in (("ua", "UA"), ("wa", "WA"), ("macro_f1", "macro-F1"))
     )
+    print(f"{args.split}: {scores} on {results[f'{prefix}_samples']} items -> {training_args.output_dir}")
+    excluded = exclusions_message(results[f"{prefix}_excluded_model_classes"], results[f"{prefix}_unmapped_labels"])
+    if excluded:
+        print(f"scored classes {results[f'{prefix}_scored_classes']}; {excluded}")
     return results

@@ -44,8 +44,18 @@ def compute_metrics(eval_prediction) -> dict:
     return ser_scores(np.argmax(logits, axis=-1), eval_prediction.label_ids)
 
 
-def percent(value: Optional[float], std: Optional[float] = None, unit: str = " %") -> str:
-    """A score as a percentage with two decimals, `± std` when given, then `unit`; "–" for a missing score."""
+def percent(
+    value: Optional[float],
+    std: Optional[float] = None,
+    unit: str = " %",
+    interval: Optional[tuple[float, float]] = None,
+    interval_label: str = "95 % CI ",
+) -> str:
+    """A score as a percentage with two decimals, `± std` when given, then `unit`, then `(95 % CI low–high)` when an
+    interval is given; "–" for a missing score."""
     if value is None:
         return "–"
-    return f"{100 * value:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "") + unit
+    text = f"{100 * value:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "") + unit
+    if interval is not None:
+        text += f" ({interval_label}{100 * interval[0]:.2f}–{100 * interval[1]:.2f})"
+    return text

@@ -1,10 +1,12 @@
-"""Compare trained runs and cross-validations side by side: a Markdown table, an accuracy bar chart and a grid of
-confusion matrices.
+"""Compare trained runs and cross-validations side by side: a Markdown table, an accuracy bar chart, a grid of
+confusion matrices and paired bootstrap tests; or, with `--matrix`, a train-corpus x test-corpus UA table.
 
     hf-ser compare outputs/emodb outputs/cv-base-emodb ... --output outputs/comparison
+    hf-ser compare --matrix outputs/emodb outputs/emodb-on-ravdess outputs/ravdess ... --output outputs/cross-corpus
 
-A run folder is what `hf-ser train` writes (`test_results.json`, `run_config.json`, `confusion_matrix.json`); a CV
-folder is what `hf-ser cv` writes (`cv_summary.json`, with one run folder per fold).
+A run folder is what `hf-ser train` writes (`test_results.json`, `run_config.json`, `confusion_matrix.json`,
+`test_predictions.json`); a CV folder is what `hf-ser cv` writes (`cv_summary.json`, with one run folder per fold); an
+evaluation folder is what `hf-ser evaluate` writes (`evaluation_config.json` and the results of one split).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from typing import Optional
 
 import numpy as np
 
+from hf_ser.evaluation.bootstrap import paired_bootstrap_test, read_interval
+from hf_ser.evaluation.evaluate_command import EVALUATION_CONFIG_FILE, SPLITS
 from hf_ser.evaluation.metrics import percent
-from hf_ser.evaluation.plots import plot_confusion_matrix
+from hf_ser.evaluation.plots import plot_confusion_matrix, pyplot, save_score_matrix
 from hf_ser.experiments.cross_validation import METRICS, SUMMARY_FILE, describe_folds
 from hf_ser.run_folder import (
     CONFUSION_MATRIX_FILE,
@@ -26,13 +30,18 @@ from hf_ser.run_folder import (
     RUN_CONFIG_FILE,
     TEST_RESULTS_FILE,
     TRAINER_STATE_FILE,
+    predictions_file,
     read_json,
+    results_file,
 )
 
 logger = logging.getLogger(__name__)
 
 BAR_CHART = "accuracy.png"
 CONFUSION_GRID = "confusion_matrices.png"
+MATRIX_FILE = "cross_corpus"  # .md, .json and .png
+TEST_PREDICTIONS_FILE = predictions_file("test")
+GENERIC_DATASETS = ("audiofolder", "csv", "jsonl")
 
 
 def _optional_json(path: Path) -> dict:
@@ -101,6 +110,8 @@ def load_result(path: str | Path) -> dict:
             "evaluation": f"{describe_folds(protocol['folds'])} CV ({protocol['n_folds']} folds)",
             **{metric: summary["mean"][metric] for metric in METRICS},
             **{f"{metric}_std": summary["std"][metric] for metric in METRICS},
+            **{f"{metric}_ci": None for metric in METRICS},
+            "predictions": [str(path / row["fold"] / TEST_PREDICTIONS_FILE) for row in folds],
             "labels": summary["labels"],
             "confusion_matrix": summary["confusion_matrix"],
             **details,
@@ -120,6 +131,8 @@ def load_result(path: str | Path) -> dict:
             "evaluation": f"test speakers {' '.join(test_speakers)}" if test_speakers else "test split",
             **{metric: results[f"test_{metric}"] for metric in METRICS},
             **{f"{metric}_std": None for metric in METRICS},
+            **{f"{metric}_ci": read_interval(results, "test", metric) for metric in METRICS},
+            "predictions": [str(path / TEST_PREDICTIONS_FILE)],
             "labels": matrix["labels"],
             "confusion_matrix": matrix["test"],
             **_run_details(path),
@@ -137,7 +150,8 @@ def _unique_names(results: list[dict]) -> None:
 
 
 def _score(result: dict, metric: str) -> str:
-    return percent(result[metric], result[f"{metric}_std"], unit="")
+    """`59.14 ± 11.17` for CV (std over folds), `62.50 (55.10–70.00)` for a single run (95 % bootstrap CI)."""
+    return percent(result[metric], result[f"{metric}_std"], unit="", interval=result[f"{metric}_ci"], interval_label="")
 
 
 def _na(value, fmt: str = "{}") -> str:
@@ -199,24 +213,27 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
-    import matplotlib
+ERROR_BARS = "error bars: 95 % bootstrap CI over test clips (single runs); ± sample std over folds (CV)"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    return plt
+def _error_bar(result: dict, metric: str) -> tuple[float, float]:
+    """(below, above) the bar: the bootstrap interval of a single run, the std over folds of a CV, else none."""
+    if result[f"{metric}_ci"] is not None:
+        low, high = result[f"{metric}_ci"]
+        return max(0.0, result[metric] - low), max(0.0, high - result[metric])
+    std = result[f"{metric}_std"] or 0.0
+    return std, std
 
 
 def plot_accuracy(results: list[dict], path: Path) -> None:
-    """WA and UA bars per model, with the standard deviation over folds as error bars for CV results."""
-    plt = _pyplot()
+    """WA and UA bars per model; error bars: the 95 % bootstrap interval of single runs, the std over folds of CVs."""
+    plt = pyplot()
     x = np.arange(len(results))
     width = 0.38
     figure, axes = plt.subplots(figsize=(max(5.0, 1.4 * len(results) + 2), 4.2))
     for offset, metric, label in ((-width / 2, "wa", "WA"), (width / 2, "ua", "UA")):
         values = [100 * result[metric] for result in results]
-        errors = [100 * (result[f"{metric}_std"] or 0.0) for result in results]
+        errors = np.array([_error_bar(result, metric) for result in results]).T * 100
         bars = axes.bar(x + offset, values, width, yerr=errors, capsize=4, label=label)
         axes.bar_label(bars, labels=[f"{v:.1f}" for v in values], padding=2, fontsize=8)
     label_counts = {len(result["labels"]) for result in results}
@@ -232,14 +249,15 @@ def plot_accuracy(results: list[dict], path: Path) -> None:
     axes.set_ylim(0, 118)
     axes.set_title("Accuracy over different models")
     axes.legend(loc="upper center", ncols=3, fontsize=8)
-    figure.tight_layout()
+    figure.text(0.5, 0.01, ERROR_BARS, ha="center", va="bottom", fontsize=7)
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
 
 def plot_confusion_grid(results: list[dict], path: Path) -> None:
     """One row-normalised test confusion matrix per model (summed over folds for CV results)."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = min(3, len(results))
     rows = -(-len(results) // columns)
     size = 1.2 + 0.6 * max(len(result["labels"]) for result in results)
@@ -255,8 +273,85 @@ def plot_confusion_grid(results: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def compare(paths: list[str | Path], output_dir: str | Path) -> list[dict]:
-    """Write `comparison.md`, `comparison.json`, `accuracy.png` and `confusion_matrices.png` to `output_dir`."""
+def _test_predictions(result: dict) -> dict[str, tuple[str, str]] | str:
+    """Path -> (label, predicted) of every test clip of a run (a CV: all folds), or why there are none."""
+    clips: dict[str, tuple[str, str]] = {}
+    for file in map(Path, result["predictions"]):
+        if not file.is_file():
+            return f"{file} is missing (runs trained before hf-ser wrote it lack it)"
+        for row in read_json(file):
+            clips[row["path"]] = (row["label"], row["predicted"])
+    return clips
+
+
+def paired_test(first: dict, second: dict, samples: int, seed: int) -> dict:
+    """The paired bootstrap test of `second` against `first` on their common test clips; `skipped` says why when
+    they were not scored on the same clips with the same labels."""
+    pair = {"a": first["name"], "b": second["name"]}
+    clips_a, clips_b = _test_predictions(first), _test_predictions(second)
+    for clips in (clips_a, clips_b):
+        if isinstance(clips, str):
+            return {**pair, "skipped": clips}
+    if first["labels"] != second["labels"]:
+        return {**pair, "skipped": f"the label sets differ ({first['labels']} vs {second['labels']})"}
+    only_a, only_b = sorted(set(clips_a) - set(clips_b)), sorted(set(clips_b) - set(clips_a))
+    if only_a or only_b:
+        return {
+            **pair,
+            "skipped": f"the test sets differ: {len(only_a)} clip(s) only in {first['name']}, "
+            f"{len(only_b)} only in {second['name']} (e.g. {(only_a or only_b)[0]})",
+        }
+    paths = sorted(clips_a)
+    relabelled = [path for path in paths if clips_a[path][0] != clips_b[path][0]]
+    if relabelled:
+        return {**pair, "skipped": f"{len(relabelled)} clip(s) carry different labels, e.g. {relabelled[0]}"}
+    ids = {label: i for i, label in enumerate(first["labels"])}
+    references = [ids[clips_a[path][0]] for path in paths]
+    tests = paired_bootstrap_test(
+        references,
+        [ids[clips_a[path][1]] for path in paths],
+        [ids[clips_b[path][1]] for path in paths],
+        num_labels=len(ids),
+        samples=samples,
+        seed=seed,
+    )
+    return {**pair, "clips": len(paths), "bootstrap_samples": samples, "seed": seed, **tests}
+
+
+def paired_tests(results: list[dict], samples: int, seed: int) -> list[dict]:
+    """Every pair of compared models, in the order given: each later model (B) against each earlier one (A)."""
+    return [paired_test(first, second, samples, seed) for i, first in enumerate(results) for second in results[i + 1 :]]
+
+
+def paired_tests_table(tests: list[dict]) -> list[str]:
+    scored, skipped = [test for test in tests if "skipped" not in test], [test for test in tests if "skipped" in test]
+    lines = []
+    if scored:
+        header = ["A", "B", "clips"] + [f"{name} B − A (95 % CI)" for name in ("UA", "WA", "macro-F1")]
+        header += [f"p ({name})" for name in ("UA", "WA", "macro-F1")]
+        lines += ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
+        for test in scored:
+            cells = [test["a"], test["b"], str(test["clips"])]
+            cells += [
+                f"{100 * test[metric]['difference']:+.2f} ({100 * test[metric]['ci_low']:+.2f} to "
+                f"{100 * test[metric]['ci_high']:+.2f})"
+                for metric in METRICS_SHOWN
+            ]
+            cells += [f"{test[metric]['p_value']:.3g}" for metric in METRICS_SHOWN]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [f"- {test['a']} vs {test['b']}: not tested, {test['skipped']}." for test in skipped]
+    return lines
+
+
+METRICS_SHOWN = ("ua", "wa", "macro_f1")
+
+
+def compare(
+    paths: list[str | Path], output_dir: str | Path, bootstrap_samples: int = 1000, seed: int = 42
+) -> list[dict]:
+    """Write `comparison.md`, `comparison.json`, `accuracy.png` and `confusion_matrices.png` to `output_dir`; with
+    `bootstrap_samples` > 0 the Markdown and JSON carry a paired bootstrap test for every pair of models."""
     if not paths:
         raise ValueError("give at least one run or CV folder to compare")
     results = [load_result(path) for path in paths]
@@ -265,12 +360,29 @@ def compare(paths: list[str | Path], output_dir: str | Path) -> list[dict]:
     output_dir.mkdir(parents=True, exist_ok=True)
     plot_accuracy(results, output_dir / BAR_CHART)
     plot_confusion_grid(results, output_dir / CONFUSION_GRID)
-    stds = "± is the sample standard deviation over cross-validation folds; single runs have none."
+    tests = paired_tests(results, bootstrap_samples, seed) if bootstrap_samples > 0 and len(results) > 1 else []
+    uncertainty = (
+        "± is the sample standard deviation over cross-validation folds; the brackets after a single run's score are "
+        "its 95 % bootstrap confidence interval over the test clips (runs trained before hf-ser wrote intervals, or "
+        "with `bootstrap_samples: 0`, show none)."
+    )
+    test_lines = []
+    if tests:
+        test_lines = [
+            "## Paired bootstrap tests",
+            "",
+            f"Two models scored on the same test clips: the difference B − A in percentage points, its 95 % interval "
+            f"and the two-sided p-value of no difference, over {bootstrap_samples} paired resamples of the clips "
+            f"(seed {seed}). Models tested on different clips are not compared.",
+            "",
+            *paired_tests_table(tests),
+            "",
+        ]
     text = "\n".join(
         [
             "# Model comparison",
             "",
-            f"Test scores of each model on speakers it never saw in training or validation. {stds}",
+            f"Test scores of each model on speakers it never saw in training or validation. {uncertainty}",
             "",
             markdown_table(results),
             "",
@@ -278,20 +390,163 @@ def compare(paths: list[str | Path], output_dir: str | Path) -> list[dict]:
             "",
             f"![Accuracy over different models]({BAR_CHART})",
             "",
+            f"Error bars: {ERROR_BARS.removeprefix('error bars: ')}.",
+            "",
             f"![Confusion matrices]({CONFUSION_GRID})",
             "",
+            *test_lines,
         ]
     )
     (output_dir / "comparison.md").write_text(text)
     (output_dir / "comparison.json").write_text(json.dumps(results, indent=2))
+    if tests:
+        (output_dir / "paired_tests.json").write_text(json.dumps(tests, indent=2))
     return results
 
 
-def main(argv: Optional[list[str]] = None) -> list[dict]:
+def corpus_name(data_args: dict) -> str:
+    """A corpus as a matrix row or column: its `dataset`, with the folder's name for generic loaders."""
+    dataset = data_args.get("dataset") or "unknown"
+    where = data_args.get("data_dir") or data_args.get("manifest")
+    return f"{dataset}:{Path(where).name}" if dataset in GENERIC_DATASETS and where else dataset
+
+
+def _training_corpus(run_dir: Path) -> Optional[str]:
+    """The corpus a run folder's model was trained on (a checkpoint folder: its run's), from its JSON files."""
+    for folder in (run_dir, run_dir.parent):
+        config = read_json(folder / RUN_CONFIG_FILE, missing_ok=True)
+        if config and config.get("data_args"):
+            return corpus_name(config["data_args"])
+        report = read_json(folder / DATA_REPORT_FILE, missing_ok=True)
+        if report and report.get("dataset"):
+            return report["dataset"]
+    return None
+
+
+def matrix_entry(path: str | Path) -> dict:
+    """One cell of the cross-corpus matrix: a train run or CV (scored on its own corpus) or an `hf-ser evaluate`
+    folder (a model scored on some corpus), with its UA and what was excluded."""
+    path = Path(path)
+    config = read_json(path / EVALUATION_CONFIG_FILE, missing_ok=True)
+    if config is None:  # a train run or CV: scored on held-out speakers of its own corpus
+        if (path / SUMMARY_FILE).is_file():
+            summary = read_json(path / SUMMARY_FILE)
+            corpus = _training_corpus(path / summary["folds"][0]["fold"])
+            ua, evaluation = summary["mean"]["ua"], f"mean of {len(summary['folds'])} CV folds"
+        elif (path / TEST_RESULTS_FILE).is_file():
+            corpus, ua, evaluation = (
+                _training_corpus(path),
+                read_json(path / TEST_RESULTS_FILE).get("test_ua"),
+                "test split",
+            )
+        else:
+            raise FileNotFoundError(
+                f"{path}: not a `hf-ser train` ({TEST_RESULTS_FILE}), `hf-ser cv` ({SUMMARY_FILE}) or "
+                f"`hf-ser evaluate` ({EVALUATION_CONFIG_FILE}) folder"
+            )
+        if ua is None:
+            raise KeyError(f"{path / TEST_RESULTS_FILE} has no test_ua")
+        return {
+            "path": str(path),
+            "trained_on": corpus or "unknown",
+            "tested_on": corpus or "unknown",
+            "ua": ua,
+            "evaluation": evaluation,
+            "excluded_model_classes": [],
+            "unmapped_labels": {},
+        }
+    prefix = SPLITS[config["split"]]
+    results = read_json(path / results_file(prefix))
+    model = str(config["model"])
+    return {
+        "path": str(path),
+        "trained_on": (_training_corpus(Path(model)) if Path(model).is_dir() else None) or f"unknown ({model})",
+        "tested_on": corpus_name(config["data_args"]),
+        "ua": results[f"{prefix}_ua"],
+        "evaluation": f"{config['split']} split, {results.get(f'{prefix}_samples', '?')} clips",
+        "excluded_model_classes": results.get(f"{prefix}_excluded_model_classes", []),
+        "unmapped_labels": results.get(f"{prefix}_unmapped_labels", {}),
+    }
+
+
+def cross_corpus_matrix(paths: list[str | Path], output_dir: str | Path) -> dict:
+    """Write `cross_corpus.md`, `.json` and `.png`: UA of every (training corpus, test corpus) pair found in `paths`;
+    two folders for the same pair are refused (compare them with plain `hf-ser compare`)."""
+    if not paths:
+        raise ValueError("give run, CV or `hf-ser evaluate` folders for the matrix")
+    entries = [matrix_entry(path) for path in paths]
+    cells: dict[tuple[str, str], dict] = {}
+    for entry in entries:
+        key = (entry["trained_on"], entry["tested_on"])
+        if key in cells:
+            raise ValueError(
+                f"{cells[key]['path']} and {entry['path']} both score a model trained on {key[0]} on {key[1]}: "
+                "give one folder per cell"
+            )
+        cells[key] = entry
+    rows = sorted({entry["trained_on"] for entry in entries})
+    columns = sorted({entry["tested_on"] for entry in entries})
+    ua = [[cells[(row, column)]["ua"] if (row, column) in cells else None for column in columns] for row in rows]
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    save_score_matrix(
+        ua, rows, columns, output_dir / f"{MATRIX_FILE}.png", "UA % (rows: trained on, columns: tested on)"
+    )
+    lines = [
+        "# Cross-corpus UA",
+        "",
+        "UA (unweighted average recall, %) of a model trained on the row's corpus, tested on the column's. On the "
+        "diagonal, the held-out test speakers of the training corpus; elsewhere, the other corpus. Labels are mapped "
+        "onto the model's; excluded classes are listed below the table.",
+        "",
+        "| trained on \\ tested on | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for row, values in zip(rows, ua):
+        lines.append(f"| {row} | " + " | ".join("–" if v is None else f"{100 * v:.2f}" for v in values) + " |")
+    lines += ["", f"![Cross-corpus UA]({MATRIX_FILE}.png)", ""]
+    for entry in entries:
+        excluded = []
+        if entry["excluded_model_classes"]:
+            excluded.append(f"model classes absent from the corpus: {', '.join(entry['excluded_model_classes'])}")
+        if entry["unmapped_labels"]:
+            unmapped = ", ".join(f"{label} ({count})" for label, count in entry["unmapped_labels"].items())
+            excluded.append(f"corpus labels the model lacks, clips dropped: {unmapped}")
+        lines.append(
+            f"- {entry['trained_on']} → {entry['tested_on']}: `{entry['path']}`, {entry['evaluation']}"
+            + (f"; excluded {'; '.join(excluded)}" if excluded else "")
+        )
+    (output_dir / f"{MATRIX_FILE}.md").write_text("\n".join(lines) + "\n")
+    payload = {"rows": rows, "columns": columns, "ua": ua, "cells": entries}
+    (output_dir / f"{MATRIX_FILE}.json").write_text(json.dumps(payload, indent=2))
+    return payload
+
+
+def main(argv: Optional[list[str]] = None) -> list[dict] | dict:
     parser = argparse.ArgumentParser(prog="hf-ser compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", help="run folders (hf-ser train) and/or CV folders (hf-ser cv)")
-    parser.add_argument("--output", required=True, help="folder for comparison.md and the PNGs")
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        help="run folders (hf-ser train), CV folders (hf-ser cv), with --matrix also hf-ser evaluate folders",
+    )
+    parser.add_argument("--output", required=True, help="folder for the Markdown, JSON and PNG files")
+    parser.add_argument(
+        "--matrix",
+        action="store_true",
+        help="write a training-corpus x test-corpus UA table and heat map (cross_corpus.md/.json/.png) instead",
+    )
+    parser.add_argument(
+        "--bootstrap_samples",
+        type=int,
+        default=1000,
+        help="paired resamples for the bootstrap test between models on the same test clips (0: no tests)",
+    )
+    parser.add_argument("--seed", type=int, default=42, help="seed of the paired bootstrap resampling")
     args = parser.parse_args(argv)
-    results = compare(args.runs, args.output)
+    if args.matrix:
+        matrix = cross_corpus_matrix(args.runs, args.output)
+        print((Path(args.output) / f"{MATRIX_FILE}.md").read_text())
+        return matrix
+    results = compare(args.runs, args.output, bootstrap_samples=args.bootstrap_samples, seed=args.seed)
     print(markdown_table(results))
     return results

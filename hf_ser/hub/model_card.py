@@ -17,6 +17,7 @@ from typing import Optional
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from hf_ser.evaluation.bootstrap import read_interval
 from hf_ser.evaluation.metrics import percent
 from hf_ser.hub.citations import BACKBONE_CITATIONS, CORPUS_INFO, HEAD_FUSION_CITATION, LORA_CITATION
 from hf_ser.run_folder import BASE_MODEL_DIR, CV_SUMMARY_FILE, SPLIT_PREFIXES, read_json, results_file
@@ -182,6 +183,18 @@ def _eval_results(run: dict, dataset_type: str, dataset_name: str) -> list[EvalR
                 )
             )
     return results
+
+
+def _bootstrap_statement(run: dict) -> Optional[str]:
+    """How the card's confidence intervals were drawn, from the results files that carry them."""
+    drawn = [
+        f"{split}: {scores[f'{prefix}_bootstrap_samples']} resamples of its {scores.get(f'{prefix}_samples', '?')} "
+        f"clips, seed {scores.get(f'{prefix}_bootstrap_seed')}"
+        for split, filename in SPLIT_FILES.items()
+        if (scores := run[filename.removesuffix(".json")] or {})
+        and f"{(prefix := SPLIT_PREFIXES[split])}_bootstrap_samples" in scores
+    ]
+    return "; ".join(drawn) or None
 
 
 def _parameters(run: dict) -> Optional[dict]:
@@ -425,8 +438,11 @@ def build_model_card(run_dir: str | Path, repo_id: Optional[str] = None, license
     result_rows = [
         {
             "split": split,
-            "count": scores.get(f"{SPLIT_PREFIXES[split]}_samples", "?"),
-            **{key: percent(scores.get(f"{SPLIT_PREFIXES[split]}_{key}")) for key, *_ in METRICS},
+            "count": scores.get(f"{(prefix := SPLIT_PREFIXES[split])}_samples", "?"),
+            **{
+                key: percent(scores.get(f"{prefix}_{key}"), interval=read_interval(scores, prefix, key))
+                for key, *_ in METRICS
+            },
         }
         for split, filename in SPLIT_FILES.items()
         if (scores := run[filename.removesuffix(".json")])
@@ -453,6 +469,7 @@ def build_model_card(run_dir: str | Path, repo_id: Optional[str] = None, license
         ],
         result_rows=result_rows,
         result_files=", ".join(result_files) or "none",
+        bootstrap=_bootstrap_statement(run),
         cv=cv
         and {
             "statement": f"{cv['protocol']['evaluation']}; folds: {cv['protocol']['folds']} "

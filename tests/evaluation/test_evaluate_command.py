@@ -48,9 +48,11 @@ def test_results_never_overwrite_the_models_own(tmp_path, tiny_corpus):
 
 def test_whole_corpus_split_scores_every_item(tmp_path, tiny_corpus):
     model = make_run_folder(tmp_path / "model", labels=TINY_LABELS)
-    _evaluate(model, tiny_corpus, tmp_path / "out", "--split", "all")
+    _evaluate(model, tiny_corpus, tmp_path / "out", "--split", "all", "--bootstrap_samples", "0")
     results = json.loads((tmp_path / "out" / "corpus_results.json").read_text())
     assert results["corpus_samples"] == 48 and 0.0 <= results["corpus_ua"] <= 1.0
+    assert not [key for key in results if "_ci_" in key or "bootstrap" in key]  # bootstrap_samples 0: no intervals
+    assert results["corpus_excluded_model_classes"] == [] and results["corpus_unmapped_labels"] == {}
     matrix = json.loads((tmp_path / "out" / "confusion_matrix.json").read_text())
     assert sum(map(sum, matrix["all"])) == 48 and matrix["labels"] == TINY_LABELS
     assert (tmp_path / "out" / "confusion_matrix_all.png").is_file()
@@ -103,3 +105,29 @@ def test_a_run_that_drew_its_split_pins_the_speakers_its_data_report_names(tmp_p
     assert sources["test_speakers"] == f"{run / 'data_report.json'}'s splits"
     assert sources["max_duration_seconds"] == str(run / "run_config.json")
     assert run_data_defaults(str(tmp_path / "a-hub-id-or-checkpoint")) == ({}, {})
+
+
+def test_cross_corpus_evaluation_maps_labels_and_names_what_it_excludes(tmp_path, tiny_corpus, capsys):
+    """A model trained on EmoDB-style labels (anger, boredom, happiness, sadness) scored on the tiny corpus (angry,
+    happy, neutral, sad): three labels map, `neutral` is unknown to the model, `boredom` absent from the corpus."""
+    model = make_run_folder(tmp_path / "model")
+    label_map = {"angry": "anger", "happy": "happiness", "sad": "sadness"}
+    results = _evaluate(model, tiny_corpus, tmp_path / "out", "--label_map", json.dumps(label_map))
+    saved = json.loads((tmp_path / "out" / "test_results.json").read_text())
+    assert saved["test_scored_classes"] == ["anger", "happiness", "sadness"]
+    assert saved["test_excluded_model_classes"] == ["boredom"]
+    assert saved["test_unmapped_labels"] == {"neutral": 12}  # 4 speakers x 3 clips
+    assert saved["test_samples"] == 9  # test speaker 04: 3 clips of each scored class
+    console = capsys.readouterr().out
+    assert "['boredom']" in console and "neutral (12 clips)" in console
+    predictions = json.loads((tmp_path / "out" / "test_predictions.json").read_text())
+    assert {row["predicted"] for row in predictions} <= {"anger", "happiness", "sadness"}  # boredom never predicted
+    assert sorted({row["label"] for row in predictions}) == ["anger", "happiness", "sadness"]
+    matrix = json.loads((tmp_path / "out" / "confusion_matrix.json").read_text())
+    assert matrix["labels"] == ["anger", "happiness", "sadness"] and sum(map(sum, matrix["test"])) == 9
+    correct = sum(row["label"] == row["predicted"] for row in predictions)
+    assert saved["test_wa"] == pytest.approx(correct / 9) and results["test_ua"] == saved["test_ua"]
+    assert saved["test_ua_ci_low"] <= saved["test_ua"] <= saved["test_ua_ci_high"]
+    assert saved["test_bootstrap_samples"] == 1000
+    report = json.loads((tmp_path / "out" / "data_report.json").read_text())
+    assert sum("'neutral' is not in the label set" in item["reason"] for item in report["skipped"]) == 12

@@ -1,9 +1,13 @@
 import json
 
+import numpy as np
 import pytest
+from conftest import TINY_DATA_ARGV
+from run_folders import make_run_folder, write_test_predictions
 
 from hf_ser.cli import main as cli_main
-from hf_ser.experiments.compare import compare, load_result
+from hf_ser.evaluation.evaluate_command import main as evaluate_main
+from hf_ser.experiments.compare import compare, cross_corpus_matrix, load_result
 from hf_ser.train import main as train_main
 
 
@@ -37,13 +41,17 @@ def test_comparison_report_of_two_runs(tiny_train_argv, tmp_path):
     rows = {
         line.split(" ")[1]: line
         for line in table.splitlines()
-        if line.startswith("| small-lr") or line.startswith("| noisy")
+        if line.startswith(("| small-lr (", "| noisy ("))  # the model rows, not the paired tests
     }
     assert set(rows) == {"small-lr", "noisy"}
     for name in rows:
         results = json.loads((tmp_path / name / "test_results.json").read_text())
         cells = [cell.strip() for cell in rows[name].strip("|").split("|")]
-        assert cells[3:6] == [f"{100 * results[f'test_{m}']:.2f}" for m in ("wa", "ua", "macro_f1")]
+        assert cells[3:6] == [
+            f"{100 * results[f'test_{m}']:.2f} ({100 * results[f'test_{m}_ci_low']:.2f}–"
+            f"{100 * results[f'test_{m}_ci_high']:.2f})"
+            for m in ("wa", "ua", "macro_f1")
+        ]
         assert cells[6] == "test speakers 04"
         assert cells[10] == "1 / 1"  # epochs run / max
     noisy = [cell.strip() for cell in rows["noisy"].strip("|").split("|")]
@@ -57,6 +65,8 @@ def test_comparison_report_of_two_runs(tiny_train_argv, tmp_path):
     for png in ("accuracy.png", "confusion_matrices.png"):
         assert (output / png).stat().st_size > 5000
     assert [row["name"] for row in json.loads((output / "comparison.json").read_text())] == ["small-lr", "noisy"]
+    (test,) = json.loads((output / "paired_tests.json").read_text())  # both scored speaker 04's 12 clips
+    assert (test["a"], test["b"], test["clips"]) == ("small-lr", "noisy", 12) and 0 < test["ua"]["p_value"] <= 1
 
 
 def test_a_folder_without_results_is_refused_by_name(tmp_path):
@@ -71,3 +81,71 @@ def test_results_without_the_three_scores_are_refused(tmp_path):
     (run / "test_results.json").write_text(json.dumps({"test_wa": 0.5}))
     with pytest.raises(KeyError, match="test_results.json has no \\['test_ua', 'test_macro_f1'\\]"):
         compare([run], tmp_path / "out")
+
+
+def _predictions(references: np.ndarray, accuracy: float, seed: int) -> list:
+    rng = np.random.default_rng(seed)
+    wrong = (references + rng.integers(1, 4, len(references))) % 4
+    return np.where(rng.random(len(references)) < accuracy, references, wrong).tolist()
+
+
+def test_single_runs_show_bootstrap_intervals_and_paired_tests_on_shared_clips(tmp_path):
+    references = np.random.default_rng(0).integers(0, 4, 200)
+    weak = _predictions(references, 0.45, seed=1)
+    runs = {
+        "weak": (references.tolist(), weak),
+        "strong": (references.tolist(), _predictions(references, 0.85, seed=2)),
+        "weak-again": (references.tolist(), list(weak)),
+        "fewer-clips": (references[:150].tolist(), weak[:150]),  # another test set
+    }
+    results = {}
+    for name, (labels, predicted) in runs.items():
+        results[name] = write_test_predictions(make_run_folder(tmp_path / name), labels, predicted, samples=500)
+    output = tmp_path / "comparison"
+    compare([tmp_path / name for name in runs], output, bootstrap_samples=500, seed=0)
+
+    table = (output / "comparison.md").read_text()
+    for name, scores in results.items():
+        (row,) = [line for line in table.splitlines() if line.startswith(f"| {name} (")]
+        ua = f"{100 * scores['test_ua']:.2f} ({100 * scores['test_ua_ci_low']:.2f}–{100 * scores['test_ua_ci_high']:.2f})"
+        assert row.split(" | ")[4] == ua
+    assert "95 % bootstrap confidence interval over the test clips" in table
+    assert "95 % bootstrap CI over test clips (single runs); ± sample std over folds (CV)" in table
+
+    tests = {(t["a"], t["b"]): t for t in json.loads((output / "paired_tests.json").read_text())}
+    better = tests[("weak", "strong")]
+    assert better["clips"] == 200 and better["ua"]["difference"] > 0.3 and better["ua"]["p_value"] < 0.01
+    assert better["ua"]["difference"] == pytest.approx(results["strong"]["test_ua"] - results["weak"]["test_ua"])
+    same = tests[("weak", "weak-again")]
+    assert same["ua"] == {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}
+    assert tests[("weak", "fewer-clips")]["skipped"].startswith(
+        "the test sets differ: 50 clip(s) only in weak, 0 only in fewer-clips"
+    )
+    assert "- weak vs fewer-clips: not tested, the test sets differ" in table
+    assert "| weak | strong | 200 |" in table
+    assert (output / "accuracy.png").stat().st_size > 5000
+
+
+def test_cross_corpus_matrix_holds_each_models_ua_per_test_corpus(tmp_path, tiny_corpus):
+    emodb = make_run_folder(tmp_path / "emodb-run", test_ua=0.5)
+    ravdess = make_run_folder(tmp_path / "ravdess-run", dataset="ravdess", test_ua=0.61)
+    evaluation = tmp_path / "emodb-on-demo"
+    label_map = {"angry": "anger", "happy": "happiness", "sad": "sadness"}
+    argv = [str(emodb), *TINY_DATA_ARGV, "--data_dir", str(tiny_corpus), "--output_dir", str(evaluation)]
+    cross = evaluate_main(argv + ["--label_map", json.dumps(label_map), "--report_to", "none"])
+
+    output = tmp_path / "matrix"
+    assert cli_main(["compare", "--matrix", str(emodb), str(ravdess), str(evaluation), "--output", str(output)]) == 0
+    matrix = json.loads((output / "cross_corpus.json").read_text())
+    assert matrix["rows"] == ["emodb", "ravdess"] and matrix["columns"] == ["audiofolder:demo", "emodb", "ravdess"]
+    assert matrix["ua"] == [[cross["test_ua"], 0.5, None], [None, None, 0.61]]
+    table = (output / "cross_corpus.md").read_text()
+    assert f"| emodb | {100 * cross['test_ua']:.2f} | 50.00 | – |" in table
+    assert "| ravdess | – | – | 61.00 |" in table
+    assert (
+        "model classes absent from the corpus: boredom; corpus labels the model lacks, clips dropped: neutral (12)"
+        in table
+    )
+    assert (output / "cross_corpus.png").stat().st_size > 5000
+    with pytest.raises(ValueError, match="both score a model trained on emodb on emodb: give one folder per cell"):
+        cross_corpus_matrix([emodb, emodb], tmp_path / "twice")

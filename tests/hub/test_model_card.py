@@ -96,3 +96,20 @@ def test_training_writes_a_card_whose_results_are_the_runs_own(tiny_run):
     assert _metrics(card)[("test", "accuracy", False)] == round(test_results["test_wa"], 4)
     assert "**speaker-independent**" in card.text and "| test | 12 |" in card.text
     assert "![confusion_matrix.png](confusion_matrix.png)" in card.text
+
+
+def test_card_gives_each_test_score_with_its_bootstrap_interval(tmp_path):
+    run = make_run_folder(tmp_path / "run")
+    results = json.loads((run / "test_results.json").read_text())
+    results.update(
+        test_wa_ci_low=0.53, test_wa_ci_high=0.7123, test_ua_ci_low=0.41, test_ua_ci_high=0.5912,
+        test_macro_f1_ci_low=0.37, test_macro_f1_ci_high=0.55, test_bootstrap_samples=1000, test_bootstrap_seed=42,
+    )  # fmt: skip
+    (run / "test_results.json").write_text(json.dumps(results))
+    text = str(build_model_card(run))
+    assert (
+        "| test | 107 | 62.50 % (95 % CI 53.00–71.23) | 50.00 % (95 % CI 41.00–59.12) | 45.67 % (95 % CI 37.00–55.00) |"
+        in text
+    )
+    assert "| validation | 81 | 60.00 % | 55.00 % | 52.00 % |" in text  # no intervals in its file: none shown
+    assert "test: 1000 resamples of its 107 clips, seed 42" in text
