@@ -145,6 +145,37 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return model_dir
 
 
+@pytest.fixture(scope="session")
+def cnn_model_dir(tmp_path_factory) -> Path:
+    """A saved small SERCNN that averages 1 s segments (0.5 s hop) in evaluation, as the paper's protocol does."""
+    import torch
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from hf_ser import SERCNN, SERCNNConfig
+
+    torch.manual_seed(0)
+    config = SERCNNConfig(
+        block_channels=[8, 16],
+        pool_blocks=[0],
+        attention_heads=2,
+        attention_hidden=16,
+        segment_seconds=1.0,
+        segment_hop_seconds=0.5,
+        id2label=dict(enumerate(TINY_LABELS)),
+        label2id={label: i for i, label in enumerate(TINY_LABELS)},
+    )
+    model = SERCNN(config)
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so evaluation mode differs from a fresh model
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    model_dir = tmp_path_factory.mktemp("cnn") / "model"
+    model.eval().save_pretrained(model_dir)
+    Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=True).save_pretrained(model_dir)
+    return model_dir
+
+
 _BLOCK_HF_SER = """
 import importlib.abc, sys
 class BlockHfSer(importlib.abc.MetaPathFinder):

@@ -39,61 +39,54 @@ def hf_ser_predict(capsys, model, audio: Path) -> dict:
     return prediction
 
 
-def test_the_space_app_without_hf_ser_decodes_and_predicts_as_hf_ser_does(tiny_model_dir, tmp_path):
-    """What a Space runs (transformers, soundfile, soxr): the same waveform, probabilities and timeline windows."""
+SPACE_APP_SCRIPT = """
+    import importlib.util, json, os
+    spec = importlib.util.spec_from_file_location("app", {app!r})
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    result = {{}}
+    for architecture, folder in {models!r}.items():
+        os.environ["HF_SER_MODEL"] = folder  # what `hf-ser push --space` sets in the Space
+        backend = app.TransformersBackend(app.model_source())
+        long, resampled = backend.decode("speech.flac"), backend.decode("speech_44k.wav")
+        probabilities, plot = app.analyse(backend, "speech.flac", window=2.0, hop=1.0)
+        result[architecture] = {{
+            "waveforms": [long[::97].tolist(), resampled[::97].tolist()],
+            "probabilities": [probabilities, dict(zip(backend.labels, backend.probabilities([resampled])[0].tolist()))],
+            "segments": [[s["start"], s["end"], *s["probabilities"]] for s in backend.timeline(long, 2.0, 1.0)],
+            "plot": os.path.isfile(plot),
+        }}
+    try:
+        backend.decode("notes.txt")
+    except ValueError as error:
+        result["notes.txt"] = str(error)
+    print(json.dumps(result))
+"""
+
+
+def test_the_space_app_without_hf_ser_decodes_and_predicts_as_hf_ser_does(tiny_model_dir, cnn_model_dir, tmp_path):
+    """What a Space runs (transformers, soundfile, soxr; no hf-ser): hf-ser's waveforms, probabilities and timeline
+    windows, for both architectures."""
+    models = {"wav2vec2-ser": str(tiny_model_dir), "ser-cnn": str(cnn_model_dir)}
     rng = np.random.default_rng(3)
     clip = np.concatenate([synthesize(emotion, 150.0, (700.0, 1400.0), rng) for emotion in ("angry", "sad", "happy")])
-    stereo = np.stack([clip, 0.5 * clip], axis=1)[: int(3.3 * 16000)]
-    audio = tmp_path / "speech.flac"
-    soundfile.write(audio, stereo, 16000)  # stereo: both decoders downmix
-    resampled = tmp_path / "speech_44k.wav"
-    soundfile.write(resampled, load_audio(audio, 44100), 44100)  # another rate: both resample with soxr
-    script = f"""
-        import importlib.util, json, os
-        os.environ["HF_SER_MODEL"] = {str(tiny_model_dir)!r}
-        spec = importlib.util.spec_from_file_location("app", {str(APP_FILE)!r})
-        app = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(app)
-        backend = app.TransformersBackend(app.model_source())
-        waveform = backend.decode("speech.flac")
-        probabilities, plot = app.analyse(backend, "speech.flac", window=2.0, hop=1.0)
-        result = {{
-            "speech.flac": {{
-                "waveform": waveform[::97].tolist(), "probabilities": probabilities, "plot": os.path.isfile(plot),
-                "segments": [[s["start"], s["end"], s["probabilities"].tolist()] for s in backend.timeline(waveform, 2.0, 1.0)],
-            }}
-        }}
-        waveform = backend.decode("speech_44k.wav")
-        result["speech_44k.wav"] = {{
-            "waveform": waveform[::97].tolist(), "probabilities": backend.probabilities([waveform])[0].tolist()
-        }}
-        try:
-            backend.decode("notes.txt")
-        except ValueError as error:
-            result["notes.txt"] = str(error)
-        print(json.dumps(result))
-    """
+    soundfile.write(tmp_path / "speech.flac", np.stack([clip, 0.5 * clip], axis=1)[:52_800], 16000)  # 3.3 s stereo
+    soundfile.write(tmp_path / "speech_44k.wav", load_audio(tmp_path / "speech.flac", 44100), 44100)  # resampled
     (tmp_path / "notes.txt").write_text("not audio")
-    result = json.loads(run_without_hf_ser(script, cwd=tmp_path))
-    classifier = EmotionClassifier(tiny_model_dir)
-    for name in ("speech.flac", "speech_44k.wav"):
-        waveform = load_audio(tmp_path / name)
-        np.testing.assert_allclose(result[name]["waveform"], waveform[::97], atol=1e-6)
-        expected = classifier.probabilities([waveform])[0]
-        probabilities = result[name]["probabilities"]
-        np.testing.assert_allclose(
-            list(probabilities.values()) if name.endswith("flac") else probabilities, expected, atol=1e-5
-        )
-    space = result["speech.flac"]
-    assert list(space["probabilities"]) == classifier.labels
-    segments = classifier.timeline(load_audio(tmp_path / "speech.flac"), 2.0, 1.0)
-    np.testing.assert_allclose([s[:2] for s in space["segments"]], [[s.start, s.end] for s in segments])
-    np.testing.assert_allclose(
-        [s[2] for s in space["segments"]],
-        [[s.probabilities[label] for label in classifier.labels] for s in segments],
-        atol=1e-5,
-    )
-    assert space["plot"]  # 3.3 s is longer than one 2 s window: a timeline PNG
+    result = json.loads(run_without_hf_ser(SPACE_APP_SCRIPT.format(app=str(APP_FILE), models=models), cwd=tmp_path))
+    waveforms = [load_audio(tmp_path / name) for name in ("speech.flac", "speech_44k.wav")]
+    for architecture, folder in models.items():
+        space, classifier = result[architecture], EmotionClassifier(folder)
+        for decoded, waveform in zip(space["waveforms"], waveforms):
+            np.testing.assert_allclose(decoded, waveform[::97], atol=1e-6)
+        for probabilities, waveform in zip(space["probabilities"], waveforms):
+            assert list(probabilities) == classifier.labels
+            np.testing.assert_allclose(list(probabilities.values()), classifier.probabilities([waveform])[0], atol=1e-5)
+        segments = classifier.timeline(waveforms[0], 2.0, 1.0)
+        assert len(segments) == 3  # 0-2, 1-3 and 1.3-3.3 s
+        expected = [[s.start, s.end, *(s.probabilities[label] for label in classifier.labels)] for s in segments]
+        np.testing.assert_allclose(space["segments"], expected, atol=1e-5)
+        assert space["plot"]  # 3.3 s is longer than one 2 s window: a timeline PNG
     assert "cannot decode audio" in result["notes.txt"]
 
 
