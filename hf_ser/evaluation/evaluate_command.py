@@ -157,6 +157,19 @@ def evaluate_model(
     return results
 
 
+# Run keys that say how audio is read and scored, not which corpus it is: still the defaults on another corpus.
+AUDIO_KEYS = ("sampling_rate", "max_duration_seconds", "pad_to_max_duration", "eval_max_duration_seconds", "seed")
+GENERIC_DATASETS = ("audiofolder", "csv", "jsonl")
+
+
+def _corpus_identity(values: dict) -> tuple[str, Optional[str]]:
+    """Which corpus data keys name: the dataset, and for the generic loaders the folder or manifest too (a named
+    corpus is the same corpus wherever it lies)."""
+    dataset = values.get("dataset") or DataArguments.__dataclass_fields__["dataset"].default
+    where = values.get("data_dir") or values.get("manifest")
+    return dataset, (str(Path(where).resolve()) if dataset in GENERIC_DATASETS and where else None)
+
+
 def run_data_defaults(model: str) -> tuple[dict, dict]:
     """The data keys a run folder was trained with that differ from the defaults (from `run_config.json`, plus the
     seed, which draws automatic splits), and where each came from. When the run drew its speaker split itself, the
@@ -224,6 +237,14 @@ def main(argv: Optional[list[str]] = None) -> dict:
         parser.error("give --output_dir: where the results go (never the model's own folder)")
     defaults, sources = run_data_defaults(args.model)
     _, data_args, training_args = parse_args(rest, defaults=defaults, defaults_source=sources)
+    if defaults and _corpus_identity(vars(data_args)) != _corpus_identity(defaults):
+        # Cross-corpus: the run's speakers, labels and label map belong to its own corpus.
+        kept = {key: value for key, value in defaults.items() if key in AUDIO_KEYS}
+        print(
+            f"another corpus than the run's ({data_args.dataset}, not {_corpus_identity(defaults)[0]}): the run's "
+            f"corpus keys {sorted(set(defaults) - set(kept))} are not used"
+        )
+        _, data_args, training_args = parse_args(rest, defaults=kept, defaults_source=sources)
     print(describe_sources(data_args, training_args))
     results = evaluate_model(args.model, data_args, training_args, split=args.split)
     prefix = SPLITS[args.split]

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from conftest import TINY_DATA_ARGV
+from conftest import TINY_DATA_ARGV, TINY_SPEAKER_PATTERN
 from run_folders import make_run_folder
 
 from hf_ser.cli import main as cli_main
@@ -108,26 +108,33 @@ def test_a_run_that_drew_its_split_pins_the_speakers_its_data_report_names(tmp_p
 
 
 def test_cross_corpus_evaluation_maps_labels_and_names_what_it_excludes(tmp_path, tiny_corpus, capsys):
-    """A model trained on EmoDB-style labels (anger, boredom, happiness, sadness) scored on the tiny corpus (angry,
-    happy, neutral, sad): three labels map, `neutral` is unknown to the model, `boredom` absent from the corpus."""
+    """A model trained on EmoDB-style labels (anger, boredom, happiness, sadness) scored on all of the tiny corpus
+    (angry, happy, neutral, sad): three labels map, `neutral` is unknown to the model, `boredom` absent from the
+    corpus. The run's own EmoDB speakers (its data_report) are not carried over to the other corpus."""
     model = make_run_folder(tmp_path / "model")
     label_map = {"angry": "anger", "happy": "happiness", "sad": "sadness"}
-    results = _evaluate(model, tiny_corpus, tmp_path / "out", "--label_map", json.dumps(label_map))
-    saved = json.loads((tmp_path / "out" / "test_results.json").read_text())
-    assert saved["test_scored_classes"] == ["anger", "happiness", "sadness"]
-    assert saved["test_excluded_model_classes"] == ["boredom"]
-    assert saved["test_unmapped_labels"] == {"neutral": 12}  # 4 speakers x 3 clips
-    assert saved["test_samples"] == 9  # test speaker 04: 3 clips of each scored class
+    argv = [str(model), "--dataset", "audiofolder", "--data_dir", str(tiny_corpus), "--speaker_pattern"]
+    argv += [TINY_SPEAKER_PATTERN, "--label_map", json.dumps(label_map), "--split", "all", "--report_to", "none"]
+    results = evaluate_main(argv + ["--output_dir", str(tmp_path / "out")])
     console = capsys.readouterr().out
+    assert (
+        "another corpus than the run's (audiofolder, not emodb): the run's corpus keys "
+        "['test_speakers', 'validation_speakers'] are not used" in console
+    )
+    saved = json.loads((tmp_path / "out" / "corpus_results.json").read_text())
+    assert saved["corpus_scored_classes"] == ["anger", "happiness", "sadness"]
+    assert saved["corpus_excluded_model_classes"] == ["boredom"]
+    assert saved["corpus_unmapped_labels"] == {"neutral": 12}  # 4 speakers x 3 clips
+    assert saved["corpus_samples"] == 36
     assert "['boredom']" in console and "neutral (12 clips)" in console
-    predictions = json.loads((tmp_path / "out" / "test_predictions.json").read_text())
+    predictions = json.loads((tmp_path / "out" / "corpus_predictions.json").read_text())
     assert {row["predicted"] for row in predictions} <= {"anger", "happiness", "sadness"}  # boredom never predicted
     assert sorted({row["label"] for row in predictions}) == ["anger", "happiness", "sadness"]
     matrix = json.loads((tmp_path / "out" / "confusion_matrix.json").read_text())
-    assert matrix["labels"] == ["anger", "happiness", "sadness"] and sum(map(sum, matrix["test"])) == 9
+    assert matrix["labels"] == ["anger", "happiness", "sadness"] and sum(map(sum, matrix["all"])) == 36
     correct = sum(row["label"] == row["predicted"] for row in predictions)
-    assert saved["test_wa"] == pytest.approx(correct / 9) and results["test_ua"] == saved["test_ua"]
-    assert saved["test_ua_ci_low"] <= saved["test_ua"] <= saved["test_ua_ci_high"]
-    assert saved["test_bootstrap_samples"] == 1000
+    assert saved["corpus_wa"] == pytest.approx(correct / 36) and results["corpus_ua"] == saved["corpus_ua"]
+    assert saved["corpus_ua_ci_low"] <= saved["corpus_ua"] <= saved["corpus_ua_ci_high"]
+    assert saved["corpus_bootstrap_samples"] == 1000
     report = json.loads((tmp_path / "out" / "data_report.json").read_text())
     assert sum("'neutral' is not in the label set" in item["reason"] for item in report["skipped"]) == 12
