@@ -195,4 +195,7 @@ class _CallableModule(type(sys)):
 sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
-    main()
+    # As a script (`accelerate launch hf_ser/train.py ...`), user errors are the one line `hf-ser train` prints.
+    from hf_ser.cli import main as cli_main
+
+    sys.exit(cli_main(["train", *sys.argv[1:]]))
