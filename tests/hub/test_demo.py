@@ -90,6 +90,14 @@ def test_the_space_app_without_hf_ser_decodes_and_predicts_as_hf_ser_does(tiny_m
     assert "cannot decode audio" in result["notes.txt"]
 
 
+def test_without_gradio_the_command_names_the_extra_that_installs_it(tiny_model_dir, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` fails as it does where it is not installed
+    assert cli_main(["demo", str(tiny_model_dir)]) == 2
+    assert (
+        "gradio is not installed; it comes with the `demo` extra: pip install 'hf-ser[demo]'" in capsys.readouterr().err
+    )
+
+
 # ---- the served page in a real browser ------------------------------------------------------------------------
 
 
