@@ -84,6 +84,13 @@ class ModelArguments:
     freeze_feature_encoder: bool = field(
         default=True, metadata={"help": "Keep the convolutional feature encoder frozen (the seed's default)."}
     )
+    whisper_clip_length: bool = field(
+        default=True,
+        metadata={
+            "help": "Whisper encoders: encode each batch at its clips' length (positional embeddings sliced, "
+            "attention masked to each clip) instead of padding every clip to 30 s; false: the released 30 s window."
+        },
+    )
     class_weights: Optional[str] = field(
         default=None,
         metadata={"help": "`balanced` weighs the loss by inverse training-class frequency; unset: plain loss."},

@@ -45,6 +45,7 @@ from hf_ser.evaluation.final import evaluate_and_save  # noqa: E402
 from hf_ser.evaluation.metrics import compute_metrics  # noqa: E402
 from hf_ser.hub.model_card import save_model_card  # noqa: E402
 from hf_ser.hub.publish import push_run  # noqa: E402
+from hf_ser.models.modeling_wav2vec2_ser import encodes_whisper_at_clip_length  # noqa: E402
 from hf_ser.run_folder import SPLIT_PREFIXES, save_run_config  # noqa: E402
 from hf_ser.training.callbacks import (  # noqa: E402
     FreezeEncoderCallback,
@@ -120,7 +121,8 @@ def train(
     if training_args.process_index == 0:
         save_run_config(training_args.output_dir, model_args, data_args, training_args, model)
     data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
-    attach_transforms(splits, feature_extractor, data_args, seed=data_seed)
+    clip_length = encodes_whisper_at_clip_length(model.config)  # Mel frames only as far as the model encodes them
+    attach_transforms(splits, feature_extractor, data_args, seed=data_seed, whisper_clip_length=clip_length)
 
     callbacks = list(callbacks or [])
     callbacks += [EpochCallback(splits["train"]), ValidationOnlyCallback(splits["test"])]
@@ -135,7 +137,9 @@ def train(
             "Precise BatchNorm: statistics recomputed on %d clean training batches before each evaluation",
             precise_bn_batches,
         )
-        clean_train = clean_training_view(splits["train"], feature_extractor, data_args, seed=training_args.seed)
+        clean_train = clean_training_view(
+            splits["train"], feature_extractor, data_args, seed=training_args.seed, whisper_clip_length=clip_length
+        )
         callbacks.append(
             PreciseBatchNormCallback(
                 clean_train,

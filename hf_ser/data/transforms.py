@@ -32,8 +32,11 @@ class AudioTransform:
     epoch's draws; repeated reads of one item within an epoch still differ.
     """
 
-    def __init__(self, feature_extractor, args: DataArguments, train: bool, seed: int = 0):
+    def __init__(
+        self, feature_extractor, args: DataArguments, train: bool, seed: int = 0, whisper_clip_length: bool = False
+    ):
         self.feature_extractor, self.train, self.seed = feature_extractor, train, seed
+        self.whisper_clip_length = whisper_clip_length  # the model's `whisper_clip_length`: Mel frames at clip length
         self.augmenter = build_augmenter(args.augmentations) if train else None
         self.sampling_rate = args.sampling_rate
         self.window = args.max_duration_seconds if train else args.eval_max_duration_seconds
@@ -65,7 +68,10 @@ class AudioTransform:
             waveforms.append(augment(self.augmenter, waveform, self.sampling_rate, rng=rng) if self.train else waveform)
         # `pad_to_max_duration`: the extractor pads, so the mask marks the padding as padding (not as silent audio).
         pad_to = int(self.window * self.sampling_rate) if self.pad else None
-        return {**clip_features(self.feature_extractor, waveforms, self.sampling_rate, pad_to), "label": batch["label"]}
+        features = clip_features(
+            self.feature_extractor, waveforms, self.sampling_rate, pad_to, self.whisper_clip_length
+        )
+        return {**features, "label": batch["label"]}
 
 
 class EpochCallback(TrainerCallback):
@@ -82,18 +88,27 @@ class EpochCallback(TrainerCallback):
 
 
 def attach_transforms(
-    splits: DatasetDict, feature_extractor, args: DataArguments, seed: int = 0, training: bool = True
+    splits: DatasetDict,
+    feature_extractor,
+    args: DataArguments,
+    seed: int = 0,
+    training: bool = True,
+    whisper_clip_length: bool = False,
 ) -> DatasetDict:
     """Training transforms (random crop, augmentation) on the `train` split when `training`; evaluation transforms
-    (whole clips) everywhere else."""
+    (whole clips) everywhere else. `whisper_clip_length`: the model encodes Whisper inputs at clip length
+    (`hf_ser.models.modeling_wav2vec2_ser.encodes_whisper_at_clip_length`), so Mel frames are computed only that far."""
     for name, split in splits.items():
-        split.set_transform(AudioTransform(feature_extractor, args, train=training and name == "train", seed=seed))
+        train = training and name == "train"
+        split.set_transform(AudioTransform(feature_extractor, args, train, seed, whisper_clip_length))
     return splits
 
 
-def clean_training_view(train: Dataset, feature_extractor, args: DataArguments, seed: int = 0) -> Dataset:
+def clean_training_view(
+    train: Dataset, feature_extractor, args: DataArguments, seed: int = 0, whisper_clip_length: bool = False
+) -> Dataset:
     """The training split with the training crop (random, `max_duration_seconds`) but no augmentation: what precise
     BatchNorm recomputes statistics on (`hf_ser.training.callbacks.PreciseBatchNormCallback`). A new view; `train` keeps its
     own transform."""
     clean_args = dataclasses.replace(args, augmentations=[])
-    return train.with_transform(AudioTransform(feature_extractor, clean_args, train=True, seed=seed))
+    return train.with_transform(AudioTransform(feature_extractor, clean_args, True, seed, whisper_clip_length))

@@ -39,6 +39,7 @@ from hf_ser.evaluation.bootstrap import read_interval
 from hf_ser.evaluation.final import evaluate_and_save
 from hf_ser.evaluation.metrics import compute_metrics
 from hf_ser.inference.loading import load_model
+from hf_ser.models.modeling_wav2vec2_ser import encodes_whisper_at_clip_length
 from hf_ser.run_folder import DATA_REPORT_FILE, RUN_CONFIG_FILE, read_json
 from hf_ser.training.trainer import SERTrainer
 
@@ -126,7 +127,10 @@ def evaluate_model(
         splits = DatasetDict({name: _as_model_ids(data, scored_ids, model_labels) for name, data in splits.items()})
     output_dir.mkdir(parents=True, exist_ok=True)
     report.save(output_dir)
-    attach_transforms(splits, feature_extractor, data_args, training=False)  # whole clips, no augmentation
+    clip_length = encodes_whisper_at_clip_length(model.config)
+    attach_transforms(
+        splits, feature_extractor, data_args, training=False, whisper_clip_length=clip_length
+    )  # whole clips
     trainer = SERTrainer(
         model=model,
         args=training_args,

@@ -4,9 +4,11 @@
 
 The graph maps `input_values` (batch, samples) and `attention_mask` (batch, samples) to per-input `logits`
 (batch, num_labels), with dynamic batch and time axes. Whisper-encoder models take `input_features` (batch, mel bins,
-frames) and `attention_mask` (batch, frames) instead; only their batch axis is dynamic, because the encoder requires
-exactly `2 * max_source_positions` frames (3000 = 30 s for released checkpoints), the length the
-WhisperFeatureExtractor pads every input to. It is exported with `torch.export` (the dynamo-based exporter,
+frames) and `attention_mask` (batch, frames) instead: with `whisper_clip_length` (the default) the frame axis is dynamic
+too, up to `2 * max_source_positions` frames (3000 = 30 s for released checkpoints; `max_frames` in onnx_export.json),
+and hf-ser feeds it features at the batch's clip length; with `whisper_clip_length: false` only the batch axis is
+dynamic, the frames fixed at `2 * max_source_positions`, the length the WhisperFeatureExtractor pads every input to.
+It is exported with `torch.export` (the dynamo-based exporter,
 the default of `torch.onnx.export`): the TorchScript exporter (`dynamo=False`) bakes the data-dependent attention-mask
 handling of transformers' wav2vec2 into constants, and its logits then differ from PyTorch's by more than 1 (measured
 with torch 2.13, transformers 5.24). SERCNN is exported on its per-input path (`aggregate_segments=False`); when the
@@ -34,7 +36,11 @@ from transformers import AutoConfig, PreTrainedModel
 
 from hf_ser.inference.loading import load_model
 from hf_ser.models.modeling_ser_cnn import split_into_segments
-from hf_ser.models.modeling_wav2vec2_ser import encodes_clips_alone
+from hf_ser.models.modeling_wav2vec2_ser import (
+    encodes_clips_alone,
+    encodes_whisper_at_clip_length,
+    whisper_clip_frames,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -144,14 +150,20 @@ def export_onnx(
     model = model.float().eval()
     wrapper = LogitsOnly(model, input_name).eval()
     whisper_shape = whisper_input_shape(model)
+    clip_length = encodes_whisper_at_clip_length(model.config)
+    dynamic_axes = {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC}
     if whisper_shape is None:
         example = (torch.randn(2, 16000), torch.ones(2, 16000, dtype=torch.long))
-        axes = {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC}
+        dynamic = {"inputs": dynamic_axes, "attention_mask": dynamic_axes}
     else:
         mel_bins, frames = whisper_shape
+        if clip_length:  # any even frame count up to `frames`: the example is shorter, so no size is special
+            frames = whisper_clip_frames(frames // 3, frames)
+            features_axes = {0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC}
+        else:
+            features_axes = dynamic_axes = {0: torch.export.Dim.DYNAMIC}
         example = (torch.randn(2, mel_bins, frames), torch.ones(2, frames, dtype=torch.long))
-        axes = {0: torch.export.Dim.DYNAMIC}
-    dynamic = {"inputs": axes, "attention_mask": axes}
+        dynamic = {"inputs": features_axes, "attention_mask": dynamic_axes}
     with torch.no_grad():
         exported = torch.export.export(wrapper, example, dynamic_shapes=dynamic, strict=False)
     min_samples = _shortest_input(exported) if whisper_shape is None else None
@@ -181,6 +193,12 @@ def export_onnx(
     if whisper_shape is None:
         info["dynamic_axes"] = {name: {"0": "batch", "1": "samples"} for name in input_names}
         info["min_samples"] = min_samples
+    elif clip_length:  # frames at the batch's clip length, up to the encoder's positional embeddings
+        info["dynamic_axes"] = {
+            input_name: {"0": "batch", "2": "frames"},
+            "attention_mask": {"0": "batch", "1": "frames"},
+        }
+        info["num_mel_bins"], info["max_frames"] = whisper_shape
     else:  # the frame axis is fixed at what the encoder requires
         info["dynamic_axes"] = {name: {"0": "batch"} for name in input_names}
         info["num_mel_bins"], info["num_frames"] = whisper_shape
@@ -206,6 +224,7 @@ def verify_parity(model: PreTrainedModel, onnx_dir: Union[str, os.PathLike], see
     onnx_model = OnnxSERModel(onnx_dir)
     wrapper = LogitsOnly(model.float().eval(), onnx_model.input_name)
     whisper_shape = whisper_input_shape(model)
+    clip_length = encodes_whisper_at_clip_length(model.config)
     checks = []
     for batch, samples in ((1, 24_000), (3, 52_000)):
         if whisper_shape is None:
@@ -213,6 +232,8 @@ def verify_parity(model: PreTrainedModel, onnx_dir: Union[str, os.PathLike], see
             length, check = samples, {"batch": batch, "samples": samples}
         else:  # log-Mel-like: WhisperFeatureExtractor's features lie in about [-1, 1.5]
             mel_bins, length = whisper_shape
+            if clip_length:  # two frame counts (1.5 s and 3.25 s at 10 ms), within the encoder's window
+                length = whisper_clip_frames(min(samples // 160, length - 4), length)
             inputs = (torch.randn(batch, mel_bins, length, generator=generator) * 0.5).clamp(-1.0, 1.5)
             check = {"batch": batch, "frames": length}
         attention_mask = torch.ones(batch, length, dtype=torch.long)
@@ -227,8 +248,9 @@ def verify_parity(model: PreTrainedModel, onnx_dir: Union[str, os.PathLike], see
 class OnnxSERModel:
     """An exported model under onnxruntime: padded inputs + `attention_mask` in, logits out (NumPy).
 
-    The inputs are `input_values` (waveforms) or, for Whisper encoders, `input_features` of the fixed frame count
-    (`inputs` and `num_frames` in onnx_export.json; folders without them hold waveform graphs). Behaves like the
+    The inputs are `input_values` (waveforms) or, for Whisper encoders, `input_features`: at clip length, up to
+    `max_frames`, or of the fixed frame count `num_frames` (30 s path) (`inputs`, `max_frames`, `num_frames` in
+    onnx_export.json; folders without them hold waveform graphs). Behaves like the
     PyTorch model in evaluation mode: SERCNN configs with `aggregate_segments` average the logits of each input's
     segments. Waveforms shorter than the graph's shortest supported length (`min_samples`) are zero-padded with a
     zero attention mask, which the models ignore when pooling.
@@ -249,7 +271,8 @@ class OnnxSERModel:
         self.info = json.loads(info_path.read_text()) if info_path.is_file() else {}
         self.input_name = self.info.get("inputs", INPUT_NAMES)[0]
         self.min_samples = int(self.info.get("min_samples", 1))
-        self.num_frames = self.info.get("num_frames")  # Whisper: the fixed frame axis
+        self.num_frames = self.info.get("num_frames")  # Whisper, 30 s path: the fixed frame axis
+        self.max_frames = self.info.get("max_frames")  # Whisper at clip length: the most frames the graph takes
         self.config = AutoConfig.from_pretrained(onnx_dir)
         options = onnxruntime.SessionOptions()
         if threads:
@@ -265,6 +288,11 @@ class OnnxSERModel:
             raise ValueError(
                 f"the exported Whisper encoder takes exactly {self.num_frames} frames (`num_frames` in "
                 f"{EXPORT_INFO_FILE}), got {inputs.shape[-1]}: prepare inputs with the exported feature extractor"
+            )
+        if self.max_frames is not None and inputs.shape[-1] > self.max_frames:
+            raise ValueError(
+                f"the exported Whisper encoder takes at most {self.max_frames} frames (`max_frames` in "
+                f"{EXPORT_INFO_FILE}), got {inputs.shape[-1]}: crop or split the audio"
             )
         shortfall = self.min_samples - inputs.shape[-1]
         if shortfall > 0:
@@ -310,20 +338,54 @@ class OnnxSERModel:
 def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hf-ser export-onnx",
-        description="Export a trained model to ONNX (dynamic batch and time axes; Whisper encoders: dynamic batch, "
-        "fixed frames) with its config and feature extractor.",
+        description="Export a trained model to ONNX (dynamic batch and time axes; Whisper encoders: dynamic batch and "
+        "frames at clip length, or fixed frames with whisper_clip_length false) with its config and feature extractor.",
     )
     parser.add_argument("model", help="model folder or Hub id (as saved by `hf-ser train`)")
     parser.add_argument("output_dir", help="folder for model.onnx, config.json, preprocessor_config.json")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-PyTorch parity check")
-    args = parser.parse_args(argv)
-    info = export_onnx(args.model, args.output_dir, opset=args.opset, verify=not args.no_verify)
-    axes = (
-        f"dynamic batch and time axes; shortest input {info['min_samples']} samples"
-        if "min_samples" in info
-        else f"dynamic batch axis; fixed {info['num_mel_bins']} mel bins x {info['num_frames']} frames"
+    parser.add_argument(
+        "--quantize",
+        choices=["int8"],
+        help="write an int8 model (onnxruntime dynamic quantisation) with a parity report against fp32 "
+        "(quantization_parity.json)",
     )
+    parser.add_argument(
+        "--parity_data_dir",
+        help="--quantize: audio to compare int8 with fp32 on (every audio file under it, e.g. EmoDB's folder); "
+        "default: the run's test split (test_predictions.json)",
+    )
+    parser.add_argument("--threads", type=int, help="--quantize: onnxruntime threads for the parity run")
+    args = parser.parse_args(argv)
+    if args.parity_data_dir and not args.quantize:
+        parser.error("--parity_data_dir goes with --quantize")
+    if args.quantize:
+        from hf_ser.inference.quantization import PARITY_FILE, export_quantized
+
+        report = export_quantized(
+            args.model,
+            args.output_dir,
+            args.quantize,
+            args.parity_data_dir,
+            args.opset,
+            not args.no_verify,
+            args.threads,
+        )
+        print(
+            f"wrote {Path(args.output_dir) / ONNX_FILE} ({args.quantize}, {report['int8_bytes'] / 2**20:.1f} MiB; fp32 "
+            f"{report['fp32_bytes'] / 2**20:.1f} MiB); on {report['files']} files of {report['audio']}: "
+            f"{report['identical_top_labels']} top labels as fp32, max |probability difference| "
+            f"{report['max_abs_probability_difference']:.2e} ({PARITY_FILE})"
+        )
+        return 0
+    info = export_onnx(args.model, args.output_dir, opset=args.opset, verify=not args.no_verify)
+    if "min_samples" in info:
+        axes = f"dynamic batch and time axes; shortest input {info['min_samples']} samples"
+    elif "max_frames" in info:
+        axes = f"dynamic batch and frame axes; {info['num_mel_bins']} mel bins x up to {info['max_frames']} frames"
+    else:
+        axes = f"dynamic batch axis; fixed {info['num_mel_bins']} mel bins x {info['num_frames']} frames"
     print(f"wrote {Path(args.output_dir) / ONNX_FILE} (inputs: {', '.join(info['inputs'])}; {axes})")
     if "parity" in info:
         print(f"parity with PyTorch: max |logits difference| = {info['parity']['max_abs_diff']:.2e}")

@@ -35,6 +35,7 @@ from hf_ser.data.audio import AUDIO_EXTENSIONS, AudioDecodeError, audio_files_un
 from hf_ser.data.collator import SERDataCollator, clip_features
 from hf_ser.inference.loading import check_model_reference, load_model
 from hf_ser.models.modeling_ser_cnn import split_into_segments
+from hf_ser.models.modeling_wav2vec2_ser import encodes_whisper_at_clip_length
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class EmotionClassifier:
         if backend == "torch":
             self.model.to(self.device)
         self.config = self.model.config
+        self.clip_length = encodes_whisper_at_clip_length(self.config)
         self.feature_extractor = feature_extractor
         self.collator = SERDataCollator(self.feature_extractor)
         self.labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
@@ -149,7 +151,8 @@ class EmotionClassifier:
 
     def logits(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         """Logits of one batch of waveforms (padded together), as the model gives them in evaluation mode."""
-        features = clip_features(self.feature_extractor, list(waveforms), self.sampling_rate)  # as evaluation does
+        # as evaluation prepares them (Whisper at clip length when the model encodes it so)
+        features = clip_features(self.feature_extractor, list(waveforms), self.sampling_rate, None, self.clip_length)
         examples = [dict(zip(features, values)) for values in zip(*features.values())]
         batch = self.collator(examples)
         input_name = self.feature_extractor.model_input_names[0]

@@ -33,6 +33,11 @@ class Wav2Vec2SERConfig(PretrainedConfig):
             Keep the convolutional feature encoder frozen (no gradients), as wav2vec2 fine-tuning does.
         class_weights (`list[float]`, *optional*):
             Per-class weights of the cross-entropy loss, in label-id order.
+        whisper_clip_length (`bool`, *optional*, defaults to `True`):
+            Whisper encoders only: encode each batch at its clips' length (the positional embeddings sliced to the
+            batch's mel frames, self-attention masked to each clip's frames) instead of the released 30 s window.
+            Inputs padded to 30 s are cropped to the batch's longest clip first. `False`: every input is padded to
+            `2 * max_source_positions` mel frames and attention runs over the padding, as released Whisper does.
     """
 
     model_type = "wav2vec2-ser"
@@ -49,6 +54,7 @@ class Wav2Vec2SERConfig(PretrainedConfig):
         attention_pooling_hidden: int = 128,
         freeze_feature_encoder: bool = True,
         class_weights: Optional[list] = None,
+        whisper_clip_length: bool = True,
         **kwargs,
     ):
         if backbone_config is None:
@@ -67,6 +73,7 @@ class Wav2Vec2SERConfig(PretrainedConfig):
         self.attention_pooling_hidden = attention_pooling_hidden
         self.freeze_feature_encoder = freeze_feature_encoder
         self.class_weights = list(class_weights) if class_weights is not None else None
+        self.whisper_clip_length = whisper_clip_length
         super().__init__(**kwargs)
         if self.class_weights is not None and len(self.class_weights) != self.num_labels:
             raise ValueError(

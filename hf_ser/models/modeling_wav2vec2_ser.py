@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .configuration_wav2vec2_ser import Wav2Vec2SERConfig
@@ -17,6 +18,12 @@ from .configuration_wav2vec2_ser import Wav2Vec2SERConfig
 # `model.encoder.*`, WhisperModel: `encoder.*`). The wav2vec2 family needs none: `from_pretrained` of the bare encoder
 # strips its task classes' prefix (`wav2vec2.`, `hubert.`, `wavlm.`) itself.
 WHISPER_ENCODER_KEYS = {r"^(model\.)?encoder\.": ""}
+# Mel frames a clip-length Whisper input keeps past its last real frame. The last real encoder frame reads two mel
+# frames past the clip (conv1: kernel 3; conv2: kernel 3, stride 2), and the STFT window reaches 200 samples (n_fft / 2)
+# past a frame's centre: with three, a clip's last input frame is one of pure padding, and every frame its real encoder
+# frames read has the value the 30 s features have there. So a clip gets the same logits at its own length as padded
+# in any longer batch (or cropped from 30 s features).
+WHISPER_MARGIN_FRAMES = 3
 
 
 class SafeBatchNorm1d(nn.BatchNorm1d):
@@ -158,6 +165,20 @@ def encodes_clips_alone(config: Wav2Vec2SERConfig) -> bool:
     HuBERT-base), so that padded batches must be encoded clip by clip to give each clip its own result."""
     backbone = config.backbone_config
     return backbone.model_type != "whisper" and getattr(backbone, "feat_extract_norm", "layer") == "group"
+
+
+def encodes_whisper_at_clip_length(config) -> bool:
+    """Whether the model is a Whisper-encoder Wav2Vec2SER that encodes clips at their length (`whisper_clip_length`)."""
+    backbone = getattr(config, "backbone_config", None)
+    return getattr(backbone, "model_type", None) == "whisper" and bool(getattr(config, "whisper_clip_length", False))
+
+
+def whisper_clip_frames(valid_frames: int, max_frames: int) -> int:
+    """Mel frames a clip-length Whisper batch is encoded with when its longest clip has `valid_frames` real frames:
+    `WHISPER_MARGIN_FRAMES` more, rounded up to an even count (conv2 has stride 2), at most the encoder's `max_frames`
+    (2 * max_source_positions: 3000 = 30 s for released checkpoints)."""
+    frames = int(valid_frames) + WHISPER_MARGIN_FRAMES
+    return min(frames + frames % 2, int(max_frames))
 
 
 def mel_frame_mask(attention_mask: torch.Tensor, num_mel_frames: int) -> torch.Tensor:
@@ -305,20 +326,57 @@ class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
                     for layer in range(len(clips[0][1]))
                 )
             return frames, hidden_states, mask
-        encoder_mask = attention_mask if self._encoder_takes_attention_mask() else None
-        if self.config.backbone_config.model_type == "whisper":
-            encoder_mask = None  # Whisper's encoder ignores masks; padding is handled by pooling.
-        outputs = self.encoder(
-            inputs, attention_mask=encoder_mask, output_hidden_states=want_all_layers, return_dict=True
-        )
+        if encodes_whisper_at_clip_length(self.config):
+            last_hidden_state, all_hidden_states = self._encode_whisper_at_clip_length(inputs, attention_mask)
+        else:
+            encoder_mask = attention_mask if self._encoder_takes_attention_mask() else None
+            if self.config.backbone_config.model_type == "whisper":
+                encoder_mask = None  # the 30 s path: Whisper's encoder ignores masks; pooling skips the padding
+            outputs = self.encoder(
+                inputs, attention_mask=encoder_mask, output_hidden_states=want_all_layers, return_dict=True
+            )
+            last_hidden_state, all_hidden_states = outputs.last_hidden_state, outputs.hidden_states
         if self.config.use_weighted_layer_sum:
-            stacked = torch.stack(outputs.hidden_states, dim=0)
+            stacked = torch.stack(all_hidden_states, dim=0)
             weights = self.layer_weights.softmax(dim=-1).to(stacked.dtype).view(-1, 1, 1, 1)
             frames = (stacked * weights).sum(dim=0)
         else:
-            frames = outputs.last_hidden_state
+            frames = last_hidden_state
         mask = self.frame_mask(frames.shape[1], attention_mask, frames.shape[0], frames.device)
-        return frames, (outputs.hidden_states if output_hidden_states else None), mask
+        return frames, (all_hidden_states if output_hidden_states else None), mask
+
+    @property
+    def whisper_max_frames(self) -> int:
+        """Mel frames of the released Whisper window: 2 * max_source_positions (3000 = 30 s)."""
+        return 2 * int(self.config.backbone_config.max_source_positions)
+
+    def _encode_whisper_at_clip_length(self, inputs: torch.Tensor, attention_mask: Optional[torch.Tensor]):
+        """WhisperEncoder's forward at the input's length: its own layers, the positional embeddings sliced to the
+        frames given, self-attention masked to each clip's frames. (`WhisperEncoder.forward` refuses any input but
+        2 * max_source_positions frames.) Returns the last hidden state and all hidden states, embedding output first,
+        the last one after the final layer norm, as `WhisperEncoder` returns them."""
+        encoder = self.encoder
+        if not torch.compiler.is_exporting() and inputs.shape[-1] > self.whisper_max_frames:
+            raise ValueError(
+                f"input_features have {inputs.shape[-1]} mel frames; this Whisper encoder has positional embeddings "
+                f"for {self.whisper_max_frames} (2 * max_source_positions): crop or split the audio"
+            )
+        embeds = F.gelu(encoder.conv1(inputs))
+        embeds = F.gelu(encoder.conv2(embeds)).permute(0, 2, 1)
+        hidden = embeds + encoder.embed_positions.weight[: embeds.shape[1]]
+        hidden = F.dropout(hidden, p=encoder.dropout, training=encoder.training)
+        frame_mask = self.frame_mask(hidden.shape[1], attention_mask, hidden.shape[0], hidden.device)
+        # None when no clip is padded: then the layers run exactly as in WhisperEncoder.forward
+        attention = create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden, attention_mask=frame_mask)
+        hidden_states = [hidden]
+        for layer in encoder.layers:
+            if encoder.training and encoder.layerdrop > 0.0 and torch.rand([]) < encoder.layerdrop:
+                continue  # LayerDrop, as WhisperEncoder applies it
+            hidden = layer(hidden, attention)
+            hidden_states.append(hidden)
+        hidden = encoder.layer_norm(hidden)
+        hidden_states[-1] = hidden
+        return hidden, tuple(hidden_states)
 
     def forward(
         self,
@@ -343,6 +401,11 @@ class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
             raise ValueError("Wav2Vec2SER needs `input_values` (waveforms) or `input_features` (Whisper log-Mel)")
         if attention_mask is not None and self.config.backbone_config.model_type == "whisper":
             attention_mask = mel_frame_mask(attention_mask, inputs.shape[-1])
+            if encodes_whisper_at_clip_length(self.config) and not torch.compiler.is_exporting():
+                # e.g. the pipeline's 30 s features: encode only the frames the longest clip needs (an exported graph
+                # takes the frames it is given; hf-ser feeds it clip-length features)
+                frames = whisper_clip_frames(attention_mask.sum(-1).max(), self.whisper_max_frames)
+                inputs, attention_mask = inputs[..., :frames], attention_mask[:, :frames]
         frames, hidden_states, mask = self._encode(inputs, attention_mask, bool(output_hidden_states))
         pooled = (
             self.attentive_pooling(frames, mask) if self.attentive_pooling is not None else masked_mean(frames, mask)

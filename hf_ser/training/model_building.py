@@ -51,6 +51,7 @@ def build_feature_extractor(model_args: ModelArguments, sampling_rate: int, back
             feature_size=backbone_config.num_mel_bins,
             sampling_rate=sampling_rate,
             chunk_length=samples // sampling_rate,
+            return_attention_mask=True,  # so that `pipeline` hands the model its mask (pooling, clip-length crop)
         )
     return Wav2Vec2FeatureExtractor(sampling_rate=sampling_rate, do_normalize=True, return_attention_mask=True)
 
@@ -98,6 +99,7 @@ def build_model(
         head_dropout=model_args.head_dropout,
         head_batch_norm=model_args.head_batch_norm,
         freeze_feature_encoder=model_args.freeze_feature_encoder,
+        whisper_clip_length=model_args.whisper_clip_length,
         class_weights=class_weights,
         **model_args.model_config,
     )

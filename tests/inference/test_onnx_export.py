@@ -31,7 +31,8 @@ from hf_ser.training.model_building import build_feature_extractor
 pytestmark = pytest.mark.slow
 TOLERANCE = 1e-4
 ARCHITECTURES = ["wav2vec2-ser", "ser-cnn"]  # waveform inputs, dynamic time axis
-WITH_WHISPER = ARCHITECTURES + ["whisper"]  # a Wav2Vec2SER with a Whisper encoder: log-Mel frames, fixed frame axis
+WITH_WHISPER = ARCHITECTURES + ["whisper"]  # a Wav2Vec2SER with a Whisper encoder: log-Mel frames at clip length
+WHISPER_PATHS = ["whisper", "whisper-30s"]  # ... and on the 30 s path (`whisper_clip_length: false`, fixed frames)
 TINY_WHISPER = {
     "model_type": "whisper",
     "d_model": 16,
@@ -47,19 +48,18 @@ TINY_WHISPER = {
 WHISPER_FRAMES = 2 * TINY_WHISPER["max_source_positions"]  # what the encoder takes: 4 s at 10 ms per frame
 
 
-@pytest.fixture(scope="module")
-def whisper_model_dir(tmp_path_factory) -> Path:
+def save_whisper_model(model_dir: Path, whisper_clip_length: bool) -> Path:
     """A saved tiny Wav2Vec2SER on a random Whisper encoder, with the WhisperFeatureExtractor hf-ser builds for it:
-    padded to the encoder's frame count (a 4 s chunk instead of the released 30 s, so the test stays fast)."""
+    a 4 s window instead of the released 30 s, so the test stays fast."""
     torch.manual_seed(0)
     config = Wav2Vec2SERConfig(
         backbone_config=dict(TINY_WHISPER),
         head_hidden_sizes=[16, 8],
         pooling="attentive_stats",
+        whisper_clip_length=whisper_clip_length,
         id2label=dict(enumerate(TINY_LABELS)),
         label2id={label: i for i, label in enumerate(TINY_LABELS)},
     )
-    model_dir = tmp_path_factory.mktemp("whisper") / "model"
     Wav2Vec2SER(config).eval().save_pretrained(model_dir)
     # the extractor a training run builds and saves for this encoder
     extractor = build_feature_extractor(
@@ -71,17 +71,21 @@ def whisper_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_model_dir, cnn_model_dir, whisper_model_dir, tmp_path_factory) -> dict:
-    """{architecture: (model folder, ONNX folder)}: wav2vec2 and Whisper through the CLI, SERCNN through the Python
-    API."""
+def exported(tiny_model_dir, cnn_model_dir, tmp_path_factory) -> dict:
+    """{architecture: (model folder, ONNX folder)}: wav2vec2 and Whisper through the CLI, SERCNN and Whisper's 30 s
+    path through the Python API."""
     root = tmp_path_factory.mktemp("onnx")
     assert cli_main(["export-onnx", str(tiny_model_dir), str(root / "wav2vec2")]) == 0
     export_onnx(cnn_model_dir, root / "cnn")
-    assert cli_main(["export-onnx", str(whisper_model_dir), str(root / "whisper")]) == 0
+    whisper_dir = save_whisper_model(root / "whisper-model", whisper_clip_length=True)
+    assert cli_main(["export-onnx", str(whisper_dir), str(root / "whisper")]) == 0
+    whisper_30s_dir = save_whisper_model(root / "whisper-30s-model", whisper_clip_length=False)
+    export_onnx(whisper_30s_dir, root / "whisper-30s")
     return {
         "wav2vec2-ser": (tiny_model_dir, root / "wav2vec2"),
         "ser-cnn": (cnn_model_dir, root / "cnn"),
-        "whisper": (whisper_model_dir, root / "whisper"),
+        "whisper": (whisper_dir, root / "whisper"),
+        "whisper-30s": (whisper_30s_dir, root / "whisper-30s"),
     }
 
 
@@ -143,12 +147,36 @@ def test_per_input_logits_match_pytorch_at_other_batch_sizes_and_lengths(exporte
         assert_graph_matches(reference, onnx_model, input_values, attention_mask)
 
 
-def test_whisper_export_has_a_dynamic_batch_axis_and_the_encoders_fixed_frame_axis(exported):
-    model_dir, onnx_dir = exported["whisper"]
+def whisper_graph_inputs(onnx_dir: Path) -> dict:
+    """The dims of a valid Whisper graph's inputs, which are `input_features` and `attention_mask`."""
     graph = onnx.load(onnx_dir / "model.onnx")
     onnx.checker.check_model(graph)
     inputs = {i.name: i.type.tensor_type.shape.dim for i in graph.graph.input}
     assert list(inputs) == ["input_features", "attention_mask"]
+    return inputs
+
+
+def test_whisper_export_has_dynamic_batch_and_frame_axes_up_to_the_encoders_window(exported):
+    _, onnx_dir = exported["whisper"]
+    inputs = whisper_graph_inputs(onnx_dir)
+    features, mask = inputs["input_features"], inputs["attention_mask"]
+    assert features[1].dim_value == TINY_WHISPER["num_mel_bins"]
+    for dim in (features[0], features[2], mask[0], mask[1]):  # batch and frames: symbolic
+        assert dim.dim_param and not dim.dim_value
+    info = json.loads((onnx_dir / "onnx_export.json").read_text())
+    assert info["dynamic_axes"] == {
+        "input_features": {"0": "batch", "2": "frames"},
+        "attention_mask": {"0": "batch", "1": "frames"},
+    }
+    assert (info["num_mel_bins"], info["max_frames"]) == (TINY_WHISPER["num_mel_bins"], WHISPER_FRAMES)
+    assert "num_frames" not in info and "min_samples" not in info
+    assert [(check["batch"], check["frames"]) for check in info["parity"]["checks"]] == [(1, 154), (3, 328)]
+    assert info["parity"]["max_abs_diff"] <= TOLERANCE
+
+
+def test_whisper_export_on_the_30s_path_has_a_dynamic_batch_axis_and_the_encoders_fixed_frame_axis(exported):
+    model_dir, onnx_dir = exported["whisper-30s"]
+    inputs = whisper_graph_inputs(onnx_dir)
     mel_bins = TINY_WHISPER["num_mel_bins"]
     expected_fixed = {"input_features": [mel_bins, WHISPER_FRAMES], "attention_mask": [WHISPER_FRAMES]}
     for name, fixed in expected_fixed.items():
@@ -166,8 +194,23 @@ def test_whisper_export_has_a_dynamic_batch_axis_and_the_encoders_fixed_frame_ax
     assert (extractor.feature_size, extractor.nb_max_frames) == (mel_bins, WHISPER_FRAMES)
 
 
-def test_whisper_graph_matches_pytorch_at_other_batch_sizes_and_refuses_other_frame_counts(exported):
+def test_whisper_graph_matches_pytorch_at_other_batch_sizes_and_frame_counts_up_to_the_window(exported):
     model_dir, onnx_dir = exported["whisper"]
+    onnx_model = OnnxSERModel(onnx_dir)
+    reference = LogitsOnly(EmotionClassifier(model_dir).model, "input_features")
+    generator = torch.Generator().manual_seed(1)
+    for batch, frames in ((1, 40), (4, 212), (2, WHISPER_FRAMES)):
+        features = torch.rand(batch, TINY_WHISPER["num_mel_bins"], frames, generator=generator) * 2 - 0.8
+        attention_mask = torch.ones(batch, frames, dtype=torch.long)
+        attention_mask[-1, frames // 2 :] = 0
+        assert_graph_matches(reference, onnx_model, features, attention_mask)
+    longer = np.zeros((1, TINY_WHISPER["num_mel_bins"], WHISPER_FRAMES + 2), dtype=np.float32)
+    with pytest.raises(ValueError, match=f"at most {WHISPER_FRAMES} frames"):
+        onnx_model.run_graph(longer, np.ones((1, WHISPER_FRAMES + 2)))
+
+
+def test_whisper_graph_on_the_30s_path_matches_pytorch_and_refuses_other_frame_counts(exported):
+    model_dir, onnx_dir = exported["whisper-30s"]
     onnx_model = OnnxSERModel(onnx_dir)
     assert onnx_model.input_name == "input_features"
     reference = LogitsOnly(EmotionClassifier(model_dir).model, "input_features")
@@ -203,7 +246,7 @@ def assert_backends_agree(exported, architecture, waveforms):
         assert np.abs(actual - expected).max() <= TOLERANCE
 
 
-@pytest.mark.parametrize("architecture", WITH_WHISPER)
+@pytest.mark.parametrize("architecture", ARCHITECTURES + WHISPER_PATHS)
 def test_model_logits_match_pytorch_on_speech_like_audio(exported, architecture):
     """Whole-model evaluation output, SERCNN's segment averaging included (done outside the graph for ONNX)."""
     waveforms = speech_like_waveforms(4, seed=3)

@@ -259,3 +259,116 @@ def test_from_backbone_configures_the_head_from_its_keywords(tiny_backbone_confi
     assert model.config.head_dropout == 0.6 and model.config.head_hidden_sizes == [16, 8]
     assert model.config.id2label == LABELS and model.config.label2id["sadness"] == 3
     assert model.head[-1].out_features == 4
+
+
+# ---- Whisper at the clip's length ------------------------------------------------------------------------------
+
+TINY_WHISPER_30S = {  # released Whisper's input side (80 mel bins, 1500 positions = 30 s), a tiny Transformer
+    "model_type": "whisper",
+    "d_model": 16,
+    "encoder_layers": 2,
+    "encoder_attention_heads": 2,
+    "decoder_layers": 1,
+    "decoder_attention_heads": 2,
+    "encoder_ffn_dim": 32,
+    "decoder_ffn_dim": 32,
+    "num_mel_bins": 80,
+}
+
+
+def whisper_pair():
+    """The same weights on the clip-length path (the default) and on the 30 s path (`whisper_clip_length=False`)."""
+    clip = make_model(TINY_WHISPER_30S, head_hidden_sizes=[8]).eval()
+    full = make_model(TINY_WHISPER_30S, head_hidden_sizes=[8], whisper_clip_length=False).eval()
+    full.load_state_dict(clip.state_dict())
+    return clip, full
+
+
+def whisper_batch(waveforms, clip_length: bool) -> dict:
+    from transformers import WhisperFeatureExtractor
+
+    from hf_ser.data.collator import SERDataCollator, clip_features
+
+    extractor = WhisperFeatureExtractor(return_attention_mask=True)
+    features = clip_features(extractor, waveforms, 16000, None, clip_length)
+    return SERDataCollator(extractor)([dict(zip(features, values)) for values in zip(*features.values())])
+
+
+def frames_encoded(model, batch) -> tuple[torch.Tensor, int]:
+    """Logits, and the mel frames that reached the encoder's first convolution."""
+    seen = []
+    hook = model.encoder.conv1.register_forward_hook(lambda module, args, output: seen.append(args[0].shape[-1]))
+    with torch.no_grad():
+        logits = model(**batch).logits
+    hook.remove()
+    return logits, seen[0]
+
+
+WAVEFORMS = [0.1 * torch.randn(n, generator=torch.Generator().manual_seed(n)).numpy() for n in (16000, 40000, 24001)]
+
+
+def test_whisper_features_at_clip_length_are_the_first_frames_of_the_30s_features():
+    from hf_ser.models.modeling_wav2vec2_ser import whisper_clip_frames
+
+    padded, clip_length = whisper_batch(WAVEFORMS, False), whisper_batch(WAVEFORMS, True)
+    assert padded["input_features"].shape == (3, 80, 3000)
+    frames = whisper_clip_frames(-(-40000 // 160), 3000)  # the longest clip's 250 frames + 3, rounded up to even
+    assert frames == 254 and clip_length["input_features"].shape == (3, 80, frames)
+    assert torch.equal(clip_length["input_features"], padded["input_features"][..., :frames])
+    assert torch.equal(clip_length["attention_mask"], padded["attention_mask"][:, :frames])
+    # extracted one clip at a time, then padded together by the collator: the same batch
+    from hf_ser.data.collator import SERDataCollator, pad_mel_frames
+
+    alone = [whisper_batch([waveform], True) for waveform in WAVEFORMS]
+    examples = [{key: value[0].numpy() for key, value in batch.items()} for batch in alone]
+    assert len({example["input_features"].shape[-1] for example in pad_mel_frames(examples)}) == 1
+    collated = SERDataCollator(__import__("transformers").WhisperFeatureExtractor())(examples)
+    assert torch.equal(collated["input_features"], clip_length["input_features"])
+
+
+def test_whisper_encodes_only_the_frames_the_batchs_longest_clip_needs():
+    clip, _ = whisper_pair()
+    from_clip_length, frames = frames_encoded(clip, whisper_batch(WAVEFORMS, True))
+    from_30s, cropped = frames_encoded(clip, whisper_batch(WAVEFORMS, False))  # e.g. the pipeline's features
+    assert frames == cropped == 254
+    torch.testing.assert_close(from_30s, from_clip_length, atol=0, rtol=0)
+
+
+def test_whisper_at_clip_length_gives_a_clip_the_same_logits_alone_and_in_a_batch():
+    clip, _ = whisper_pair()
+    batched, _ = frames_encoded(clip, whisper_batch(WAVEFORMS, True))
+    for index, waveform in enumerate(WAVEFORMS):
+        alone, frames = frames_encoded(clip, whisper_batch([waveform], True))
+        assert frames < 254 or index == 1  # the shorter clips alone are encoded with fewer frames
+        torch.testing.assert_close(alone[0], batched[index], atol=1e-5, rtol=0)
+
+
+def test_whisper_30s_switch_reproduces_the_released_encoder_path_exactly():
+    from hf_ser.models.modeling_wav2vec2_ser import masked_mean
+
+    clip, full = whisper_pair()
+    padded = whisper_batch(WAVEFORMS, False)
+    logits, frames = frames_encoded(full, padded)
+    assert frames == 3000
+    with torch.no_grad():  # what Wav2Vec2SER computed before clip-length encoding existed
+        hidden = full.encoder(padded["input_features"]).last_hidden_state
+        mask = full.frame_mask(hidden.shape[1], padded["attention_mask"], 3, hidden.device)
+        expected = full.head(masked_mean(hidden, mask))
+    assert torch.equal(logits, expected)
+    # the 30 s path attends over the padding, the clip-length path does not: on short clips they differ
+    clip_logits, _ = frames_encoded(clip, whisper_batch(WAVEFORMS, True))
+    assert (clip_logits - logits).abs().max() > 1e-4
+    # a clip of the whole 30 s window has no padding: both paths are the same computation, hidden states included
+    long_clip = whisper_batch([0.1 * torch.randn(480_000, generator=torch.Generator().manual_seed(1)).numpy()], True)
+    assert long_clip["input_features"].shape[-1] == 3000
+    with torch.no_grad():
+        a, b = clip(**long_clip, output_hidden_states=True), full(**long_clip, output_hidden_states=True)
+    assert torch.equal(a.logits, b.logits)
+    assert len(a.hidden_states) == len(b.hidden_states) == 3
+    assert all(torch.equal(x, y) for x, y in zip(a.hidden_states, b.hidden_states))
+
+
+def test_whisper_inputs_beyond_the_positional_embeddings_are_refused():
+    clip, _ = whisper_pair()
+    with pytest.raises(ValueError, match="3002 mel frames; this Whisper encoder has positional embeddings for 3000"):
+        clip(input_features=torch.zeros(1, 80, 3002))

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.skipif(
 LABELS = {0: "anger", 1: "happiness", 2: "neutral", 3: "sadness"}
 # Where hf_ser cannot be imported (remote code, a fresh interpreter each): one layout per family keeps it quick.
 WITHOUT_HF_SER = {"wav2vec2-base-960h", "hubert-large-superb-er", "whisper-small", "wav2vec2-bert"}
+# The 30 s path costs two 30 s forwards: checked on the smallest and largest width and on 128 mel bins.
+SWITCH_LAYOUTS = {"whisper-tiny", "whisper-small", "whisper-large-v3-mels"}
 CLIP_SAMPLES = (16000, 40000, 24000)  # 1 s, 2.5 s and 1.5 s: the first is padded by 1.5 s in a batch
 
 
@@ -126,6 +128,84 @@ def test_pipeline_equals_a_direct_forward_with_and_without_hf_ser(layout_dir, se
         cwd=tmp_path,
     )
     assert json.loads(remote) == pytest.approx(expected_by_label, abs=1e-5)
+
+
+def mel_frames_encoded(model, run):
+    """Calls `run()` and returns its result with the mel frames each forward fed the encoder's first convolution."""
+    seen = []
+    hook = model.encoder.conv1.register_forward_hook(lambda module, args, output: seen.append(args[0].shape[-1]))
+    try:
+        with torch.no_grad():
+            result = run()
+    finally:
+        hook.remove()
+    return result, seen
+
+
+def test_whisper_pipeline_predict_and_evaluation_agree_at_clip_length(layout_dir, ser_model, clips, tmp_path):
+    """The pipeline hands the model 30 s features (cropped inside to the clip), `predict` and evaluation prepare them
+    at the clip's length: the same frames are encoded and the same probabilities come out."""
+    import soundfile
+    from datasets import Dataset
+
+    from hf_ser.arguments import DataArguments
+    from hf_ser.data.collator import SERDataCollator
+    from hf_ser.data.transforms import AudioTransform
+    from hf_ser.inference.predict import EmotionClassifier
+    from hf_ser.models.modeling_wav2vec2_ser import whisper_clip_frames
+
+    layout, _ = layout_dir
+    if layout.family != "whisper":
+        return
+    model, extractor = ser_model
+    model.save_pretrained(tmp_path / "run")
+    extractor.save_pretrained(tmp_path / "run")
+    clip = clips[1]
+    expected_frames = whisper_clip_frames(-(-len(clip) // extractor.hop_length), 3000)
+    classifier = pipeline("audio-classification", model=str(tmp_path / "run"))
+    by_label, frames = mel_frames_encoded(
+        classifier.model, lambda: {p["label"]: p["score"] for p in classifier(clip.copy(), top_k=None)}
+    )
+    piped = np.array([by_label[LABELS[i]] for i in range(len(LABELS))])
+    assert frames == [expected_frames]
+
+    predicted, frames = mel_frames_encoded(
+        model, lambda: EmotionClassifier(model, feature_extractor=extractor).probabilities([clip])
+    )
+    assert frames == [expected_frames]
+    soundfile.write(tmp_path / "clip.wav", clip, 16000, subtype="FLOAT")
+    split = Dataset.from_dict({"path": [str(tmp_path / "clip.wav")], "label": [0]})
+    split.set_transform(AudioTransform(extractor, DataArguments(), train=False, whisper_clip_length=True))
+    batch = SERDataCollator(extractor)([split[0]])
+    assert batch["input_features"].shape[-1] == expected_frames  # computed only that far
+    evaluated, frames = mel_frames_encoded(model, lambda: model(**batch).logits.softmax(-1)[0].numpy())
+    np.testing.assert_allclose(predicted[0], piped, atol=1e-5)
+    np.testing.assert_allclose(evaluated, piped, atol=1e-5)
+
+
+def test_whisper_30s_switch_gives_the_released_encoders_logits(layout_dir, ser_model, clips):
+    """`whisper_clip_length=False` runs transformers' WhisperEncoder on 30 s features as before the switch existed;
+    on a 2.5 s clip the clip-length path differs from it by the attention over 27.5 s of padding."""
+    from hf_ser.models.modeling_wav2vec2_ser import masked_mean
+
+    layout, _ = layout_dir
+    if layout.name not in SWITCH_LAYOUTS:
+        return
+    model, extractor = ser_model
+    features = extractor([clips[1]], sampling_rate=16000, return_attention_mask=True, return_tensors="pt")
+    clip_length, frames = mel_frames_encoded(model, lambda: model(**features).logits)
+    assert frames[0] < 300
+    model.config.whisper_clip_length = False
+    try:
+        released, frames = mel_frames_encoded(model, lambda: model(**features).logits)
+    finally:
+        model.config.whisper_clip_length = True
+    assert frames == [3000]
+    with torch.no_grad():
+        hidden = model.encoder(features["input_features"]).last_hidden_state
+        mask = model.frame_mask(hidden.shape[1], features["attention_mask"], 1, hidden.device)
+        assert torch.equal(released, model.head(masked_mean(hidden, mask)))
+    assert (clip_length - released).abs().max() > 1e-5
 
 
 def test_backbone_overrides_reach_the_encoder_config_and_are_saved(layout_dir, tmp_path):
