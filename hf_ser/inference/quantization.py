@@ -1,0 +1,131 @@
+"""int8 ONNX models: onnxruntime's dynamic quantisation of an fp32 export, and its parity report against fp32.
+
+    hf-ser export-onnx MODEL OUT_DIR --quantize int8 [--parity_data_dir AUDIO_DIR]
+
+OUT_DIR's `model.onnx` is the quantised graph (weights of MatMul/Gemm and the like stored as int8; activations quantised
+per batch at run time with DynamicQuantizeLinear), next to the files an fp32 export writes, so `hf-ser predict OUT_DIR
+--backend onnx` runs it as it runs any export. `quantization_parity.json` compares it with the fp32 graph (exported
+into a temporary folder and discarded) on real audio: the share of files whose top label is the same, and the largest
+difference of any class probability. The audio is `--parity_data_dir` (every audio file under it, e.g. EmoDB's
+folder) or, for a run folder, the clips of its test split (`test_predictions.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from hf_ser.inference.onnx_export import (
+    DEFAULT_OPSET,
+    EXPORT_INFO_FILE,
+    ONNX_FILE,
+    PROTOBUF_LIMIT_BYTES,
+    export_onnx,
+)
+from hf_ser.inference.predict import EmotionClassifier, find_audio_files
+from hf_ser.run_folder import predictions_file, read_json
+
+logger = logging.getLogger(__name__)
+
+PARITY_FILE = "quantization_parity.json"
+QUANTIZATIONS = ("int8",)
+
+
+def parity_audio(model_or_path: Union[str, os.PathLike], parity_data_dir: Optional[Union[str, os.PathLike]]) -> tuple:
+    """(audio files, where they come from) for the parity report: every audio file under `parity_data_dir`, else the
+    test split of the run in `model_or_path` (its `test_predictions.json`)."""
+    if parity_data_dir is not None:
+        files, failures = find_audio_files([parity_data_dir])
+        if not files:
+            raise ValueError(f"--parity_data_dir {parity_data_dir}: {failures[0][1] if failures else 'no audio'}")
+        return files, f"audio files under {parity_data_dir}"
+    listing = Path(model_or_path) / predictions_file("test")
+    if not listing.is_file():
+        raise ValueError(
+            f"{listing} not found: --quantize compares int8 with fp32 on real audio; pass --parity_data_dir DIR "
+            "(e.g. EmoDB's folder) or export a run folder that holds its test split's predictions"
+        )
+    rows = read_json(listing)
+    return [Path(row["path"]) for row in rows], f"test split of {model_or_path} ({listing.name})"
+
+
+def quantization_parity(fp32_dir: Path, int8_dir: Path, files: list, threads: Optional[int] = None) -> dict:
+    """How the int8 graph's predictions compare with the fp32 graph's on `files` (decoded and batched alike)."""
+    reports = {
+        name: EmotionClassifier(folder, backend="onnx", threads=threads).predict_files(files)
+        for name, folder in (("fp32", fp32_dir), ("int8", int8_dir))
+    }
+    fp32, int8 = (reports[name].predictions for name in ("fp32", "int8"))
+    labels = list(fp32[0].probabilities) if fp32 else []
+    differences = np.array(
+        [[abs(a.probabilities[label] - b.probabilities[label]) for label in labels] for a, b in zip(fp32, int8)]
+    )
+    same = sum(a.label == b.label for a, b in zip(fp32, int8))
+    return {
+        "files": len(fp32),
+        "skipped": [{"file": file, "reason": reason} for file, reason in reports["fp32"].failures],
+        "identical_top_labels": int(same),
+        "top_label_agreement": same / len(fp32) if fp32 else None,
+        "max_abs_probability_difference": float(differences.max()) if fp32 else None,
+        "mean_abs_probability_difference": float(differences.mean()) if fp32 else None,
+    }
+
+
+def export_quantized(
+    model_or_path: Union[str, os.PathLike],
+    output_dir: Union[str, os.PathLike],
+    quantize: str = "int8",
+    parity_data_dir: Optional[Union[str, os.PathLike]] = None,
+    opset: int = DEFAULT_OPSET,
+    verify: bool = True,
+    threads: Optional[int] = None,
+) -> dict:
+    """Export `model_or_path` to ONNX, quantise it dynamically to int8 (`onnxruntime.quantization.quantize_dynamic`,
+    weights int8, activations uint8 per batch) into `output_dir/model.onnx`, and write `quantization_parity.json`.
+    Returns the parity report (also recorded under `quantization` in onnx_export.json)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"--quantize {quantize}: hf-ser quantises to one of {QUANTIZATIONS}")
+    files, source = parity_audio(model_or_path, parity_data_dir)  # refused before the minutes of export
+    output_dir = Path(output_dir)
+    with tempfile.TemporaryDirectory(prefix="hf-ser-fp32-") as workdir:
+        fp32_dir = Path(workdir)
+        info = export_onnx(model_or_path, fp32_dir, opset=opset, verify=verify)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for item in fp32_dir.iterdir():  # config, feature extractor: everything but the fp32 weights
+            if item.name != ONNX_FILE and not item.name.startswith(f"{ONNX_FILE}."):
+                shutil.copy2(item, output_dir / item.name)
+        fp32_bytes = sum(item.stat().st_size for item in fp32_dir.glob(f"{ONNX_FILE}*"))
+        quantize_dynamic(
+            fp32_dir / ONNX_FILE,
+            output_dir / ONNX_FILE,
+            weight_type=QuantType.QInt8,
+            use_external_data_format=fp32_bytes > PROTOBUF_LIMIT_BYTES,
+        )
+        report = {
+            "quantization": "int8 dynamic (onnxruntime.quantization.quantize_dynamic, weight_type QInt8)",
+            "audio": source,
+            "fp32_bytes": fp32_bytes,
+            "int8_bytes": sum(item.stat().st_size for item in output_dir.glob(f"{ONNX_FILE}*")),
+            **quantization_parity(fp32_dir, output_dir, files, threads),
+        }
+    (output_dir / PARITY_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    info["quantization"] = {"type": quantize, "parity_file": PARITY_FILE}
+    if "parity" in info:  # measured on the fp32 graph before quantisation
+        info["fp32_parity"] = info.pop("parity")
+    (output_dir / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    logger.info(
+        "int8: %d of %d top labels as fp32, max |probability difference| %.3g",
+        report["identical_top_labels"],
+        report["files"],
+        report["max_abs_probability_difference"] or 0.0,
+    )
+    return report
