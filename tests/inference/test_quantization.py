@@ -1,0 +1,105 @@
+"""Specification of `hf-ser export-onnx --quantize int8` (hf_ser/inference/quantization.py) and of predicting with
+the int8 model. One export for the module (tens of seconds on 2 CPU cores), so it is marked slow."""
+
+import json
+import os
+import shutil
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import soundfile
+
+from hf_ser.cli import main as cli_main
+from hf_ser.data.demo_corpus import synthesize
+from hf_ser.inference.predict import EmotionClassifier
+from hf_ser.inference.quantization import PARITY_FILE, parity_audio
+
+pytestmark = pytest.mark.slow
+EMOTIONS = ["angry", "happy", "neutral", "sad"]
+
+
+@pytest.fixture(scope="module")
+def run_with_test_split(tiny_model_dir, tmp_path_factory) -> Path:
+    """A finished run's folder: the tiny model and the `test_predictions.json` listing its test split's clips."""
+    root = tmp_path_factory.mktemp("quantize")
+    run = root / "run"
+    shutil.copytree(tiny_model_dir, run)
+    rng = np.random.default_rng(0)
+    rows = []
+    for index in range(6):
+        path = root / "test_clips" / f"clip{index}.wav"
+        path.parent.mkdir(exist_ok=True)
+        emotion = EMOTIONS[index % 4]
+        soundfile.write(path, synthesize(emotion, rng.uniform(100, 220), (600.0, 1500.0), rng), 16000)
+        rows.append({"path": str(path), "label": emotion, "predicted": emotion})
+    (run / "test_predictions.json").write_text(json.dumps(rows))
+    return run
+
+
+@pytest.fixture(scope="module")
+def quantized(run_with_test_split, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("int8") / "onnx"
+    assert cli_main(["export-onnx", str(run_with_test_split), str(out), "--quantize", "int8"]) == 0
+    return out
+
+
+def test_quantize_int8_writes_a_dynamically_quantized_graph(quantized):
+    graph = onnx.load(quantized / "model.onnx")
+    onnx.checker.check_model(graph)
+    operators = Counter(node.op_type for node in graph.graph.node)
+    assert operators["MatMulInteger"] >= 8 and operators["DynamicQuantizeLinear"] >= 8  # the Transformer's MatMuls
+    weight_types = Counter(initializer.data_type for initializer in graph.graph.initializer)
+    assert weight_types[onnx.TensorProto.INT8] >= 8
+    assert sorted(path.name for path in quantized.glob("*.onnx*")) == ["model.onnx"]  # no fp32 weights left behind
+    info = json.loads((quantized / "onnx_export.json").read_text())
+    assert info["quantization"] == {"type": "int8", "parity_file": PARITY_FILE}
+    assert info["fp32_parity"]["max_abs_diff"] <= 1e-4  # fp32 graph vs PyTorch, before quantisation
+
+
+def test_the_parity_report_compares_int8_with_fp32_on_the_runs_test_split(quantized, run_with_test_split):
+    report = json.loads((quantized / PARITY_FILE).read_text())
+    assert report["audio"].startswith(f"test split of {run_with_test_split}")
+    assert report["files"] == 6 and report["skipped"] == []
+    assert 0 <= report["identical_top_labels"] <= 6
+    assert report["top_label_agreement"] == pytest.approx(report["identical_top_labels"] / 6)
+    assert 0 < report["max_abs_probability_difference"] < 1  # int8 is not fp32, and still a probability
+    assert 0 < report["mean_abs_probability_difference"] <= report["max_abs_probability_difference"]
+    assert report["int8_bytes"] < report["fp32_bytes"]
+
+
+def test_predict_with_the_onnx_backend_runs_the_int8_model(quantized, run_with_test_split, capsys):
+    clips = run_with_test_split.parent / "test_clips"
+    assert cli_main(["predict", str(quantized), str(clips), "--backend", "onnx", "--format", "json"]) == 0
+    predictions = json.loads(capsys.readouterr().out)["predictions"]
+    assert len(predictions) == 6
+    for prediction in predictions:
+        assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    # the labels differ from the fp32 model's (= PyTorch's) exactly where the parity report says they do
+    torch_labels = [p.label for p in EmotionClassifier(run_with_test_split).predict_files([clips]).predictions]
+    same = sum(p["label"] == label for p, label in zip(predictions, torch_labels))
+    assert same == json.loads((quantized / PARITY_FILE).read_text())["identical_top_labels"]
+
+
+def test_parity_audio_is_every_file_under_parity_data_dir_or_the_runs_test_split(run_with_test_split, tmp_path):
+    clips = run_with_test_split.parent / "test_clips"
+    files, source = parity_audio(run_with_test_split, clips)
+    assert [path.name for path in files] == [f"clip{index}.wav" for index in range(6)]
+    assert source == f"audio files under {clips}"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="--parity_data_dir .*empty: folder holds no audio files"):
+        parity_audio(run_with_test_split, tmp_path / "empty")
+
+
+def test_quantize_without_audio_to_compare_on_is_one_line_before_exporting(tiny_model_dir, tmp_path, capsys):
+    code = cli_main(["export-onnx", str(tiny_model_dir), str(tmp_path / "out"), "--quantize", "int8"])
+    assert code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "test_predictions.json not found: --quantize compares int8 with fp32 on real audio" in error
+    assert "--parity_data_dir" in error
+    assert not (tmp_path / "out").exists()
