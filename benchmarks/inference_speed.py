@@ -1,13 +1,17 @@
-"""CPU inference speed of the PyTorch and ONNX Runtime backends of `hf-ser predict`, as a real-time factor.
+"""CPU inference speed of the PyTorch and ONNX Runtime backends of `hf-ser predict`, fp32 and int8, as a real-time factor.
 
-    HF_HUB_OFFLINE=1 python benchmarks/inference_speed.py --threads 1 --repeats 7
+    HF_HUB_OFFLINE=1 python benchmarks/inference_speed.py --threads 2 --repeats 5
 
 RTF = processing seconds / audio seconds (below 1 is faster than real time), batch 1, for:
   * SERCNN with its default ("Base" CNN) config: about 172k parameters;
   * Wav2Vec2SER around a wav2vec2-base-sized encoder (`transformers.Wav2Vec2Config()` defaults: 12 layers, hidden 768)
     with the seed's head (512, 256), random weights: speed does not depend on the weights' values.
-Timed: `EmotionClassifier.logits` on one waveform (feature extractor + padding + forward), the work `predict` does per
-batch after decoding. Each cell is the median of `--repeats` runs after one warm-up run. Results and the command go to
+Backends: torch (fp32), onnx (the fp32 export), onnx-int8 (that export quantised by `hf_ser.inference.quantization`,
+as `hf-ser export-onnx --quantize int8` does). Timed: `EmotionClassifier.logits` on one waveform (feature extractor +
+padding + forward), the work `predict` does per batch after decoding. Each cell is the median of `--repeats` runs after
+one warm-up run; the ratio column divides by torch's median on the same model and length, measured in the same run
+(the backends alternate within each cell's model). The quantisation's parity report (top labels of int8 vs fp32,
+largest probability difference) is run on `--parity-dir` (EmoDB's 535 files by default). Results and the command go to
 benchmarks/results/inference_speed.md.
 """
 
@@ -31,10 +35,12 @@ import hf_ser
 from hf_ser import SERCNN, SERCNNConfig, Wav2Vec2SER, Wav2Vec2SERConfig
 from hf_ser.data.demo_corpus import synthesize
 from hf_ser.inference.onnx_export import export_onnx
-from hf_ser.inference.predict import EmotionClassifier
+from hf_ser.inference.predict import EmotionClassifier, find_audio_files
+from hf_ser.inference.quantization import quantize_export
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 SR = 16_000
+EMODB_WAV = Path(__file__).resolve().parents[2] / "shared" / "data" / "emodb" / "wav"
 
 
 def build_models() -> dict:
@@ -62,13 +68,18 @@ def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
     return np.concatenate(pieces)[: int(seconds * SR)]
 
 
-def time_backend(classifier: EmotionClassifier, waveform: np.ndarray, repeats: int) -> list[float]:
-    classifier.logits([waveform])  # warm-up: allocations, ONNX Runtime's first-run optimisation
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def time_backends(backends: dict, waveform: np.ndarray, repeats: int) -> dict[str, list[float]]:
+    """Seconds per `logits` call of each backend, the backends taking turns (A, B, C, A, B, C, ...) so that a change
+    of load on the shared machine hits them alike; one warm-up call each first (allocations, ONNX Runtime's first-run
+    optimisation)."""
+    for classifier in backends.values():
         classifier.logits([waveform])
-        timings.append(time.perf_counter() - start)
+    timings = {backend: [] for backend in backends}
+    for _ in range(repeats):
+        for backend, classifier in backends.items():
+            start = time.perf_counter()
+            classifier.logits([waveform])
+            timings[backend].append(time.perf_counter() - start)
     return timings
 
 
@@ -77,8 +88,15 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of both backends (default 1)")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per cell; the median is reported")
     parser.add_argument("--durations", type=float, nargs="+", default=[6.0, 30.0], help="input lengths in seconds")
+    parser.add_argument("--parity-dir", default=str(EMODB_WAV), help="audio for the int8-vs-fp32 parity report")
+    parser.add_argument(
+        "--parity-files", type=int, help="only this many of those files, evenly spaced in name order (default: all)"
+    )
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "inference_speed.md"))
     args = parser.parse_args(argv)
+    parity_files, _ = find_audio_files([args.parity_dir])
+    if args.parity_files:
+        parity_files = parity_files[:: max(1, len(parity_files) // args.parity_files)][: args.parity_files]
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
 
@@ -90,19 +108,29 @@ def main(argv=None) -> int:
             extractor.save_pretrained(model_dir)
             start = time.perf_counter()
             info = export_onnx(model_dir, onnx_dir)
+            export_seconds = time.perf_counter() - start
             parameters = sum(p.numel() for p in model.parameters())
+            int8_dir = Path(workdir) / f"m{index}-int8"
+            audio = f"{len(parity_files)} files of {args.parity_dir}"
+            report = quantize_export(onnx_dir, int8_dir, parity_files, audio, threads=args.threads)
             notes.append(
-                f"{name}: {parameters / 1e6:.2f} M parameters; ONNX export {time.perf_counter() - start:.0f} s, "
-                f"parity max |logits diff| {info['parity']['max_abs_diff']:.1e}"
+                f"{name}: {parameters / 1e6:.2f} M parameters; ONNX export {export_seconds:.0f} s, "
+                f"parity max |logits diff| {info['parity']['max_abs_diff']:.1e}; int8 "
+                f"{report['int8_bytes'] / 2**20:.1f} MiB (fp32 {report['fp32_bytes'] / 2**20:.1f} MiB), on "
+                f"{audio}: {report['identical_top_labels']} top labels as fp32 "
+                f"({report['top_label_agreement']:.1%}), max |probability difference| "
+                f"{report['max_abs_probability_difference']:.3g}"
             )
+            print(notes[-1], flush=True)
             backends = {
                 "torch": EmotionClassifier(model_dir),
                 "onnx": EmotionClassifier(onnx_dir, backend="onnx", threads=args.threads),
+                "onnx-int8": EmotionClassifier(int8_dir, backend="onnx", threads=args.threads),
             }
             for seconds in args.durations:
                 waveform = speech_like(seconds)
-                for backend, classifier in backends.items():
-                    timings = time_backend(classifier, waveform, args.repeats)
+                all_timings = time_backends(backends, waveform, args.repeats)
+                for backend, timings in all_timings.items():
                     median = statistics.median(timings)
                     rows.append(
                         (
@@ -115,7 +143,7 @@ def main(argv=None) -> int:
                             median,
                         )
                     )
-                    print(f"{name:34s} {seconds:5.1f} s {backend:5s} RTF {median / seconds:.4f}", flush=True)
+                    print(f"{name:34s} {seconds:5.1f} s {backend:9s} RTF {median / seconds:.4f}", flush=True)
 
     load_after = os.getloadavg()
     command = "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/inference_speed.py " + " ".join(
@@ -135,7 +163,7 @@ def main(argv=None) -> int:
         f"Command: `{command.strip()}`",
         "",
         "RTF = processing seconds / audio seconds (lower is faster; 0.1 = ten times faster than real time). Batch 1, "
-        f"{args.threads} intra-op thread(s) for both backends; timed: feature extractor + padding + forward "
+        f"{args.threads} intra-op thread(s) for every backend; timed: feature extractor + padding + forward "
         "(`EmotionClassifier.logits`), not decoding. Median of "
         f"{args.repeats} runs after one warm-up; min and max show the spread.",
         "",
@@ -146,11 +174,13 @@ def main(argv=None) -> int:
         f"{transformers.__version__}, onnxruntime {__import__('onnxruntime').__version__}, hf-ser {hf_ser.__version__}.",
         "Weights are random (speed does not depend on their values).",
         "",
-        "| model | audio (s) | backend | RTF median | RTF min | RTF max | seconds per call (median) |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| model | audio (s) | backend | RTF median | RTF min | RTF max | seconds per call (median) | speed vs torch |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
+    torch_medians = {(name, seconds): median for name, seconds, backend, *_, median in rows if backend == "torch"}
     lines += [
-        f"| {name} | {seconds:g} | {backend} | {rtf:.4f} | {low:.4f} | {high:.4f} | {median:.3f} |"
+        f"| {name} | {seconds:g} | {backend} | {rtf:.4f} | {low:.4f} | {high:.4f} | {median:.3f} | "
+        f"{torch_medians[name, seconds] / median:.2f}x |"
         for name, seconds, backend, rtf, low, high, median in rows
     ]
     lines += ["", *[f"- {note}" for note in notes], ""]

@@ -78,6 +78,53 @@ def quantization_parity(fp32_dir: Path, int8_dir: Path, files: list, threads: Op
     }
 
 
+def quantize_export(
+    fp32_dir: Union[str, os.PathLike],
+    output_dir: Union[str, os.PathLike],
+    files: list,
+    audio: str,
+    threads: Optional[int] = None,
+) -> dict:
+    """Quantise the export in `fp32_dir` dynamically to int8 (`onnxruntime.quantization.quantize_dynamic`: weights
+    int8, activations uint8 per batch) into `output_dir/model.onnx`, copy the export's other files, and write the
+    parity report on `files` (described by `audio`) to `quantization_parity.json`; returns the report."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fp32_dir, output_dir = Path(fp32_dir), Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for item in fp32_dir.iterdir():  # config, feature extractor, export info: everything but the fp32 graph
+        if not item.name.startswith(ONNX_FILE) and item.is_file():
+            shutil.copy2(item, output_dir / item.name)
+    fp32_bytes = sum(item.stat().st_size for item in fp32_dir.glob(f"{ONNX_FILE}*"))
+    quantize_dynamic(
+        fp32_dir / ONNX_FILE,
+        output_dir / ONNX_FILE,
+        weight_type=QuantType.QInt8,
+        use_external_data_format=fp32_bytes > PROTOBUF_LIMIT_BYTES,
+    )
+    report = {
+        "quantization": "int8 dynamic (onnxruntime.quantization.quantize_dynamic, weight_type QInt8)",
+        "audio": audio,
+        "fp32_bytes": fp32_bytes,
+        "int8_bytes": sum(item.stat().st_size for item in output_dir.glob(f"{ONNX_FILE}*")),
+        **quantization_parity(fp32_dir, output_dir, files, threads),
+    }
+    (output_dir / PARITY_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    info_path = output_dir / EXPORT_INFO_FILE
+    info = json.loads(info_path.read_text())
+    info["quantization"] = {"type": "int8", "parity_file": PARITY_FILE}
+    if "parity" in info:  # measured on the fp32 graph, against PyTorch, before quantisation
+        info["fp32_parity"] = info.pop("parity")
+    info_path.write_text(json.dumps(info, indent=2) + "\n")
+    logger.info(
+        "int8: %d of %d top labels as fp32, max |probability difference| %.3g",
+        report["identical_top_labels"],
+        report["files"],
+        report["max_abs_probability_difference"] or 0.0,
+    )
+    return report
+
+
 def export_quantized(
     model_or_path: Union[str, os.PathLike],
     output_dir: Union[str, os.PathLike],
@@ -87,45 +134,11 @@ def export_quantized(
     verify: bool = True,
     threads: Optional[int] = None,
 ) -> dict:
-    """Export `model_or_path` to ONNX, quantise it dynamically to int8 (`onnxruntime.quantization.quantize_dynamic`,
-    weights int8, activations uint8 per batch) into `output_dir/model.onnx`, and write `quantization_parity.json`.
-    Returns the parity report (also recorded under `quantization` in onnx_export.json)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
+    """`hf-ser export-onnx --quantize int8`: export `model_or_path` to ONNX in a temporary folder, then
+    `quantize_export` it into `output_dir` with the parity report on `parity_audio`. Returns the report."""
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"--quantize {quantize}: hf-ser quantises to one of {QUANTIZATIONS}")
-    files, source = parity_audio(model_or_path, parity_data_dir)  # refused before the minutes of export
-    output_dir = Path(output_dir)
-    with tempfile.TemporaryDirectory(prefix="hf-ser-fp32-") as workdir:
-        fp32_dir = Path(workdir)
-        info = export_onnx(model_or_path, fp32_dir, opset=opset, verify=verify)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        for item in fp32_dir.iterdir():  # config, feature extractor: everything but the fp32 weights
-            if item.name != ONNX_FILE and not item.name.startswith(f"{ONNX_FILE}."):
-                shutil.copy2(item, output_dir / item.name)
-        fp32_bytes = sum(item.stat().st_size for item in fp32_dir.glob(f"{ONNX_FILE}*"))
-        quantize_dynamic(
-            fp32_dir / ONNX_FILE,
-            output_dir / ONNX_FILE,
-            weight_type=QuantType.QInt8,
-            use_external_data_format=fp32_bytes > PROTOBUF_LIMIT_BYTES,
-        )
-        report = {
-            "quantization": "int8 dynamic (onnxruntime.quantization.quantize_dynamic, weight_type QInt8)",
-            "audio": source,
-            "fp32_bytes": fp32_bytes,
-            "int8_bytes": sum(item.stat().st_size for item in output_dir.glob(f"{ONNX_FILE}*")),
-            **quantization_parity(fp32_dir, output_dir, files, threads),
-        }
-    (output_dir / PARITY_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    info["quantization"] = {"type": quantize, "parity_file": PARITY_FILE}
-    if "parity" in info:  # measured on the fp32 graph before quantisation
-        info["fp32_parity"] = info.pop("parity")
-    (output_dir / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    logger.info(
-        "int8: %d of %d top labels as fp32, max |probability difference| %.3g",
-        report["identical_top_labels"],
-        report["files"],
-        report["max_abs_probability_difference"] or 0.0,
-    )
-    return report
+    files, audio = parity_audio(model_or_path, parity_data_dir)  # refused before the minutes of export
+    with tempfile.TemporaryDirectory(prefix="hf-ser-fp32-") as fp32_dir:
+        export_onnx(model_or_path, fp32_dir, opset=opset, verify=verify)
+        return quantize_export(fp32_dir, output_dir, files, audio, threads)
