@@ -268,6 +268,14 @@ class SERTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if self.bootstrap_samples < 0:
             raise ValueError(f"bootstrap_samples={self.bootstrap_samples}: use 0 (off) or a number of resamples")
+        if cpu_processes_launched() and (self.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"):
+            # accelerate (1.15) sets up FSDP only for GPU-type processes; on CPU processes it silently trains plain
+            # DDP instead, with full weights and optimizer states on every process (docs/scaling.md, "FSDP").
+            raise ValueError(
+                f"FSDP needs GPUs: these {launched_world_size()} processes run on CPU, where accelerate would "
+                "silently train plain DDP instead of sharding; use accelerate_configs/multi_gpu.yaml (DDP) or "
+                "deepspeed_zero2.yaml / deepspeed_zero3.yaml (sharded, works on CPU) here"
+            )
         if not self.use_cpu and cpu_processes_launched():
             # Without `use_cpu`, transformers sets up no data parallelism for CPU processes: each would train alone on
             # all the data and they would overwrite each other's files. With it, accelerate runs DDP over gloo.

@@ -11,11 +11,15 @@
   weight initialisation cannot reach wav2vec2's weight-normed positional convolution (its weights live two modules
   down, in `conv.parametrizations.weight`): construction fails with an IndexError. `weights_built_whole` builds the
   model with full weights instead; DeepSpeed partitions it when the Trainer prepares it.
+- DeepSpeed on CPU processes JIT-compiles a shared-memory all-reduce op when it sets up communication (minutes, and a
+  run killed meanwhile leaves a lock that blocks the next one); only DeepSpeed's tensor-parallel *inference* uses that
+  op, so `skip_deepspeed_cpu_inference_op` declines it for training.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import contextmanager
 
 from torch import nn
@@ -78,6 +82,26 @@ def weights_built_whole(args: TrainingArguments):
     finally:
         if holder is not None:
             set_hf_deepspeed_config(holder)
+
+
+DEEPSPEED_CPU_INFERENCE_OP = "deepspeed_shm_comm"  # ShareMemCommBuilder: serves only `inference_all_reduce`
+
+
+def skip_deepspeed_cpu_inference_op(args: TrainingArguments) -> bool:
+    """Under DeepSpeed on CPU processes, mark DeepSpeed's shared-memory all-reduce op as unavailable, so that setting up
+    communication does not JIT-compile it; returns whether it was skipped.
+
+    DeepSpeed builds the op in `deepspeed.comm.TorchBackend` whenever its compatibility probe
+    (`deepspeed.ops.__compatible_ops__`, a dict DeepSpeed keeps for the process) says it could, and uses it only in
+    `inference_all_reduce` (tensor-parallel inference). Training all-reduces through torch.distributed (gloo) either way.
+    """
+    uses_deepspeed = bool(args.deepspeed) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+    if not (uses_deepspeed and args.world_size > 1 and args.device.type == "cpu"):
+        return False
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__[DEEPSPEED_CPU_INFERENCE_OP] = False
+    return True
 
 
 def prepare_model_for_processes(model: PreTrainedModel, args: TrainingArguments) -> PreTrainedModel:

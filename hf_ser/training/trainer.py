@@ -15,6 +15,7 @@ from transformers import Trainer
 from transformers.trainer_utils import unwrap_peft_model
 
 from hf_ser.training.cpu_memory import release_freed_memory
+from hf_ser.training.distributed import skip_deepspeed_cpu_inference_op
 
 LENGTH_STRATEGIES = ("group_by_length", "batch_rebalance")
 
@@ -33,6 +34,7 @@ def encoder_parameter_ids(model: nn.Module) -> set[int]:
 class SERTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        skip_deepspeed_cpu_inference_op(self.args)  # before DeepSpeed sets up communication, in train()
         if getattr(self.args, "cpu_release_freed_memory", False):
             release_freed_memory()
 
