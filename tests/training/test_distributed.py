@@ -22,7 +22,11 @@ from hf_ser.arguments import SERTrainingArguments
 from hf_ser.models.configuration_wav2vec2_ser import Wav2Vec2SERConfig
 from hf_ser.models.modeling_wav2vec2_ser import SafeBatchNorm1d, Wav2Vec2SER
 from hf_ser.train import main as train_main
-from hf_ser.training.distributed import prepare_model_for_processes
+from hf_ser.training.distributed import (
+    DEEPSPEED_CPU_INFERENCE_OP,
+    prepare_model_for_processes,
+    skip_deepspeed_cpu_inference_op,
+)
 
 CONFIG_DIR = REPO_ROOT / "accelerate_configs"
 EXPECTED_CONFIGS = {
@@ -295,3 +299,31 @@ def test_freeze_encoder_steps_with_gradient_checkpointing_trains_under_ddp(run_a
 def test_freeze_encoder_steps_refuses_ddp_without_unused_parameter_detection(tmp_path):
     with pytest.raises(ValueError, match="freeze_encoder_steps needs ddp_find_unused_parameters: true"):
         SERTrainingArguments(output_dir=str(tmp_path), freeze_encoder_steps=2, ddp_find_unused_parameters=False)
+
+
+def test_deepspeed_cpu_inference_op_is_not_compiled_for_training_on_cpu_processes(monkeypatch):
+    import deepspeed.ops
+
+    monkeypatch.setitem(deepspeed.ops.__compatible_ops__, DEEPSPEED_CPU_INFERENCE_OP, True)
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    on_gpus = SimpleNamespace(deepspeed=None, world_size=2, device=torch.device("cuda"))
+    assert skip_deepspeed_cpu_inference_op(on_gpus) is False
+    assert deepspeed.ops.__compatible_ops__[DEEPSPEED_CPU_INFERENCE_OP] is True
+    on_cpus = SimpleNamespace(deepspeed=None, world_size=2, device=torch.device("cpu"))
+    assert skip_deepspeed_cpu_inference_op(on_cpus) is True
+    # DeepSpeed's TorchBackend builds the op only while this says it could
+    assert deepspeed.ops.__compatible_ops__[DEEPSPEED_CPU_INFERENCE_OP] is False
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "false")
+    monkeypatch.setitem(deepspeed.ops.__compatible_ops__, DEEPSPEED_CPU_INFERENCE_OP, True)
+    assert skip_deepspeed_cpu_inference_op(on_cpus) is False  # not a DeepSpeed run: nothing touched
+
+
+def test_fsdp_is_refused_for_processes_launched_without_gpu(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    monkeypatch.setattr(TrainingArguments, "__post_init__", lambda self: None)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch` with accelerate_configs/fsdp.yaml sets
+    with pytest.raises(ValueError, match="FSDP needs GPUs: these 2 processes run on CPU"):
+        SERTrainingArguments(output_dir=str(tmp_path))
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert SERTrainingArguments(output_dir=str(tmp_path)).use_cpu is False  # one process: FSDP's own business
