@@ -30,7 +30,7 @@ SPACE_GRADIO_VERSION = "6.31.0"  # the Space card's sdk_version: the gradio the 
 
 
 def load_app() -> ModuleType:
-    """The demo app module (`templates/app.py`; importing it imports gradio)."""
+    """The demo app module (`templates/app.py`; gradio is imported when it builds the page)."""
     spec = importlib.util.spec_from_file_location("hf_ser_demo_app", APP_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

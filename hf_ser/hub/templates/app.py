@@ -115,7 +115,8 @@ class TransformersBackend:
         return np.stack(rows)
 
     def timeline(self, waveform: np.ndarray, window: float, hop: float) -> list[dict]:
-        length, step = round(window * self.sampling_rate), round(hop * self.sampling_rate)
+        # as hf-ser's `split_into_segments`: audio shorter than one window is one segment
+        length, step = min(round(window * self.sampling_rate), len(waveform)), round(hop * self.sampling_rate)
         starts = list(range(0, len(waveform) - length + 1, step))
         if starts[-1] + length < len(waveform):
             starts.append(len(waveform) - length)  # the last window ends at the end of the audio
