@@ -241,12 +241,17 @@ def main(argv: Optional[list[str]] = None) -> dict:
         parser.error("give --output_dir: where the results go (never the model's own folder)")
     defaults, sources = run_data_defaults(args.model)
     _, data_args, training_args = parse_args(rest, defaults=defaults, defaults_source=sources)
-    if defaults and _corpus_identity(vars(data_args)) != _corpus_identity(defaults):
-        # Cross-corpus: the run's speakers, labels and label map belong to its own corpus.
-        kept = {key: value for key, value in defaults.items() if key in AUDIO_KEYS}
+    ours, runs = _corpus_identity(vars(data_args)), _corpus_identity(defaults)
+    if defaults and ours != runs:
+        # Cross-corpus: the run's speakers, labels and label map belong to its own corpus. Only another folder of the
+        # same loader (`--data_dir` alone on an audiofolder run) keeps the loader: the dataset stays the run's.
+        same_loader = ours[0] == runs[0]
+        kept = {
+            key: value for key, value in defaults.items() if key in AUDIO_KEYS or (same_loader and key == "dataset")
+        }
         print(
-            f"another corpus than the run's ({data_args.dataset}, not {_corpus_identity(defaults)[0]}): the run's "
-            f"corpus keys {sorted(set(defaults) - set(kept))} are not used"
+            f"another corpus than the run's ({' at '.join(filter(None, ours))}, not {' at '.join(filter(None, runs))}): "
+            f"the run's corpus keys {sorted(set(defaults) - set(kept))} are not used"
         )
         _, data_args, training_args = parse_args(rest, defaults=kept, defaults_source=sources)
     print(describe_sources(data_args, training_args))

@@ -118,7 +118,7 @@ def test_cross_corpus_evaluation_maps_labels_and_names_what_it_excludes(tmp_path
     results = evaluate_main(argv + ["--output_dir", str(tmp_path / "out")])
     console = capsys.readouterr().out
     assert (
-        "another corpus than the run's (audiofolder, not emodb): the run's corpus keys "
+        f"another corpus than the run's (audiofolder at {tiny_corpus.resolve()}, not emodb): the run's corpus keys "
         "['test_speakers', 'validation_speakers'] are not used" in console
     )
     saved = json.loads((tmp_path / "out" / "corpus_results.json").read_text())
@@ -138,3 +138,19 @@ def test_cross_corpus_evaluation_maps_labels_and_names_what_it_excludes(tmp_path
     assert saved["corpus_bootstrap_samples"] == 1000
     report = json.loads((tmp_path / "out" / "data_report.json").read_text())
     assert sum("'neutral' is not in the label set" in item["reason"] for item in report["skipped"]) == 12
+
+
+def test_another_folder_of_an_audiofolder_run_keeps_the_runs_loader(tmp_path, tiny_corpus, capsys):
+    model = make_run_folder(tmp_path / "model", dataset="audiofolder", labels=TINY_LABELS)
+    run_config = json.loads((model / "run_config.json").read_text())
+    run_config["data_args"].update(data_dir=str(tmp_path / "first_corpus"), speaker_pattern=TINY_SPEAKER_PATTERN)
+    (model / "run_config.json").write_text(json.dumps(run_config))
+    argv = [str(model), "--data_dir", str(tiny_corpus), "--split", "all", "--report_to", "none"]
+    results = evaluate_main(argv + ["--output_dir", str(tmp_path / "out")])
+    console = capsys.readouterr().out
+    assert (
+        f"another corpus than the run's (audiofolder at {tiny_corpus.resolve()}, not audiofolder at "
+        f"{(tmp_path / 'first_corpus').resolve()}): the run's corpus keys ['data_dir', 'speaker_pattern', "
+        "'test_speakers', 'validation_speakers'] are not used" in console
+    )
+    assert results["corpus_samples"] == 48  # read as an audiofolder, not as the default dataset (EmoDB)
