@@ -2,8 +2,8 @@
 
     hf-ser export-onnx MODEL OUT_DIR --quantize int8 [--parity_data_dir AUDIO_DIR]
 
-OUT_DIR's `model.onnx` is the quantised graph (weights of MatMul/Gemm and the like stored as int8; activations quantised
-per batch at run time with DynamicQuantizeLinear), next to the files an fp32 export writes, so `hf-ser predict OUT_DIR
+OUT_DIR's `model.onnx` is the quantised graph (weights of MatMul, Conv, Gather and the like stored as int8; activations
+quantised per batch at run time with DynamicQuantizeLinear), next to the files an fp32 export writes, so `hf-ser predict OUT_DIR
 --backend onnx` runs it as it runs any export. `quantization_parity.json` compares it with the fp32 graph (exported
 into a temporary folder and discarded) on real audio: the share of files whose top label is the same, and the largest
 difference of any class probability. The audio is `--parity_data_dir` (every audio file under it, e.g. EmoDB's
