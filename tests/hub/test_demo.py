@@ -107,36 +107,41 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def demo_url(tiny_run, tmp_path_factory):
-    """`hf-ser demo` of the tiny run, served on 127.0.0.1 for the tests of this module (started once: gradio is slow
-    to import)."""
+@pytest.fixture(scope="module", autouse=True)
+def demo_server(tiny_run, tmp_path_factory):
+    """`hf-ser demo` of the tiny run on 127.0.0.1, started once, with this module's first test: its slow start
+    (gradio's import, the model load) overlaps the tests that do not need it. Yields (process, url, log file)."""
     port, log = free_port(), tmp_path_factory.mktemp("demo") / "server.log"
     command = [sys.executable, "-m", "hf_ser.cli", "demo", str(tiny_run), "--host", "127.0.0.1", "--port", str(port)]
     with open(log, "w") as out:
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-    url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"hf-ser demo exited with status {server.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"hf-ser demo did not answer on {url} within {SERVER_START_SECONDS} s:\n{log.read_text()}")
-            time.sleep(0.5)
-        yield url
+        yield server, f"http://127.0.0.1:{port}/", log
     finally:
         server.terminate()
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@pytest.fixture(scope="module")
+def demo_url(demo_server):
+    """The page's address, once the server answers (at most SERVER_START_SECONDS after it was started)."""
+    server, url, log = demo_server
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while True:
+        if server.poll() is not None:
+            pytest.fail(f"hf-ser demo exited with status {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return url
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"hf-ser demo did not answer on {url} within {SERVER_START_SECONDS} s:\n{log.read_text()}")
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
