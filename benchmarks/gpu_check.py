@@ -15,13 +15,23 @@ per second, next to the row of `benchmarks/results/gpu_memory_estimate.json` tha
 
     python benchmarks/gpu_check.py --json benchmarks/results/gpu_check.json     # on a GPU machine
     python benchmarks/gpu_check.py --quick --device cpu                         # tiny encoder: checks the script
+
+`--fsdp` (2+ GPUs) checks FSDP instead, which cannot run on CPU processes (docs/scaling.md, "FSDP"): it runs the
+sharded-engine tests of tests/training/test_distributed_engines.py for `accelerate_configs/fsdp.yaml` on 2 GPUs
+(train with sharded weights, results written once, checkpoints that reload as plain models with the in-training
+logits, a SIGKILLed run that resumes to the uninterrupted losses), and prints pytest's report.
+
+    python benchmarks/gpu_check.py --fsdp
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -83,6 +93,20 @@ def train_steps(lever: str, device: str, batch: int, seconds: float, steps: int,
     }
 
 
+FSDP_TESTS = REPO_ROOT / "tests" / "training" / "test_distributed_engines.py"
+
+
+def check_fsdp() -> int:
+    """pytest's exit status for the fsdp.yaml runs of the sharded-engine tests (collected only with 2+ GPUs)."""
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        print(f"--fsdp needs 2 GPUs; this machine has {torch.cuda.device_count()}", file=sys.stderr)
+        return 2
+    command = [sys.executable, "-m", "pytest", "-q", "-rA", "--durations=0", str(FSDP_TESTS), "-k", "fsdp and yaml"]
+    return subprocess.call(command, cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
 def estimates(batch: int) -> dict[str, float]:
     if not ESTIMATE_FILE.is_file():
         return {}
@@ -101,8 +125,11 @@ def main() -> None:
     parser.add_argument("--levers", nargs="+", default=list(LEVERS), choices=list(LEVERS))
     parser.add_argument("--quick", action="store_true", help="tiny encoder, 2 x 1 s, 2 steps: checks the script")
     parser.add_argument("--json", help="write the raw results here")
+    parser.add_argument("--fsdp", action="store_true", help="check accelerate_configs/fsdp.yaml on 2 GPUs instead")
     parser.add_argument("--worker", choices=list(LEVERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.fsdp:
+        sys.exit(check_fsdp())
     if args.quick:
         args.batch, args.seconds, args.steps = 2, 1.0, 2
     if args.worker:

@@ -77,12 +77,18 @@ def probe_input() -> torch.Tensor:
     return 0.1 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
 
 
+def local_part(tensor: torch.Tensor) -> torch.Tensor:
+    """What this rank holds of a parameter: its ZeRO-3 shard (`ds_tensor`; the parameter itself is an empty placeholder
+    between forward passes), its FSDP2 shard (a DTensor's local tensor), or the whole tensor."""
+    if hasattr(tensor, "ds_tensor"):
+        return tensor.ds_tensor
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
 def digest(tensors) -> str:
-    """SHA-256 of the tensors' values; for a ZeRO-3 parameter, of this rank's shard (`ds_tensor`: the parameter itself
-    is an empty placeholder between forward passes)."""
+    """SHA-256 of the values this rank holds of the tensors (`local_part`)."""
     sha = hashlib.sha256()
-    for tensor in tensors:
-        tensor = getattr(tensor, "ds_tensor", tensor)
+    for tensor in map(local_part, tensors):
         sha.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return sha.hexdigest()
 
@@ -111,7 +117,7 @@ class RankRecorder(TrainerCallback):
                 ),
                 # ZeRO-3 leaves each rank an empty placeholder per parameter; its full size is `ds_numel`
                 "num_parameters": sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters()),
-                "parameters_held": sum(getattr(p, "ds_tensor", p).numel() for p in model.parameters()),
+                "parameters_held": sum(local_part(p).numel() for p in model.parameters()),
             }
         )
 
