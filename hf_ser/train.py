@@ -41,7 +41,7 @@ from hf_ser.data.dataset import (  # noqa: E402
     split_checked_corpus,
 )
 from hf_ser.data.transforms import EpochCallback, attach_transforms, clean_training_view  # noqa: E402
-from hf_ser.evaluation.final import evaluate_and_save  # noqa: E402
+from hf_ser.evaluation.final import evaluate_and_save, print_end_summary  # noqa: E402
 from hf_ser.evaluation.metrics import compute_metrics  # noqa: E402
 from hf_ser.hub.model_card import save_model_card  # noqa: E402
 from hf_ser.hub.publish import push_run  # noqa: E402
@@ -179,6 +179,8 @@ def train(
             push_run(training_args.output_dir, repo_id, private=training_args.hub_private_repo)
     if report.skipped or report.notes:  # the end-of-run summary of data problems (all of them in data_report.json)
         logger.warning("Data problems (all in %s/data_report.json):\n%s", training_args.output_dir, report.problems())
+    if trainer.is_world_process_zero():
+        print_end_summary(results, report, splits, training_args.output_dir)
     return results
 
 

@@ -1,30 +1,65 @@
-"""A small generated smoke corpus for the demo recipe: speech-like signals whose prosody depends on the emotion.
+"""A small generated smoke corpus for the demo recipe: speech-like signals whose voice quality depends on the emotion.
 
 It is NOT speech and results on it say nothing about real emotion recognition; it exists so that the whole pipeline
-runs on a fresh machine without a download. Each "utterance" is a glottal-like harmonic source with a pitch contour,
-syllable-rate amplitude modulation and two formant resonances; emotions differ in mean pitch, pitch range, energy,
-speaking rate and breathiness, and every speaker has an own voice (base pitch and formants).
-Layout: `<root>/<emotion>/spk<NN>_<emotion>_<index>.wav` (an `audiofolder` with speaker pattern `spk(\\d+)`).
+runs on a fresh machine without a download, and so that its held-out speakers test what matters: generalising to
+voices never heard. Each "utterance" is a glottal-like harmonic source with a pitch contour, jitter, syllable-rate
+amplitude modulation, breath noise and two formant resonances.
+
+The emotion cues are relative, so they survive a feature extractor's per-utterance normalisation and do not depend on
+who speaks: speaking rate, pitch range and contour direction (in semitones around the speaker's own pitch), spectral
+tilt, jitter, breathiness and how abrupt the syllables are. Loudness is not a cue (normalisation removes it) and
+neither is absolute pitch: every speaker has an own base pitch, formants and habits (a little faster or slower,
+brighter or darker, breathier) that are the same for all four emotions, so a model that learns the speaker instead of
+the emotion fails on the held-out speakers.
+Layout: `<root>/<emotion>/spk<NN>_<emotion>_<index>.wav` (an `audiofolder` with speaker pattern `spk(\\d+)`), plus
+`<root>/demo_corpus.json`, which names the generator version the files were made with.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
 DEMO_SPEAKER_PATTERN = r"spk(?P<speaker>\d+)_"
-# emotion: (pitch factor, pitch range in semitones, energy, syllables per second, breathiness)
+# Bump when the signals change, so a corpus cached by an older version is generated again.
+GENERATOR_VERSION = 2
+MARKER_FILE = "demo_corpus.json"
+# emotion: (syllables per second, pitch range in semitones, contour slope in semitones per second,
+#           spectral tilt (harmonic k has amplitude k ** -tilt), jitter (relative f0 noise), breathiness
+#           (noise RMS relative to the voiced RMS), syllable sharpness (exponent of the syllable envelope))
 PROSODY = {
-    "neutral": (1.00, 1.5, 0.30, 4.0, 0.02),
-    "happy": (1.25, 5.0, 0.50, 5.0, 0.03),
-    "sad": (0.85, 0.8, 0.15, 2.5, 0.08),
-    "angry": (1.15, 3.0, 0.80, 5.5, 0.01),
+    "neutral": (3.2, 1.0, 0.0, 1.6, 0.005, 0.10, 1.0),
+    "happy": (5.0, 7.0, 4.0, 1.0, 0.008, 0.05, 1.0),
+    "sad": (2.2, 1.0, -3.0, 2.4, 0.010, 0.35, 0.6),
+    "angry": (6.5, 3.5, -1.0, 0.4, 0.030, 0.03, 3.0),
 }
+MAX_HARMONIC_HZ = 5000.0
+
+
+@dataclass(frozen=True)
+class Voice:
+    """One speaker's habits, shared by all their emotions: multipliers and offsets of the emotion's cues."""
+
+    rate: float = 1.0
+    tilt: float = 0.0
+    breath: float = 1.0
+    pitch_range: float = 1.0
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> "Voice":
+        return cls(
+            rate=rng.uniform(0.9, 1.1),
+            tilt=rng.uniform(-0.1, 0.1),
+            breath=rng.uniform(0.75, 1.35),
+            pitch_range=rng.uniform(0.8, 1.2),
+        )
 
 
 def _resonate(signal: np.ndarray, frequency: float, bandwidth: float, sampling_rate: int) -> np.ndarray:
@@ -35,25 +70,74 @@ def _resonate(signal: np.ndarray, frequency: float, bandwidth: float, sampling_r
     return lfilter([1 - radius], [1, -2 * radius * np.cos(theta), radius**2], signal)
 
 
-def synthesize(emotion: str, base_pitch: float, formants: tuple, rng: np.random.Generator, sampling_rate: int = 16_000):
-    pitch_factor, pitch_range, energy, rate, breath = PROSODY[emotion]
+def _held_noise(rng: np.random.Generator, length: int, block: int) -> np.ndarray:
+    """White noise held constant over blocks of `block` samples (a cycle-to-cycle perturbation)."""
+    return np.repeat(rng.standard_normal(length // block + 1), block)[:length]
+
+
+def _harmonic_source(phase: np.ndarray, count: int, tilt: float) -> np.ndarray:
+    """Sum of harmonics k = 1..count with amplitude k ** -tilt; sin(k x) by the recurrence
+    2 cos(x) sin((k-1) x) - sin((k-2) x), which is several times faster than one sin per harmonic."""
+    twice_cos = 2 * np.cos(phase)
+    previous, current = np.zeros_like(phase), np.sin(phase)
+    source = current.copy()
+    for k in range(2, count + 1):
+        previous, current = current, twice_cos * current - previous
+        source += k**-tilt * current
+    return source
+
+
+def synthesize(
+    emotion: str,
+    base_pitch: float,
+    formants: tuple,
+    rng: np.random.Generator,
+    sampling_rate: int = 16_000,
+    voice: Voice = Voice(),
+) -> np.ndarray:
+    """One utterance of `emotion` by a speaker with this base pitch (Hz), two formants (Hz) and `voice`."""
+    rate, pitch_range, slope, tilt, jitter, breath, sharpness = PROSODY[emotion]
     duration = rng.uniform(1.5, 3.0)
-    t = np.arange(int(duration * sampling_rate)) / sampling_rate
-    contour = pitch_range * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * t + rng.uniform(0, 6.3))
-    f0 = base_pitch * pitch_factor * 2 ** ((contour + rng.normal(0, 0.3)) / 12)
+    n = int(duration * sampling_rate)
+    t = np.arange(n) / sampling_rate
+    semitones = voice.pitch_range * pitch_range * np.sin(2 * np.pi * rng.uniform(0.4, 0.9) * t + rng.uniform(0, 6.3))
+    semitones += slope * (t - duration / 2) + rng.normal(0, 0.5)
+    f0 = base_pitch * 2 ** (semitones / 12)
+    f0 *= 1 + jitter * _held_noise(rng, n, max(1, int(sampling_rate / base_pitch)))
     phase = 2 * np.pi * np.cumsum(f0) / sampling_rate
-    source = sum(np.sin(k * phase) / k for k in range(1, 16))
-    syllables = 0.5 * (1 - np.cos(2 * np.pi * rate * rng.uniform(0.85, 1.15) * t))
+    source = _harmonic_source(phase, max(2, int(MAX_HARMONIC_HZ / base_pitch)), tilt + voice.tilt)
     voiced = _resonate(source, formants[0], 90, sampling_rate) + 0.6 * _resonate(
         source, formants[1], 120, sampling_rate
     )
-    signal = voiced * syllables + breath * rng.standard_normal(len(t))
-    signal *= energy * rng.uniform(0.8, 1.2) / (np.abs(signal).max() + 1e-9)
+    syllable_rate = rate * voice.rate * rng.uniform(0.92, 1.08)
+    syllables = (0.5 * (1 - np.cos(2 * np.pi * syllable_rate * t))) ** sharpness
+    voiced *= syllables
+    noise = _resonate(rng.standard_normal(n), formants[1], 800, sampling_rate) * syllables
+    noise *= breath * voice.breath * np.std(voiced) / (np.std(noise) + 1e-9)
+    signal = voiced + noise
+    # Loudness carries no emotion here: per-utterance normalisation would remove it anyway.
+    signal *= rng.uniform(0.3, 0.8) / (np.abs(signal).max() + 1e-9)
     return signal.astype(np.float32)
 
 
-def generate_demo_corpus(root: str | Path, speakers: int = 8, per_emotion: int = 10, seed: int = 0) -> Path:
-    """Write the corpus under `root` (skipped when it is already complete); returns `root`.
+def _check_is_demo_corpus(root: Path) -> None:
+    """Refuse to replace a folder that holds anything but demo clips (a `--data_dir` pointed at the wrong folder)."""
+    foreign = [
+        path
+        for path in root.iterdir()
+        if path.name != MARKER_FILE
+        and not (path.is_dir() and path.name in PROSODY and all(p.suffix == ".wav" for p in path.iterdir()))
+    ]
+    if foreign:
+        raise ValueError(
+            f"{root} is not a demo corpus (it holds {foreign[0].name}); the demo corpus is generated into its own "
+            "folder: give --data_dir a new or empty folder, or drop it to use ~/.cache/hf_ser/demo_corpus"
+        )
+
+
+def generate_demo_corpus(root: str | Path, speakers: int = 16, per_emotion: int = 6, seed: int = 0) -> Path:
+    """Write the corpus under `root` (skipped when it is already complete and of this generator version); returns
+    `root`.
 
     The files are written to a private folder beside `root` that is then renamed to `root`, so a reader never sees a
     half-written corpus and two commands generating it at once do not interleave (the corpus is deterministic: the
@@ -61,9 +145,14 @@ def generate_demo_corpus(root: str | Path, speakers: int = 8, per_emotion: int =
     """
     root = Path(root)
     expected = speakers * per_emotion * len(PROSODY)
+    marker = {"generator_version": GENERATOR_VERSION, "speakers": speakers, "per_emotion": per_emotion, "seed": seed}
 
     def complete() -> bool:
-        return root.is_dir() and len(list(root.glob("*/*.wav"))) == expected
+        try:
+            written = json.loads((root / MARKER_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        return {key: written.get(key) for key in marker} == marker and len(list(root.glob("*/*.wav"))) == expected
 
     if complete():
         return root
@@ -71,15 +160,20 @@ def generate_demo_corpus(root: str | Path, speakers: int = 8, per_emotion: int =
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
         rng = np.random.default_rng(seed)
+        voices = {}
         for speaker in range(1, speakers + 1):
             base_pitch = rng.uniform(95, 230)
             formants = (rng.uniform(450, 800), rng.uniform(1100, 1900))
+            voice = Voice.draw(rng)
+            voices[f"{speaker:02d}"] = {"base_pitch": base_pitch, "formants": formants, **asdict(voice)}
             for emotion in PROSODY:
                 (staging / emotion).mkdir(exist_ok=True)
                 for index in range(per_emotion):
-                    waveform = synthesize(emotion, base_pitch, formants, rng)
+                    waveform = synthesize(emotion, base_pitch, formants, rng, voice=voice)
                     soundfile.write(staging / emotion / f"spk{speaker:02d}_{emotion}_{index:02d}.wav", waveform, 16_000)
-        if root.is_dir() and not complete():  # left half-written by a version that wrote in place
+        (staging / MARKER_FILE).write_text(json.dumps({**marker, "voices": voices}, indent=1))
+        if root.is_dir() and not complete():  # an older version's corpus, or one left half-written in place
+            _check_is_demo_corpus(root)
             shutil.rmtree(root)
         try:
             os.rename(staging, root)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +14,7 @@ from transformers import Trainer
 from hf_ser.evaluation.bootstrap import SCORES, interval_metrics
 from hf_ser.evaluation.metrics import ser_scores
 from hf_ser.evaluation.plots import save_confusion_matrix
-from hf_ser.run_folder import CONFUSION_MATRIX_FILE, SPLIT_PREFIXES, predictions_file
+from hf_ser.run_folder import CONFUSION_MATRIX_FILE, MODEL_CARD_FILE, SPLIT_PREFIXES, predictions_file
 
 
 def evaluate_and_save(
@@ -75,3 +76,45 @@ def evaluate_and_save(
         payload = {"labels": label_names, "protocol": protocol, **matrices}
         (Path(output_dir) / CONFUSION_MATRIX_FILE).write_text(json.dumps(payload, indent=2))
     return results
+
+
+def protocol_in_words(protocol: str, test_speakers: list) -> str:
+    """`speaker-independent: 2 unseen speakers (09, 10)`, or what a speaker-dependent test means."""
+    if protocol == "speaker-independent" and test_speakers:
+        count = len(test_speakers)
+        return f"{protocol}: {count} unseen speaker{'s' if count != 1 else ''} ({', '.join(test_speakers)})"
+    if protocol == "speaker-dependent":
+        return f"{protocol}: test clips may come from speakers heard in training"
+    return protocol
+
+
+def end_summary(results: dict, report: dict, output_dir: str, example_clip: str | None = None) -> str:
+    """The few lines a person reads when a run ends: test UA / WA with the protocol in words, where the confusion
+    matrix and the model card are, and the next command to try. `report` is the run's `data_report.json` content."""
+    splits = report.get("splits", {})
+    test, validation = splits.get("test", {}), splits.get("validation", {})
+    folder = Path(output_dir)
+    lines = [f"Finished: {report.get('dataset')} -> {folder}"]
+    if "test_ua" in results:
+        lines.append(
+            f"  test UA {results['test_ua']:.1%}, WA {results['test_wa']:.1%} on {test.get('items')} clips; "
+            + protocol_in_words(report.get("protocol", ""), test.get("speakers", []))
+        )
+    if "eval_ua" in results:
+        lines.append(
+            f"  validation UA {results['eval_ua']:.1%} (speakers {', '.join(validation.get('speakers', []))}: "
+            "chose the checkpoint; the test split was scored once, after training)"
+        )
+    lines.append(f"  confusion matrix: {folder / 'confusion_matrix.png'}")
+    lines.append(f"  model card:       {folder / MODEL_CARD_FILE}")
+    lines.append(f"  next: hf-ser predict {folder} {example_clip or 'speech.wav'}")
+    if report.get("dataset") == "demo":
+        lines.append("    or a real corpus: hf-ser train recipes/base.yaml --data_dir /path/to/emodb")
+    return "\n".join(lines)
+
+
+def print_end_summary(results: dict, report, splits: DatasetDict, output_dir: str) -> None:
+    """Print `end_summary` on stdout (not through logging, so it shows however quiet the logs are), with one test clip
+    as the example for `hf-ser predict`."""
+    example = splits["test"].with_format(None)["path"][0] if len(splits.get("test", [])) else None
+    print(end_summary(results, asdict(report), output_dir, example_clip=example), flush=True)

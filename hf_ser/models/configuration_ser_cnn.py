@@ -40,6 +40,15 @@ class SERCNNConfig(PretrainedConfig):
             Add deltas and delta-deltas as two extra input channels (the paper uses one channel).
         delta_window (`int`, *optional*, defaults to 2):
             Half-width N of the regression window of the deltas (5 frames for N=2).
+        time_masks (`int`, *optional*, defaults to 0):
+            SpecAugment-style masking in training only: how many spans of frames are zeroed per item (after the
+            per-utterance normalisation, so a masked frame equals the utterance mean). Evaluation never masks.
+        time_mask_frames (`int`, *optional*, defaults to 20):
+            Longest masked span of frames; each span's width is drawn uniformly from 0 to this.
+        frequency_masks (`int`, *optional*, defaults to 0):
+            How many bands of coefficients are zeroed per item in training (all channels of the band).
+        frequency_mask_bins (`int`, *optional*, defaults to 8):
+            Widest masked band of coefficients; each band's width is drawn uniformly from 0 to this.
         first_conv_channels (`int`, *optional*, defaults to 8):
             Output channels of each of the two parallel first convolutions (time kernel and frequency kernel).
         time_kernel (`list[int]`, *optional*, defaults to `[10, 2]`):
@@ -83,6 +92,10 @@ class SERCNNConfig(PretrainedConfig):
         n_mfcc: int = 26,
         use_deltas: bool = False,
         delta_window: int = 2,
+        time_masks: int = 0,
+        time_mask_frames: int = 20,
+        frequency_masks: int = 0,
+        frequency_mask_bins: int = 8,
         first_conv_channels: int = 8,
         time_kernel: Optional[list] = None,
         frequency_kernel: Optional[list] = None,
@@ -121,6 +134,15 @@ class SERCNNConfig(PretrainedConfig):
         self.n_mfcc = n_mfcc
         self.use_deltas = use_deltas
         self.delta_window = delta_window
+        if min(time_masks, time_mask_frames, frequency_masks, frequency_mask_bins) < 0:
+            raise ValueError(
+                f"time_masks={time_masks}, time_mask_frames={time_mask_frames}, frequency_masks={frequency_masks} and "
+                f"frequency_mask_bins={frequency_mask_bins} must not be negative"
+            )
+        self.time_masks = time_masks
+        self.time_mask_frames = time_mask_frames
+        self.frequency_masks = frequency_masks
+        self.frequency_mask_bins = frequency_mask_bins
         self.first_conv_channels = first_conv_channels
         self.time_kernel = list(time_kernel) if time_kernel is not None else [10, 2]
         self.frequency_kernel = list(frequency_kernel) if frequency_kernel is not None else [2, 8]

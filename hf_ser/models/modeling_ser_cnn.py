@@ -1,8 +1,9 @@
 """SERCNN: the "Base" CNN with head-fusion attention of Xu et al., "Head Fusion: Improving the accuracy and robustness
 of speech emotion recognition on the IEMOCAP and RAVDESS dataset" (IEEE Access, 2021).
 
-waveform -> log-Mel / MFCC (+ deltas) -> two parallel first convolutions (time kernel, frequency kernel) ->
-Conv3x3-BN-ReLU(-MaxPool) blocks -> multi-head attention whose heads' maps are fused -> masked mean -> logits.
+waveform -> log-Mel / MFCC (+ deltas) -> (training only, when configured) SpecAugment-style masks -> two parallel
+first convolutions (time kernel, frequency kernel) -> Conv3x3-BN-ReLU(-MaxPool) blocks -> multi-head attention whose
+heads' maps are fused -> masked mean -> logits.
 
 Padding never changes a result: every stage carries a frame mask derived from `attention_mask`, padded frames are
 zeroed before each convolution (so they look like the convolution's own zero padding) and never receive attention.
@@ -103,6 +104,18 @@ def masked_deltas(features: torch.Tensor, lengths: torch.Tensor, window: int) ->
     return deltas / (2 * sum(offset**2 for offset in range(1, window + 1)))
 
 
+def random_spans(count: int, max_width: int, lengths: torch.Tensor, size: int) -> torch.Tensor:
+    """Boolean `(batch, size)` mask of `count` random spans per row, each of width 0..`max_width` inside the row's
+    first `lengths[b]` positions (SpecAugment's masks; drawn from torch's global generator)."""
+    positions = torch.arange(size, device=lengths.device)[None, :]
+    masked = torch.zeros(lengths.shape[0], size, dtype=torch.bool, device=lengths.device)
+    for _ in range(count):
+        widths = torch.randint(0, max_width + 1, lengths.shape, device=lengths.device).minimum(lengths)
+        starts = (torch.rand(lengths.shape, device=lengths.device) * (lengths - widths + 1)).long()
+        masked |= (positions >= starts[:, None]) & (positions < (starts + widths)[:, None])
+    return masked
+
+
 class SERCNNFrontEnd(nn.Module):
     """Waveforms to normalised `(batch, channels, frames, coeffs)` feature images and their frame lengths."""
 
@@ -147,6 +160,13 @@ class SERCNNFrontEnd(nn.Module):
         mean = (images * frame_mask).sum(dim=2, keepdim=True) / count
         variance = (((images - mean) * frame_mask) ** 2).sum(dim=2, keepdim=True) / count
         images = (images - mean) / torch.sqrt(variance + NORM_EPS) * frame_mask
+        if self.training and (config.time_masks or config.frequency_masks):
+            batch, _, frames, coeffs = images.shape
+            time_masked = random_spans(config.time_masks, config.time_mask_frames, frame_lengths, frames)
+            all_coeffs = torch.full_like(frame_lengths, coeffs)
+            frequency_masked = random_spans(config.frequency_masks, config.frequency_mask_bins, all_coeffs, coeffs)
+            keep = ~(time_masked[:, None, :, None] | frequency_masked[:, None, None, :])
+            images = images * keep.to(images.dtype)
         return images, frame_lengths
 
 

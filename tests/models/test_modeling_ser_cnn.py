@@ -206,6 +206,33 @@ def test_feature_variants_run(overrides, channels, coefficients):
     assert torch.allclose(logits[1], alone[0], atol=1e-4)
 
 
+def test_spec_augment_masks_spans_of_frames_and_bands_in_training_only():
+    torch.manual_seed(0)
+    config = SERCNNConfig(num_labels=3, time_masks=2, time_mask_frames=30, frequency_masks=1, frequency_mask_bins=5)
+    variant = SERCNN(config)
+    batch, mask = padded_batch([waveform(1.5, seed=16), waveform(0.5, seed=17)])
+    frames = [round(1.5 * SR) // 160 + 1, round(0.5 * SR) // 160 + 1]
+    clean, _ = variant.eval().front_end(batch, mask.sum(-1))
+    masked_frames, masked_bands = [], []
+    for _ in range(20):
+        masked, lengths = variant.train().front_end(batch, mask.sum(-1))
+        assert lengths.tolist() == frames
+        zeroed = (masked == 0) & (clean != 0)
+        # whole frames (all coefficients, all channels) and whole bands (all frames) are zeroed, nothing else changes
+        kept = ~zeroed
+        assert torch.equal(masked[kept], clean[kept])
+        frame_hit = zeroed[0, 0].all(dim=1)
+        band_hit = zeroed[0, 0, : frames[0]].all(dim=0)
+        assert frame_hit.sum() <= 2 * 30 and band_hit.sum() <= 5
+        assert not zeroed[1, :, frames[1] :].any()  # padding stays padding
+        masked_frames.append(int(frame_hit.sum()))
+        masked_bands.append(int(band_hit.sum()))
+    assert max(masked_frames) > 0 and max(masked_bands) > 0  # the masks are drawn, not empty
+    assert len(set(masked_frames)) > 1  # and drawn anew for every batch
+    with pytest.raises(ValueError, match="time_masks"):
+        SERCNNConfig(time_masks=-1)
+
+
 def test_mfcc_are_the_dct_of_the_log_mel_spectrogram():
     logmel = SERCNN(SERCNNConfig(feature_type="logmel", n_mfcc=40))
     dct = SERCNN(SERCNNConfig(feature_type="mfcc", n_mfcc=40)).front_end.dct
