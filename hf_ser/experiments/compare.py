@@ -135,10 +135,24 @@ def load_result(path: str | Path) -> dict:
             "predictions": [str(path / TEST_PREDICTIONS_FILE)],
             "labels": matrix["labels"],
             "confusion_matrix": matrix["test"],
-            **_run_details(path),
+            **_run_details(_model_folder(path)),
         }
     raise FileNotFoundError(
         f"{path}: neither a `hf-ser cv` folder ({SUMMARY_FILE}) nor a `hf-ser train` folder (test_results.json)"
+    )
+
+
+def _model_folder(path: Path) -> Path:
+    """Where a results folder's model and recipe are: the folder itself, or for an `hf-ser evaluate` folder the run
+    (or the run above the checkpoint) it scored, when that is a local folder."""
+    config = read_json(path / EVALUATION_CONFIG_FILE, missing_ok=True)
+    if config is None or not Path(config["model"]).is_dir():
+        return path
+    model = Path(config["model"])
+    return (
+        model.parent
+        if not (model / RUN_CONFIG_FILE).is_file() and (model.parent / RUN_CONFIG_FILE).is_file()
+        else model
     )
 
 

@@ -149,3 +149,6 @@ def test_cross_corpus_matrix_holds_each_models_ua_per_test_corpus(tmp_path, tiny
     assert (output / "cross_corpus.png").stat().st_size > 5000
     with pytest.raises(ValueError, match="both score a model trained on emodb on emodb: give one folder per cell"):
         cross_corpus_matrix([emodb, emodb], tmp_path / "twice")
+    # An evaluation folder in the plain comparison takes its hyperparameters from the run it scored.
+    (row,) = compare([evaluation], tmp_path / "plain", bootstrap_samples=0)
+    assert (row["model_type"], row["learning_rate"], row["name"]) == ("wav2vec2-ser", 0.001, "emodb-on-demo")
