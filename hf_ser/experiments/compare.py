@@ -53,8 +53,9 @@ def _optional_json(path: Path) -> dict:
 
 def _run_details(run_dir: Path) -> dict:
     """Hyperparameters and sizes of one trained run, from `run_config.json`, the model's `config.json` and the
-    Trainer's `trainer_state.json`."""
-    config = _optional_json(run_dir / RUN_CONFIG_FILE)
+    Trainer's `trainer_state.json` (a checkpoint folder: its own model and state, its run's `run_config.json`)."""
+    checkpoint = not (run_dir / RUN_CONFIG_FILE).is_file() and (run_dir.parent / RUN_CONFIG_FILE).is_file()
+    config = _optional_json((run_dir.parent if checkpoint else run_dir) / RUN_CONFIG_FILE)
     model_config = _optional_json(run_dir / "config.json")
     state = _optional_json(run_dir / TRAINER_STATE_FILE)
     model_args, data_args = config.get("model_args", {}), config.get("data_args", {})
@@ -143,17 +144,12 @@ def load_result(path: str | Path) -> dict:
 
 
 def _model_folder(path: Path) -> Path:
-    """Where a results folder's model and recipe are: the folder itself, or for an `hf-ser evaluate` folder the run
-    (or the run above the checkpoint) it scored, when that is a local folder."""
+    """Where a results folder's model is: the folder itself, or for an `hf-ser evaluate` folder the run or checkpoint
+    it scored, when that is a local folder."""
     config = read_json(path / EVALUATION_CONFIG_FILE, missing_ok=True)
     if config is None or not Path(config["model"]).is_dir():
         return path
-    model = Path(config["model"])
-    return (
-        model.parent
-        if not (model / RUN_CONFIG_FILE).is_file() and (model.parent / RUN_CONFIG_FILE).is_file()
-        else model
-    )
+    return Path(config["model"])
 
 
 def _unique_names(results: list[dict]) -> None:
