@@ -101,7 +101,7 @@ def train(
         )
     if training_args.process_index == 0:
         report.save(training_args.output_dir)
-    logger.info("Data:\n%s", report.summary())
+        print(report.split_summary(), flush=True)  # printed whatever the log level: what this run trains and scores on
 
     class_weights = None
     if model_args.class_weights == "balanced":

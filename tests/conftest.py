@@ -106,11 +106,22 @@ def tiny_train_argv(tiny_corpus, tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_corpus, tmp_path_factory) -> Path:
-    """One finished `tiny_train_argv` run, shared by the tests that only read its folder (do not write into it)."""
-    from hf_ser.train import main as train_main
+    """One finished `tiny_train_argv` run, shared by the tests that only read its folder (do not write into it).
+    It is trained as a user runs it, `python hf_ser/train.py ...` in its own process; what that printed (stdout and
+    stderr together) is in `console.txt` next to the run folder."""
+    import subprocess
+    import sys
 
     run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
-    train_main(tiny_argv(tiny_corpus, run_dir))
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "hf_ser" / "train.py"), *tiny_argv(tiny_corpus, run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    (run_dir.parent / "console.txt").write_text(result.stdout)
+    assert result.returncode == 0, result.stdout[-3000:]
     return run_dir
 
 

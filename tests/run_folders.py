@@ -20,6 +20,8 @@ def make_run_folder(
     backbone: str | None = None,
     test_ua: float = 0.5,
     labels: list = LABELS,
+    test_speakers: tuple = ("03", "08"),
+    test_absent_classes: tuple = (),
 ) -> Path:
     config = Wav2Vec2SERConfig(
         backbone_config=dict(TINY_WAV2VEC2),
@@ -32,15 +34,25 @@ def make_run_folder(
     splits = {
         "train": {"items": 300, "seconds": 900.0, "speakers": ["11", "12", "13", "14", "15", "16"]},
         "validation": {"items": 81, "seconds": 240.0, "speakers": ["09", "10"]},
-        "test": {"items": 107, "seconds": 300.0, "speakers": ["03", "08"]},
+        "test": {"items": 107, "seconds": 300.0, "speakers": list(test_speakers)},
     }
     CorpusReport(dataset=dataset, labels=labels, protocol=protocol, splits=splits).save(run_dir)
     (run_dir / "eval_results.json").write_text(
         json.dumps({"eval_wa": 0.6, "eval_ua": 0.55, "eval_macro_f1": 0.52, "eval_samples": 81})
     )
     (run_dir / "test_results.json").write_text(
-        json.dumps({"test_wa": 0.625, "test_ua": test_ua, "test_macro_f1": 0.4567, "test_samples": 107})
+        json.dumps(
+            {
+                "test_wa": 0.625,
+                "test_ua": test_ua,
+                "test_macro_f1": 0.4567,
+                "test_samples": 107,
+                "test_absent_classes": list(test_absent_classes),
+            }
+        )
     )
+    matrix = [[0] * len(labels) for _ in labels]
+    (run_dir / "confusion_matrix.json").write_text(json.dumps({"labels": labels, "protocol": protocol, "test": matrix}))
     run_config = {
         "model_args": {"model_type": "wav2vec2-ser", "backbone": backbone, "head_hidden_sizes": [8]},
         "data_args": {"dataset": dataset, "max_duration_seconds": 3.0},

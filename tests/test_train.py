@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -201,3 +202,28 @@ def test_hf_ser_train_takes_the_three_argument_dataclasses(tiny_corpus, tmp_path
     from hf_ser.train import main  # the script module and the function are one object
 
     assert hf_ser.train.main is main
+
+
+@pytest.mark.slow
+def test_a_run_prints_its_split_summary_and_no_third_party_noise(tiny_run):
+    console = (tiny_run.parent / "console.txt").read_text()  # `python hf_ser/train.py ...`, stdout and stderr
+    assert "audiofolder: 48 items, 4 labels (angry, happy, neutral, sad)" in console
+    assert "protocol: speaker-independent (no speaker in two splits; speakers as the recipe lists them)" in console
+    for name, items, speakers, per_class in (
+        ("train", 24, "2 speaker(s) (01, 02)", 6),
+        ("test", 12, "1 speaker(s) (04)", 3),
+    ):
+        summary = (
+            rf"^  {name} +{items} items +[\d.]+ min  {re.escape(speakers)}; angry {per_class}, happy {per_class}, "
+        )
+        assert re.search(summary, console, re.MULTILINE), console[:2000]
+    # torch's DataLoader warning at every evaluation on a CPU, and a progress bar for each internal pass
+    for noise in (
+        "pin_memory",
+        "Filter:",
+        "Casting the dataset",
+        "Flattening the indices",
+        "Checking audio:",
+        "Writing model shards",
+    ):
+        assert noise not in console

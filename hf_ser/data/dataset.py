@@ -11,17 +11,20 @@ import copy
 import hashlib
 import json
 import logging
+import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict
+from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
 from hf_ser.arguments import DataArguments, value_source
 from hf_ser.data.audio import AudioDecodeError, load_audio
 from hf_ser.data.sources import audio_source, corpus_records
-from hf_ser.data.splits import SPEAKER_INDEPENDENT, split_corpus
+from hf_ser.data.splits import SPEAKER_INDEPENDENT, describe_split, split_corpus
 from hf_ser.run_folder import DATA_REPORT_FILE
 
 logger = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ class CorpusReport:
     dataset: str
     labels: list = field(default_factory=list)
     protocol: str = SPEAKER_INDEPENDENT
+    split_rule: str = ""
     splits: dict = field(default_factory=dict)
     skipped: list = field(default_factory=list)
     notes: list = field(default_factory=list)
@@ -51,13 +55,29 @@ class CorpusReport:
         path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))
         return path
 
-    def summary(self) -> str:
-        lines = [f"{self.dataset}: {self.protocol}; labels {self.labels}"]
+    def split_summary(self, max_speakers: int = 8) -> str:
+        """What each split holds (items, minutes, speakers, items per class), the protocol in words, the classes a
+        split lacks and the skipped items: what a run prints when it starts."""
+        items = sum(split["items"] for split in self.splits.values())
+        lines = [
+            f"{self.dataset}: {items} items, {len(self.labels)} labels ({', '.join(self.labels)})",
+            f"protocol: {self.protocol} ({self.split_rule})" if self.split_rule else f"protocol: {self.protocol}",
+        ]
+        width = max(len(name) for name in self.splits) if self.splits else 0
         for name, split in self.splits.items():
+            speakers = split["speakers"]
+            shown = ", ".join(speakers[:max_speakers]) + (", ..." if len(speakers) > max_speakers else "")
+            per_label = ", ".join(f"{label} {split['per_label'].get(label, 0)}" for label in self.labels)
             lines.append(
-                f"  {name}: {split['items']} items, {split['seconds'] / 60:.1f} min, speakers {split['speakers']}"
+                f"  {name:<{width}} {split['items']:>6} items {split['seconds'] / 60:6.1f} min  "
+                f"{len(speakers)} speaker(s) ({shown or 'none'}); {per_label}"
             )
+        lines += [f"  {absent_label_warning(name, split, self.labels)}" for name, split in self.absent_labels()]
         return "\n".join(lines + [self.problems()])
+
+    def absent_labels(self) -> list[tuple[str, dict]]:
+        """The splits that lack a class of the label set, with their entries in `splits`."""
+        return [(name, split) for name, split in self.splits.items() if split.get("absent_labels")]
 
     def problems(self, limit: int = 50) -> str:
         """Skipped items with their reasons, then notes on kept ones; at most `limit` lines of each."""
@@ -67,6 +87,20 @@ class CorpusReport:
         if len(self.skipped) > limit or len(self.notes) > limit:
             lines.append(f"  ... more in data_report.json ({len(self.skipped)} skipped, {len(self.notes)} notes)")
         return "\n".join(lines)
+
+
+def absent_label_warning(name: str, split: dict, labels: list[str]) -> str:
+    """One sentence on the classes a split lacks and what follows for training or scoring."""
+    absent = split["absent_labels"]
+    if name == "train":
+        consequence = "the model cannot learn them"
+    else:
+        consequence = (
+            f"its UA and macro-F1 average over the {len(labels) - len(absent)} classes present, and "
+            f"{', '.join(absent)} {'is' if len(absent) == 1 else 'are'} not scored there"
+        )
+        consequence += " (validation selects the checkpoint)" if name == "validation" else ""
+    return f"The {name} split has no item of {', '.join(absent)}: {consequence}"
 
 
 def select_labels(records: list[dict], args: DataArguments, report: CorpusReport) -> tuple[list[dict], list[str]]:
@@ -123,6 +157,19 @@ def _inspect(example: dict, sampling_rate: int) -> dict:
     return {"duration": duration, "problem": "", "note": note, "content_hash": content_hash}
 
 
+@contextmanager
+def quiet_dataset_passes():
+    """No `datasets` progress bar for hf-ser's own map / filter / cast passes (a console full of bars hides the lines
+    that matter); the passes that take time log a line instead. The previous setting is restored afterwards."""
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
+
+
 @dataclass
 class CheckedCorpus:
     """Every usable clip of a corpus, decoded once to check it (columns path, label, speaker, duration), before any
@@ -135,6 +182,11 @@ class CheckedCorpus:
 
 def check_corpus(args: DataArguments) -> CheckedCorpus:
     """The recipe's corpus read, label-selected and decoded once (the fixed work of `build_corpus`)."""
+    with quiet_dataset_passes():
+        return _check_corpus(args)
+
+
+def _check_corpus(args: DataArguments) -> CheckedCorpus:
     report = CorpusReport(dataset=args.dataset)
     records, label_names = select_labels(corpus_records(args), args, report)
     if not records:
@@ -142,9 +194,12 @@ def check_corpus(args: DataArguments) -> CheckedCorpus:
     columns = {key: [record.get(key) for record in records] for key in ("path", "label", "speaker")}
     if any(record.get("bytes") for record in records):
         columns["bytes"] = [record.get("bytes") for record in records]
+    logger.info("Checking %d audio files of %s (each decoded once) ...", len(records), args.dataset)
+    started = time.perf_counter()
     dataset = Dataset.from_dict(columns).map(
         _inspect, fn_kwargs={"sampling_rate": args.sampling_rate}, desc="Checking audio", load_from_cache_file=False
     )
+    logger.info("Checked %d audio files in %.1f s", len(records), time.perf_counter() - started)
     keep, first_with_hash = [], {}
     for index, row in enumerate(dataset.select_columns(["path", "problem", "note", "content_hash"])):
         if row["problem"]:
@@ -169,6 +224,13 @@ def split_checked_corpus(
     corpus: CheckedCorpus, args: DataArguments, seed: int = 42
 ) -> tuple[DatasetDict, list[str], CorpusReport]:
     """A checked corpus split by the recipe's speakers (or fractions); the report is this run's own copy."""
+    with quiet_dataset_passes():
+        return _split_checked_corpus(corpus, args, seed)
+
+
+def _split_checked_corpus(
+    corpus: CheckedCorpus, args: DataArguments, seed: int
+) -> tuple[DatasetDict, list[str], CorpusReport]:
     report = copy.deepcopy(corpus.report)
     label_names = corpus.label_names
     if args.dataset != report.dataset or (args.labels and list(args.labels) != label_names):
@@ -190,13 +252,18 @@ def split_checked_corpus(
                 f"{args.max_train_samples} of the {total} training clips",
             }
         )
+    report.split_rule = describe_split(args, seed, report.protocol)
     for name, split in splits.items():
+        per_label = Counter(label_names[i] for i in split["label"])
         report.splits[name] = {
             "items": len(split),
             "seconds": float(sum(split["duration"])),
             "speakers": sorted({s for s in split["speaker"] if s is not None}),
-            "per_label": dict(Counter(label_names[i] for i in split["label"])),
+            "per_label": dict(per_label),
+            "absent_labels": [label for label in label_names if not per_label[label]],
         }
+    for name, split in report.absent_labels():
+        logger.warning("%s (its speakers: %s)", absent_label_warning(name, split, label_names), split["speakers"])
     if report.skipped:
         logger.warning("Skipped %d bad item(s); all are listed in data_report.json", len(report.skipped))
     return splits, label_names, report

@@ -1,5 +1,6 @@
 """Speaker-disjoint train / validation / test splits of a checked corpus: the recipe's speaker lists, a seeded split
-by speaker fractions, or (only when asked) a speaker-dependent split by file."""
+by speaker fractions that keeps every class in every split where the speakers allow it, or (only when asked) a
+speaker-dependent split by file."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ logger = logging.getLogger(__name__)
 
 SPEAKER_INDEPENDENT = "speaker-independent"
 SPEAKER_DEPENDENT = "speaker-dependent"
+# Seeded speaker assignments tried by the automatic split; the first that puts every class in every split wins.
+SPLIT_CANDIDATES = 1000
 
 
 def check_disjoint_speakers(speaker_sets: dict[str, set]) -> None:
@@ -57,13 +60,14 @@ def split_corpus(dataset: Dataset, args: DataArguments, seed: int) -> tuple[Data
                 f"speakers of it, or clear them with --{name}_speakers {CLEAR}"
             )
     if args.validation_speakers is None and args.test_speakers is None:
-        order = list(all_speakers)
-        random.Random(seed).shuffle(order)
-        n_test = max(1, round(args.test_fraction * len(order)))
-        n_validation = max(1, round(args.validation_fraction * len(order)))
-        if n_test + n_validation >= len(order):
-            raise ValueError(f"{len(order)} speakers are too few for a speaker-independent train/validation/test split")
-        chosen["test"], chosen["validation"] = order[:n_test], order[n_test : n_test + n_validation]
+        pool = [s for s in all_speakers if s not in set(args.train_speakers or [])]
+        n_test = max(1, round(args.test_fraction * len(pool)))
+        n_validation = max(1, round(args.validation_fraction * len(pool)))
+        if n_test + n_validation >= len(pool):
+            raise ValueError(f"{len(pool)} speakers are too few for a speaker-independent train/validation/test split")
+        chosen["validation"], chosen["test"] = stratified_speaker_split(
+            speakers, dataset["label"], pool, n_validation, n_test, seed, train=args.train_speakers
+        )
     elif args.validation_speakers is None or args.test_speakers is None:
         given = "validation" if args.test_speakers is None else "test"
         raise ValueError(
@@ -86,6 +90,46 @@ def _speaker_key(args: DataArguments, split: str) -> str:
     """`validation_speakers ['09', '10'] (from recipes/base.yaml)`: a speaker key, its value and where it came from."""
     key = f"{split}_speakers"
     return f"{key} {getattr(args, key)}{value_source(args, key)}"
+
+
+def describe_split(args: DataArguments, seed: int, protocol: str) -> str:
+    """How the items were assigned to splits, in words: for the console, `data_report.json` and the card."""
+    if protocol == SPEAKER_DEPENDENT:
+        return "split by file, stratified by label: speakers appear in more than one split"
+    if args.validation_speakers is None and args.test_speakers is None:
+        return (
+            f"no speaker in two splits; validation and test speakers drawn automatically (seed {seed}, fractions "
+            f"{args.validation_fraction:g} / {args.test_fraction:g}), chosen to put every class in every split"
+        )
+    return "no speaker in two splits; speakers as the recipe lists them"
+
+
+def stratified_speaker_split(
+    speakers: list, labels: list, pool: list, n_validation: int, n_test: int, seed: int, train: list | None = None
+) -> tuple[list, list]:
+    """Validation and test speakers drawn from `pool` by seeded shuffles, keeping the assignment whose train /
+    validation / test splits hold the most (split, class) pairs: every class in every split where the speakers allow
+    it (on a tie, the one whose training split holds more classes). The first shuffle is the plain seeded one, kept
+    whenever it already covers every class; the search stops at the first full cover, so the result depends on the
+    seed alone."""
+    classes_of: dict = {}
+    for speaker, label in zip(speakers, labels):
+        classes_of.setdefault(speaker, set()).add(label)
+    n_classes = len(set(labels))
+    rng = random.Random(seed)
+    best, best_cover = None, (-1, -1)
+    for _ in range(SPLIT_CANDIDATES):
+        order = list(pool)
+        rng.shuffle(order)
+        test, validation = order[:n_test], order[n_test : n_test + n_validation]
+        groups = (train or order[n_test + n_validation :], validation, test)
+        covered = [len(set().union(*(classes_of[speaker] for speaker in group))) for group in groups]
+        cover = (sum(covered), covered[0])  # ties go to the split whose training speakers cover more classes
+        if cover > best_cover:
+            best, best_cover = (validation, test), cover
+        if cover[0] == 3 * n_classes:
+            break
+    return best
 
 
 def _split_by_file(dataset: Dataset, args: DataArguments, seed: int) -> DatasetDict:

@@ -33,7 +33,8 @@ def evaluate_and_save(
     returns all metrics. `prefixes` maps the splits to score to their metric prefixes (`hf-ser evaluate` scores other
     splits). `scored_ids`, for a corpus that lacks some of the model's classes: the model's class id of each of
     `label_names` (the split's labels are model ids); predictions are the argmax over those classes' logits only.
-    `extra` keys (a cross-corpus evaluation's exclusions) go into every results file."""
+    `extra` keys (a cross-corpus evaluation's exclusions) go into every results file. `<prefix>_absent_classes`: the
+    labels the split has no item of, which its UA and macro-F1 leave out (the recall of an absent class is 0/0)."""
     results, matrices = {}, {}
     samples, seed = getattr(trainer.args, "bootstrap_samples", 0), trainer.args.seed
     for split, prefix in prefixes.items():
@@ -49,15 +50,20 @@ def evaluate_and_save(
         predicted = np.argmax(logits, -1)
         scores = ser_scores(predicted, references, num_labels=len(label_names), confusion=True)
         matrices[split] = scores["confusion_matrix"]
+        present = set(references.tolist())
+        absent = [name for index, name in enumerate(label_names) if index not in present]
         metrics = {
             **prediction.metrics,
             **{f"{prefix}_{metric}": scores[metric] for metric in SCORES},  # over the scored classes only
             f"{prefix}_samples": len(splits[split]),
+            f"{prefix}_absent_classes": absent,
             **interval_metrics(prefix, references, predicted, len(label_names), samples, seed),
             **{f"{prefix}_{key}": value for key, value in (extra or {}).items()},
         }
         trainer.log_metrics(
-            prefix, {key: value for key, value in metrics.items() if not isinstance(value, (list, dict))}
+            prefix,
+            {key: value for key, value in metrics.items() if not isinstance(value, (list, dict))}
+            | {f"{prefix}_absent_classes": ", ".join(absent) or "none"},
         )
         trainer.save_metrics(prefix, metrics)
         results.update(metrics)
@@ -71,6 +77,7 @@ def evaluate_and_save(
             (Path(output_dir) / predictions_file(prefix)).write_text(json.dumps(per_clip, indent=1))
             name = "confusion_matrix" if split == "test" else f"confusion_matrix_{split}"
             title = f"{split} ({protocol}): UA {scores['ua']:.1%}, WA {scores['wa']:.1%}"
+            title += f" (no {', '.join(absent)} item)" if absent else ""
             save_confusion_matrix(matrices[split], label_names, Path(output_dir) / f"{name}.png", title)
     if trainer.is_world_process_zero():
         payload = {"labels": label_names, "protocol": protocol, **matrices}

@@ -93,6 +93,15 @@ def _backbone(model_args: dict, model_config: dict) -> Optional[str]:
     return None
 
 
+def _corpus(run_dir: Path, report: dict) -> tuple[str, Optional[str]]:
+    """The corpus a run was scored on: its name (`corpus_name`), and where it lives (`data_dir` or `manifest`), which
+    tells two corpora of one name apart."""
+    data_args = _optional_json(run_dir / RUN_CONFIG_FILE).get("data_args", {}) if run_dir.is_dir() else {}
+    name = corpus_name({**data_args, "dataset": report.get("dataset") or data_args.get("dataset")})
+    location = data_args.get("data_dir") or data_args.get("manifest")
+    return name, (str(Path(location).resolve()) if location and Path(location).exists() else location)
+
+
 def load_result(path: str | Path) -> dict:
     """One row of the comparison: test scores (mean and std over folds for a CV folder), confusion matrix, labels,
     evaluation protocol and the run's hyperparameters."""
@@ -104,11 +113,16 @@ def load_result(path: str | Path) -> dict:
         runs = [row["epochs_run"] for row in folds if row.get("epochs_run") is not None]
         details["epochs_run"] = float(np.mean(runs)) if runs else None
         protocol = summary["protocol"]
+        dataset, location = _corpus(path / folds[0]["fold"], _optional_json(path / folds[0]["fold"] / DATA_REPORT_FILE))
         return {
             "name": path.name,
             "path": str(path),
             "kind": "cv",
             "evaluation": f"{describe_folds(protocol['folds'])} CV ({protocol['n_folds']} folds)",
+            "dataset": dataset,
+            "corpus_location": location,
+            "test_speakers": sorted({speaker for row in folds for speaker in row.get("test_speakers", [])}),
+            "absent_classes": [],
             **{metric: summary["mean"][metric] for metric in METRICS},
             **{f"{metric}_std": summary["std"][metric] for metric in METRICS},
             **{f"{metric}_ci": None for metric in METRICS},
@@ -124,12 +138,16 @@ def load_result(path: str | Path) -> dict:
             raise KeyError(f"{path / 'test_results.json'} has no {missing}")
         matrix = read_json(path / CONFUSION_MATRIX_FILE)
         report = _optional_json(path / DATA_REPORT_FILE)
-        test_speakers = report.get("splits", {}).get("test", {}).get("speakers")
+        dataset, location = _corpus(path, report)
         return {
             "name": path.name,
             "path": str(path),
             "kind": "run",
-            "evaluation": f"test speakers {' '.join(test_speakers)}" if test_speakers else "test split",
+            "evaluation": "held-out test split",
+            "dataset": dataset,
+            "corpus_location": location,
+            "test_speakers": report.get("splits", {}).get("test", {}).get("speakers") or [],
+            "absent_classes": results.get("test_absent_classes") or [],
             **{metric: results[f"test_{metric}"] for metric in METRICS},
             **{f"{metric}_std": None for metric in METRICS},
             **{f"{metric}_ci": read_interval(results, "test", metric) for metric in METRICS},
@@ -152,6 +170,35 @@ def _model_folder(path: Path) -> Path:
     return Path(config["model"])
 
 
+def _speakers(speakers: list[str], limit: int = 8) -> str:
+    if not speakers:
+        return "n/a"
+    shown = ", ".join(speakers[:limit])
+    return shown if len(speakers) <= limit else f"{shown}, ... ({len(speakers)} in all)"
+
+
+def test_set_of(result: dict) -> tuple:
+    """What a score was computed on: the corpus (name and location), the test speakers and the label set."""
+    return result["dataset"], result["corpus_location"], tuple(result["test_speakers"]), tuple(result["labels"])
+
+
+def different_test_sets(results: list[dict]) -> Optional[str]:
+    """A warning naming each run's corpus and test speakers when the runs were not all scored on the same test set,
+    else None."""
+    if len({test_set_of(result) for result in results}) <= 1:
+        return None
+    described = "; ".join(
+        f"{result['name']}: {result['dataset']}"
+        + (f" at {result['corpus_location']}" if result["corpus_location"] else "")
+        + f", test speakers {_speakers(result['test_speakers'])}, labels {', '.join(result['labels'])}"
+        for result in results
+    )
+    return (
+        "these runs were not scored on the same test set (different corpus, test speakers or labels), so their "
+        f"scores are not directly comparable: {described}"
+    )
+
+
 def _unique_names(results: list[dict]) -> None:
     names = [result["name"] for result in results]
     for result in results:
@@ -160,8 +207,20 @@ def _unique_names(results: list[dict]) -> None:
 
 
 def _score(result: dict, metric: str) -> str:
-    """`59.14 ± 11.17` for CV (std over folds), `62.50 (55.10–70.00)` for a single run (95 % bootstrap CI)."""
-    return percent(result[metric], result[f"{metric}_std"], unit="", interval=result[f"{metric}_ci"], interval_label="")
+    """`59.14 ± 11.17` for CV (std over folds), `62.50 (55.10–70.00)` for a single run (95 % bootstrap CI); a UA
+    whose test split lacked classes says over how many it averages."""
+    score = percent(
+        result[metric], result[f"{metric}_std"], unit="", interval=result[f"{metric}_ci"], interval_label=""
+    )
+    absent = result["absent_classes"]
+    if metric == "ua" and absent:
+        score += f" ({len(result['labels']) - len(absent)} of {len(result['labels'])} classes)"
+    return score
+
+
+def classes_scored(result: dict) -> int:
+    """How many classes the UA averages over: the label set less the classes the test split has no item of."""
+    return len(result["labels"]) - len(result["absent_classes"])
 
 
 def _na(value, fmt: str = "{}") -> str:
@@ -187,6 +246,8 @@ def markdown_table(results: list[dict]) -> str:
         "WA %",
         "UA %",
         "macro-F1 %",
+        "dataset",
+        "test speakers",
         "evaluation",
         "learning rate",
         "optimizer",
@@ -210,6 +271,8 @@ def markdown_table(results: list[dict]) -> str:
             _score(result, "wa"),
             _score(result, "ua"),
             _score(result, "macro_f1"),
+            result["dataset"],
+            _speakers(result["test_speakers"]),
             result["evaluation"],
             _na(result["learning_rate"], "{:g}"),
             _na(result["optimizer"]),
@@ -246,9 +309,21 @@ def plot_accuracy(results: list[dict], path: Path) -> None:
         errors = np.array([_error_bar(result, metric) for result in results]).T * 100
         bars = axes.bar(x + offset, values, width, yerr=errors, capsize=4, label=label)
         axes.bar_label(bars, labels=[f"{v:.1f}" for v in values], padding=2, fontsize=8)
-    label_counts = {len(result["labels"]) for result in results}
-    if len(label_counts) == 1:
-        axes.axhline(100 / label_counts.pop(), color="grey", linestyle="--", linewidth=1, label="chance (UA)")
+    # Chance UA is one over the classes the UA averages over, which differs between runs whose test splits lack
+    # different classes: one line when all runs share it, else a short line over each run's bars.
+    scored = [classes_scored(result) for result in results]
+    if len(set(scored)) == 1:
+        axes.axhline(100 / scored[0], color="grey", linestyle="--", linewidth=1, label="chance (UA)")
+    else:
+        axes.hlines(
+            [100 / n for n in scored],
+            x - width,
+            x + width,
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            label="chance (UA)",
+        )
     axes.set_xticks(
         x,
         [result["name"] for result in results],
@@ -388,14 +463,25 @@ def compare(
             *paired_tests_table(tests),
             "",
         ]
+    warning = different_test_sets(results)
+    if warning:
+        logger.warning("hf-ser compare: %s", warning)
+    absent = [
+        f"- {result['name']}: the test split has no item of {', '.join(result['absent_classes'])}; its UA and "
+        f"macro-F1 average over the other {classes_scored(result)} classes."
+        for result in results
+        if result["absent_classes"]
+    ]
     text = "\n".join(
         [
             "# Model comparison",
             "",
             f"Test scores of each model on speakers it never saw in training or validation. {uncertainty}",
             "",
+            *([f"**Warning:** {warning}.", ""] if warning else []),
             markdown_table(results),
             "",
+            *(absent + [""] if absent else []),
             *[f"- {result['name']}: `{result['path']}`" for result in results],
             "",
             f"![Accuracy over different models]({BAR_CHART})",

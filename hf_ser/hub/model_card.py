@@ -17,6 +17,7 @@ from typing import Optional
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from hf_ser.data.dataset import absent_label_warning
 from hf_ser.evaluation.bootstrap import read_interval
 from hf_ser.evaluation.metrics import percent
 from hf_ser.hub.citations import BACKBONE_CITATIONS, CORPUS_INFO, HEAD_FUSION_CITATION, LORA_CITATION
@@ -146,6 +147,15 @@ def base_model_of(run: dict) -> Optional[str]:
     return next((name for name in candidates if is_hub_id(name)), None)
 
 
+def _ua_cell(scores: dict, prefix: str, labels: list[str]) -> str:
+    """UA as a percentage; when the split lacked classes, over how many classes it averages and which are missing."""
+    absent = scores.get(f"{prefix}_absent_classes") or []
+    cell = percent(scores.get(f"{prefix}_ua"), interval=read_interval(scores, prefix, "ua"))
+    if absent:
+        cell += f" (over {len(labels) - len(absent)} of {len(labels)} classes; no {', '.join(absent)})"
+    return cell
+
+
 def _eval_results(run: dict, dataset_type: str, dataset_name: str) -> list[EvalResult]:
     results = []
     for split, filename in SPLIT_FILES.items():
@@ -248,7 +258,7 @@ def _model_lines(run: dict, base_model: Optional[str]) -> list[str]:
     rate = (run["preprocessor_config"] or {}).get("sampling_rate") or _args(run, "data_args").get("sampling_rate")
     if rate:
         lines.append(
-            f"Input: mono audio at {rate} Hz (the `pipeline` decodes and resamples files); output: one logit "
+            f"Input: mono audio at {rate} Hz (decode and resample files to it first: see How to use); output: one logit "
             "per label (softmax for probabilities)."
         )
     return lines
@@ -271,6 +281,13 @@ def _data_lines(run: dict, corpus: dict, labels: list[str]) -> list[str]:
             "so these scores overestimate accuracy on new speakers."
         )
     lines.append(f"Labels used: {', '.join(labels)}.")
+    if report.get("split_rule"):
+        lines.append(f"Split: {report['split_rule']}.")
+    lines += [
+        f"**{absent_label_warning(name, split, labels)}.**"
+        for name, split in report.get("splits", {}).items()
+        if split.get("absent_labels")
+    ]
     if report.get("skipped"):
         lines.append(f"{len(report['skipped'])} file(s) were skipped (listed with reasons in `data_report.json`).")
     state = run["trainer_state"]
@@ -299,16 +316,29 @@ def _usage(run: dict, model_ref: str, base_model: Optional[str]) -> str:
             f'merge_lora(snapshot_download("{model_ref}"), "merged")  # or a plain checkpoint for pipeline()\n```'
         )
     return (
-        "With the `pipeline` (the model's code travels with it, hence `trust_remote_code=True`):\n\n"
-        "```python\nfrom transformers import pipeline\n\n"
+        "The `pipeline` reads audio files only through FFmpeg and resamples only with torchaudio, so these snippets "
+        "decode the file themselves (any format soundfile reads, any sampling rate, any number of channels) and hand "
+        "the pipeline mono audio at the model's own rate.\n\n"
+        "With hf-ser installed (`import hf_ser` registers the architectures, so no remote code runs; "
+        "`hf_ser.load_audio` is the decoding hf-ser trains with):\n\n"
+        "```python\nimport hf_ser\nfrom transformers import pipeline\n\n"
+        f'classifier = pipeline("audio-classification", model="{model_ref}")\n'
+        "rate = classifier.feature_extractor.sampling_rate\n"
+        'audio = hf_ser.load_audio("speech.wav", sampling_rate=rate)  # mono float32 at the model\'s rate\n'
+        'print(classifier({"raw": audio, "sampling_rate": rate}, top_k=None))  # every label with its score\n```\n\n'
+        "Without hf-ser (`pip install torch transformers soundfile soxr`): the model's code travels with it, hence "
+        "`trust_remote_code=True`, and soundfile + soxr decode as `hf_ser.load_audio` does:\n\n"
+        "```python\nimport soundfile\nimport soxr\nfrom transformers import pipeline\n\n"
         f'classifier = pipeline("audio-classification", model="{model_ref}", trust_remote_code=True)\n'
-        'classifier("speech.wav", top_k=None)\n```\n\n'
-        "With hf-ser installed no remote code runs: `import hf_ser` registers the architectures.\n\n"
+        "rate = classifier.feature_extractor.sampling_rate\n"
+        'samples, file_rate = soundfile.read("speech.wav", dtype="float32", always_2d=True)\n'
+        "audio = soxr.resample(samples.mean(axis=1), file_rate, rate)  # mono, at the model's rate\n"
+        'print(classifier({"raw": audio, "sampling_rate": rate}, top_k=None))\n```\n\n'
+        "The model and its feature extractor without the pipeline (add `trust_remote_code=True` without hf-ser):\n\n"
         "```python\nimport hf_ser\nfrom transformers import AutoFeatureExtractor, AutoModelForAudioClassification\n\n"
         f'model = AutoModelForAudioClassification.from_pretrained("{model_ref}")\n'
         f'feature_extractor = AutoFeatureExtractor.from_pretrained("{model_ref}")\n```\n\n'
-        "Without hf-ser: `AutoModelForAudioClassification.from_pretrained(..., trust_remote_code=True)`. "
-        f"To score a labelled corpus: `hf-ser evaluate {model_ref} --dataset ... --data_dir ...`."
+        f"To score a labelled corpus: `hf-ser evaluate {model_ref} --dataset ... --data_dir ... --output_dir ...`."
     )
 
 
@@ -443,6 +473,7 @@ def build_model_card(run_dir: str | Path, repo_id: Optional[str] = None, license
                 key: percent(scores.get(f"{prefix}_{key}"), interval=read_interval(scores, prefix, key))
                 for key, *_ in METRICS
             },
+            "ua": _ua_cell(scores, prefix, labels),
         }
         for split, filename in SPLIT_FILES.items()
         if (scores := run[filename.removesuffix(".json")])

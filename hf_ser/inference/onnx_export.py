@@ -26,6 +26,8 @@ import argparse
 import json
 import logging
 import os
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional, Union
 
@@ -119,6 +121,39 @@ def _shortest_input(exported: torch.export.ExportedProgram) -> int:
     return int(exported.range_constraints[samples.node.expr].lower)
 
 
+# What torch's exporter and onnx_ir log on every export, though nothing is wrong with an hf-ser model: the op
+# registry skips torchvision's ops (no hf-ser model uses one), and empty attribute lists default to INTS.
+EXPORTER_NOTICES = {
+    "torch.onnx._internal.exporter._registration": "torchvision is not installed",
+    "onnx_ir._convenience": "Attribute type is ambiguous because it is an empty sequence",
+}
+
+
+class _DropNotice(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+@contextmanager
+def _without_exporter_notices():
+    """The export without `EXPORTER_NOTICES` and torch's own FutureWarning about its `LeafSpec`, which say nothing
+    to a user; every other warning and the exporter's progress lines stay."""
+    filters = [(logging.getLogger(name), _DropNotice(prefix)) for name, prefix in EXPORTER_NOTICES.items()]
+    for notice_logger, notice_filter in filters:
+        notice_logger.addFilter(notice_filter)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+            yield
+    finally:
+        for notice_logger, notice_filter in filters:
+            notice_logger.removeFilter(notice_filter)
+
+
 def check_opset(opset: int) -> None:
     """Refuse an opset the exporter would not write (below MIN_OPSET) or that onnx does not know yet."""
     import onnx
@@ -172,14 +207,15 @@ def export_onnx(
     output_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = output_dir / ONNX_FILE
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    program = torch.onnx.export(
-        exported,
-        example,
-        input_names=input_names,
-        output_names=["logits"],
-        opset_version=opset,
-        dynamo=True,
-    )
+    with _without_exporter_notices():
+        program = torch.onnx.export(
+            exported,
+            example,
+            input_names=input_names,
+            output_names=["logits"],
+            opset_version=opset,
+            dynamo=True,
+        )
     written = {entry.domain: entry.version for entry in program.model_proto.opset_import}.get("", None)
     if written != opset:
         raise ValueError(

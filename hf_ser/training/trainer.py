@@ -5,14 +5,20 @@
 - `encoder_learning_rate`: the encoder's parameters in their own optimizer groups, the head and pooling on
   `learning_rate`, with the Trainer's own weight-decay rules (no decay on biases and norms).
 - `cpu_release_freed_memory`: freed activation memory goes back to the OS at once (hf_ser/cpu_memory.py).
+- No "Writing model shards" progress bar for each checkpoint and the final save (transformers draws one even for a
+  one-file model); the Trainer's own training bar stays.
+- No pinned memory without an accelerator: torch would warn that it cannot pin at every DataLoader the Trainer builds
+  (each evaluation), and pinning does nothing there.
 """
 
 from __future__ import annotations
 
 import datasets
+import torch
 from torch import nn
 from transformers import Trainer
 from transformers.trainer_utils import unwrap_peft_model
+from transformers.utils import logging as transformers_logging
 
 from hf_ser.training.cpu_memory import release_freed_memory
 from hf_ser.training.distributed import skip_deepspeed_cpu_inference_op
@@ -35,8 +41,20 @@ class SERTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         skip_deepspeed_cpu_inference_op(self.args)  # before DeepSpeed sets up communication, in train()
+
+        if self.args.dataloader_pin_memory and not torch.accelerator.is_available():
+            self.args.dataloader_pin_memory = False
         if getattr(self.args, "cpu_release_freed_memory", False):
             release_freed_memory()
+
+    def save_model(self, *args, **kwargs) -> None:
+        was_enabled = transformers_logging.is_progress_bar_enabled()
+        transformers_logging.disable_progress_bar()
+        try:
+            super().save_model(*args, **kwargs)
+        finally:
+            if was_enabled:
+                transformers_logging.enable_progress_bar()
 
     def _with_visible_lengths(self, dataset):
         """The dataset as the length-grouping samplers need it: they read only its size and length column, which the

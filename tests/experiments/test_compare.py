@@ -52,14 +52,15 @@ def test_comparison_report_of_two_runs(tiny_train_argv, tmp_path):
             f"{100 * results[f'test_{m}_ci_high']:.2f})"
             for m in ("wa", "ua", "macro_f1")
         ]
-        assert cells[6] == "test speakers 04"
-        assert cells[10] == "1 / 1"  # epochs run / max
+        assert cells[6:9] == ["audiofolder:demo", "04", "held-out test split"]
+        assert cells[12] == "1 / 1"  # epochs run / max
     noisy = [cell.strip() for cell in rows["noisy"].strip("|").split("|")]
     small = [cell.strip() for cell in rows["small-lr"].strip("|").split("|")]
     assert noisy[0] == "noisy (wav2vec2-ser)" and noisy[1] == "wav2vec2 2x32, random init"
-    assert (noisy[7], small[7]) == ("0.001", "0.0003")
-    assert (noisy[11], noisy[13], small[13]) == ("0.05", "AddGaussianNoise", "none")
-    assert noisy[12] == "0.3" and noisy[9] == "8"
+    assert (noisy[9], small[9]) == ("0.001", "0.0003")
+    assert (noisy[13], noisy[15], small[15]) == ("0.05", "AddGaussianNoise", "none")
+    assert noisy[14] == "0.3" and noisy[11] == "8"
+    assert "not scored on the same test set" not in table  # one corpus, one test speaker
     trainable = config["parameters"]["trainable"]
     assert noisy[2] == (f"{trainable / 1e6:.2f} M" if trainable >= 1e5 else f"{trainable / 1e3:.1f} k")
     for png in ("accuracy.png", "confusion_matrices.png"):
@@ -152,3 +153,36 @@ def test_cross_corpus_matrix_holds_each_models_ua_per_test_corpus(tmp_path, tiny
     # An evaluation folder in the plain comparison takes its hyperparameters from the run it scored.
     (row,) = compare([evaluation], tmp_path / "plain", bootstrap_samples=0)
     assert (row["model_type"], row["learning_rate"], row["name"]) == ("wav2vec2-ser", 0.001, "emodb-on-demo")
+
+
+def _row(table: str, name: str) -> list[str]:
+    line = next(line for line in table.splitlines() if line.startswith(f"| {name} "))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_runs_on_different_corpora_or_test_speakers_are_labelled_and_warned_about(tmp_path, caplog):
+    emodb = make_run_folder(tmp_path / "emodb-run")
+    other_speakers = make_run_folder(tmp_path / "emodb-other-test", test_speakers=("11", "12"))
+    ravdess = make_run_folder(
+        tmp_path / "ravdess-run",
+        dataset="ravdess",
+        test_speakers=("21", "22", "23", "24"),
+        test_ua=1 / 3,
+        test_absent_classes=("anger",),
+    )
+    compare([emodb, other_speakers, ravdess], tmp_path / "out")
+    table = (tmp_path / "out" / "comparison.md").read_text()
+    assert _row(table, "emodb-run")[6:8] == ["emodb", "03, 08"]
+    assert _row(table, "emodb-other-test")[6:8] == ["emodb", "11, 12"]
+    assert _row(table, "ravdess-run")[4] == "33.33 (3 of 4 classes)"
+    assert _row(table, "ravdess-run")[6:8] == ["ravdess", "21, 22, 23, 24"]
+    warning = "these runs were not scored on the same test set (different corpus, test speakers or labels)"
+    assert f"**Warning:** {warning}" in table and warning in caplog.text
+    assert "ravdess-run: ravdess, test speakers 21, 22, 23, 24" in table
+    assert "- ravdess-run: the test split has no item of anger; its UA and macro-F1 average over the other 3" in table
+
+
+def test_runs_scored_on_one_test_set_get_no_warning(tmp_path, caplog):
+    runs = [make_run_folder(tmp_path / name) for name in ("first", "second")]
+    compare(runs, tmp_path / "out")
+    assert "not scored on the same test set" not in (tmp_path / "out" / "comparison.md").read_text() + caplog.text

@@ -2,11 +2,13 @@
 
 WA (weighted accuracy: plain accuracy), UA (unweighted accuracy: mean per-class recall, i.e. balanced accuracy),
 macro-F1 and the confusion matrix (rows: true class, columns: predicted class). scikit-learn does the arithmetic.
+UA and macro-F1 average over the classes present in the references: the recall of a class without items is undefined
+(0/0), as in scikit-learn's balanced accuracy; hf-ser names such classes next to the scores.
 """
 
 import datasets
 import evaluate
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 _DESCRIPTION = __doc__
 _KWARGS_DESCRIPTION = """
@@ -35,7 +37,8 @@ class SERMetric(evaluate.Metric):
         present = sorted(set(references))
         results = {
             "wa": float(accuracy_score(references, predictions)),
-            "ua": float(balanced_accuracy_score(references, predictions)),
+            # balanced accuracy over the classes present, without its warning for predicted classes not present
+            "ua": float(recall_score(references, predictions, labels=present, average="macro", zero_division=0)),
             "macro_f1": float(f1_score(references, predictions, labels=present, average="macro", zero_division=0)),
         }
         if return_confusion_matrix:
