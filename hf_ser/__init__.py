@@ -2,15 +2,27 @@
 
 Importing hf_ser registers its architectures with the Auto classes, so saved checkpoints load with
 `AutoModel.from_pretrained`, `AutoModelForAudioClassification.from_pretrained` and `pipeline("audio-classification")`
-without remote code.
+without remote code. `hf_ser.load_audio(path, sampling_rate=...)` decodes any audio file as training does (soundfile +
+soxr, mono): feed it to the pipeline as `{"raw": audio, "sampling_rate": rate}` at the model's rate, since the pipeline
+itself reads files only through FFmpeg and resamples only with torchaudio.
 """
 
+from hf_ser.data.audio import load_audio
 from hf_ser.inference.predict import predict_timeline
 from hf_ser.models import SERCNN, SERCNNConfig, Wav2Vec2SER, Wav2Vec2SERConfig  # importing registers them
 
 __version__ = "0.1.0"
 
-__all__ = ["Wav2Vec2SERConfig", "Wav2Vec2SER", "SERCNNConfig", "SERCNN", "predict_timeline", "train", "__version__"]
+__all__ = [
+    "Wav2Vec2SERConfig",
+    "Wav2Vec2SER",
+    "SERCNNConfig",
+    "SERCNN",
+    "load_audio",
+    "predict_timeline",
+    "train",
+    "__version__",
+]
 
 
 def __getattr__(name: str):

@@ -1,10 +1,20 @@
+import ast
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
+from conftest import REPO_ROOT, run_without_hf_ser
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from run_folders import LABELS, make_run_folder
 
+from hf_ser.data.audio import load_audio
 from hf_ser.hub.model_card import build_model_card, save_model_card
 
 
@@ -113,3 +123,60 @@ def test_card_gives_each_test_score_with_its_bootstrap_interval(tmp_path):
     )
     assert "| validation | 81 | 60.00 % | 55.00 % | 52.00 % |" in text  # no intervals in its file: none shown
     assert "test: 1000 resamples of its 107 clips, seed 42" in text
+
+
+PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+
+
+def _python_blocks(markdown: str, model_ref: str, model_dir: Path, audio: Path) -> list[str]:
+    """The Python blocks of a Markdown text as a user would copy them, with only the model id and the audio file
+    name replaced by a local run folder and a real file."""
+    return [
+        block.replace(f'"{model_ref}"', f'"{model_dir}"').replace('"speech.wav"', f'"{audio}"')
+        for block in PYTHON_BLOCK.findall(markdown)
+    ]
+
+
+def _predictions(stdout: str) -> list[list[dict]]:
+    return [ast.literal_eval(line) for line in stdout.splitlines() if line.startswith("[{")]
+
+
+@pytest.mark.slow
+def test_usage_snippets_of_the_card_readme_and_quickstart_run_as_written_on_a_44k_stereo_file(
+    tiny_run, tiny_corpus, tmp_path
+):
+    clip = load_audio(next((tiny_corpus / "angry").glob("*.wav")), sampling_rate=44_100)
+    audio = tmp_path / "speech 44k stereo.wav"
+    soundfile.write(audio, np.stack([clip, 0.5 * clip], axis=1), 44_100)
+    assert soundfile.info(audio).channels == 2 and soundfile.info(audio).samplerate == 44_100
+
+    card = _python_blocks(str(build_model_card(tiny_run, repo_id="me/tiny-ser")), "me/tiny-ser", tiny_run, audio)
+    with_hf_ser = [block for block in card if "import hf_ser" in block]
+    without_hf_ser = [block for block in card if "import hf_ser" not in block]
+    assert len(with_hf_ser) == 2 and len(without_hf_ser) == 1 and "trust_remote_code=True" in without_hf_ser[0]
+    docs = [
+        block
+        for name, model_ref in (("README.md", "outputs/demo"), ("docs/quickstart.md", "outputs/emodb"))
+        for block in _python_blocks((REPO_ROOT / name).read_text(), model_ref, tiny_run, audio)
+        if 'pipeline("audio-classification"' in block
+    ]
+    assert len(docs) == 2
+
+    result = subprocess.run(
+        [sys.executable, "-c", "\n".join(docs + with_hf_ser)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    readme, quickstart, card_with_hf_ser = _predictions(result.stdout)
+    card_without_hf_ser = ast.literal_eval(run_without_hf_ser(without_hf_ser[0], cwd=tmp_path))
+    labels = json.loads((tiny_run / "config.json").read_text())["id2label"].values()
+    for predictions in (readme, quickstart, card_with_hf_ser, card_without_hf_ser):
+        assert sorted(p["label"] for p in predictions) == sorted(labels)
+        assert sum(p["score"] for p in predictions) == pytest.approx(1.0, abs=1e-4)
+    # hf_ser.load_audio and the card's soundfile + soxr lines decode alike: the same scores everywhere
+    expected = {p["label"]: p["score"] for p in readme}
+    for predictions in (quickstart, card_with_hf_ser, card_without_hf_ser):
+        assert {p["label"]: p["score"] for p in predictions} == pytest.approx(expected, abs=1e-5)
