@@ -208,7 +208,10 @@ def test_hf_ser_train_takes_the_three_argument_dataclasses(tiny_corpus, tmp_path
 def test_a_run_prints_its_split_summary_and_no_third_party_noise(tiny_run):
     console = (tiny_run.parent / "console.txt").read_text()  # `python hf_ser/train.py ...`, stdout and stderr
     assert "audiofolder: 48 items, 4 labels (angry, happy, neutral, sad)" in console
-    assert "protocol: speaker-independent (no speaker in two splits; speakers as the recipe lists them)" in console
+    assert (
+        "protocol: speaker-independent (no speaker in two splits; speakers as listed (recipe or command line))"
+        in console
+    )
     for name, items, speakers, per_class in (
         ("train", 24, "2 speaker(s) (01, 02)", 6),
         ("test", 12, "1 speaker(s) (04)", 3),

@@ -101,7 +101,7 @@ def describe_split(args: DataArguments, seed: int, protocol: str) -> str:
             f"no speaker in two splits; validation and test speakers drawn automatically (seed {seed}, fractions "
             f"{args.validation_fraction:g} / {args.test_fraction:g}), chosen to put every class in every split"
         )
-    return "no speaker in two splits; speakers as the recipe lists them"
+    return "no speaker in two splits; speakers as listed (recipe or command line)"
 
 
 def stratified_speaker_split(

@@ -75,6 +75,7 @@ def test_push_creates_the_repo_and_uploads_the_folder_without_the_token(tmp_path
     assert set(api.uploaded) == MODEL_FILES | {
         "eval_results.json",
         "test_results.json",
+        "confusion_matrix.json",
         "data_report.json",
         "run_config.json",
     }
