@@ -230,3 +230,6 @@ def test_a_run_prints_its_split_summary_and_no_third_party_noise(tiny_run):
         "Writing model shards",
     ):
         assert noise not in console
+    # the split summary comes first, the result summary last
+    assert console.index("protocol: speaker-independent") < console.index("Finished: audiofolder ->")
+    assert re.search(r"^  test UA [\d.]+%, WA [\d.]+% on 12 clips", console, re.MULTILINE)

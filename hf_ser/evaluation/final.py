@@ -103,8 +103,11 @@ def end_summary(results: dict, report: dict, output_dir: str, example_clip: str 
     folder = Path(output_dir)
     lines = [f"Finished: {report.get('dataset')} -> {folder}"]
     if "test_ua" in results:
+        absent = results.get("test_absent_classes") or []
         lines.append(
-            f"  test UA {results['test_ua']:.1%}, WA {results['test_wa']:.1%} on {test.get('items')} clips; "
+            f"  test UA {results['test_ua']:.1%}"
+            + (f" (over the classes present; no {', '.join(absent)} item)" if absent else "")
+            + f", WA {results['test_wa']:.1%} on {test.get('items')} clips; "
             + protocol_in_words(report.get("protocol", ""), test.get("speakers", []))
         )
     if "eval_ua" in results:

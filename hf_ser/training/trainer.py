@@ -41,7 +41,6 @@ class SERTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         skip_deepspeed_cpu_inference_op(self.args)  # before DeepSpeed sets up communication, in train()
-
         if self.args.dataloader_pin_memory and not torch.accelerator.is_available():
             self.args.dataloader_pin_memory = False
         if getattr(self.args, "cpu_release_freed_memory", False):
