@@ -145,7 +145,7 @@ def _as_written(token: str) -> Any:
         return value
     if isinstance(value, (dict, list)) and token.lstrip()[:1] in ("{", "["):
         return value
-    return token
+    return {"true": True, "false": False}.get(token, token)
 
 
 def overrides_as_recipe(tokens: list[str]) -> dict:
@@ -424,6 +424,10 @@ def train_best(sweep_dir: Path) -> dict:
     return {"run_dir": training_args.output_dir, **{k: v for k, v in results.items() if k.startswith("test_")}}
 
 
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
+
+
 def write_sweep_summary(sweep_dir: Path, summary: dict) -> None:
     (Path(sweep_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     metric_key = next(key for key in summary["best"] if key.startswith("validation_"))
@@ -450,7 +454,7 @@ def write_sweep_summary(sweep_dir: Path, summary: dict) -> None:
             if row["last_report"] is not None
             else "–"
         )
-        cells = " | ".join(json.dumps(row["params"].get(key)) for key in keys)
+        cells = " | ".join(_cell(row["params"].get(key)) for key in keys)
         wall = f"{row['wall_seconds']:.0f}" if row["wall_seconds"] is not None else "–"
         lines.append(f"| {row['trial']} | {row['state']} | {score} | {cells} | {wall} |")
     final = summary.get("final")

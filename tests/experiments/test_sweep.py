@@ -66,7 +66,7 @@ def test_bad_spaces_are_refused_naming_the_key(tmp_path, text, message):
 
 def test_command_line_overrides_become_recipe_values():
     tokens = ["--seed", "7", "--test_speakers", "04", "--head_hidden_sizes", "16", "8", "--learning_rate", "1e-3"]
-    tokens += ["--backbone_config", '{"hidden_size": 32}', "--disable_tqdm", "--num_train_epochs=2"]
+    tokens += ["--backbone_config", '{"hidden_size": 32}', "--disable_tqdm", "--num_train_epochs=2", "--fp16", "false"]
     assert overrides_as_recipe(tokens) == {
         "seed": 7,
         "test_speakers": "04",  # not the YAML octal 4
@@ -75,6 +75,7 @@ def test_command_line_overrides_become_recipe_values():
         "backbone_config": {"hidden_size": 32},
         "disable_tqdm": True,
         "num_train_epochs": 2,
+        "fp16": False,
     }
 
 
