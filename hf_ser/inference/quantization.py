@@ -2,8 +2,8 @@
 
     hf-ser export-onnx MODEL OUT_DIR --quantize int8 [--parity_data_dir AUDIO_DIR]
 
-OUT_DIR's `model.onnx` is the quantised graph (weights of MatMul, Conv, Gather and the like stored as int8; activations
-quantised per batch at run time with DynamicQuantizeLinear), next to the files an fp32 export writes, so `hf-ser predict OUT_DIR
+OUT_DIR's `model.onnx` is the quantised graph (MatMul weights stored as int8, activations quantised per batch at run
+time with DynamicQuantizeLinear; convolutions stay fp32), next to the files an fp32 export writes, so `hf-ser predict OUT_DIR
 --backend onnx` runs it as it runs any export. `quantization_parity.json` compares it with the fp32 graph (exported
 into a temporary folder and discarded) on real audio: the share of files whose top label is the same, and the largest
 difference of any class probability. The audio is `--parity_data_dir` (every audio file under it, e.g. EmoDB's
@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 
 PARITY_FILE = "quantization_parity.json"
 QUANTIZATIONS = ("int8",)
+# Only MatMul weights become int8 (MatMulInteger); convolutions stay fp32. With onnxruntime's default set, which also
+# turns Conv into ConvInteger, a wav2vec2-base-sized model ran slower than its fp32 graph on an AVX2 CPU; MatMul only,
+# 1.3x faster than fp32 (benchmarks/int8_operators.py, docs/benchmarks.md section 8).
+QUANTIZED_OPERATORS = ["MatMul"]
 
 
 def parity_audio(model_or_path: Union[str, os.PathLike], parity_data_dir: Optional[Union[str, os.PathLike]]) -> tuple:
@@ -100,10 +104,12 @@ def quantize_export(
         fp32_dir / ONNX_FILE,
         output_dir / ONNX_FILE,
         weight_type=QuantType.QInt8,
+        op_types_to_quantize=QUANTIZED_OPERATORS,
         use_external_data_format=fp32_bytes > PROTOBUF_LIMIT_BYTES,
     )
     report = {
-        "quantization": "int8 dynamic (onnxruntime.quantization.quantize_dynamic, weight_type QInt8)",
+        "quantization": "int8 dynamic (onnxruntime.quantization.quantize_dynamic, weight_type QInt8, "
+        f"op_types_to_quantize {QUANTIZED_OPERATORS})",
         "audio": audio,
         "fp32_bytes": fp32_bytes,
         "int8_bytes": sum(item.stat().st_size for item in output_dir.glob(f"{ONNX_FILE}*")),
