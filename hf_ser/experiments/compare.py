@@ -114,11 +114,18 @@ def load_result(path: str | Path) -> dict:
         details["epochs_run"] = float(np.mean(runs)) if runs else None
         protocol = summary["protocol"]
         dataset, location = _corpus(path / folds[0]["fold"], _optional_json(path / folds[0]["fold"] / DATA_REPORT_FILE))
+        evaluation = f"{describe_folds(protocol['folds'])} CV ({protocol['n_folds']} folds)"
+        if summary.get("missing_folds"):  # a `hf-ser cv --summarize` before every fold job finished
+            evaluation = (
+                f"{describe_folds(protocol['folds'])} CV, incomplete: {len(folds)} of {protocol['planned_folds']} "
+                f"folds (missing {', '.join(summary['missing_folds'])})"
+            )
+            logger.warning("%s: %s; its mean is not the CV's result", path, evaluation)
         return {
             "name": path.name,
             "path": str(path),
             "kind": "cv",
-            "evaluation": f"{describe_folds(protocol['folds'])} CV ({protocol['n_folds']} folds)",
+            "evaluation": evaluation,
             "dataset": dataset,
             "corpus_location": location,
             "test_speakers": sorted({speaker for row in folds for speaker in row.get("test_speakers", [])}),

@@ -5,7 +5,7 @@ from conftest import TINY_WAV2VEC2
 
 from hf_ser.cli import main as cli_main
 from hf_ser.experiments import cross_validation
-from hf_ser.experiments.compare import compare
+from hf_ser.experiments.compare import compare, load_result
 from hf_ser.experiments.cross_validation import LOSESSO, LOSO, make_folds, run_cross_validation, speaker_session
 
 # EmoDB's ten speakers with their real item counts
@@ -240,6 +240,7 @@ def test_folds_as_jobs_give_the_sequential_summary(two_fold_cv, tiny_corpus, tmp
     assert [row["fold"] for row in partial["folds"]] == ["fold-01"] and partial["missing_folds"] == ["fold-00"]
     assert "Incomplete: 1 of 2 folds finished; missing fold-00" in (jobs_dir / "cv_summary.md").read_text()
     assert "missing: fold-00" in capsys.readouterr().out
+    assert load_result(jobs_dir)["evaluation"].endswith("CV, incomplete: 1 of 2 folds (missing fold-00)")
 
     assert cli_main(["cv", *argv, "--fold", "0"]) == 0
     assert cli_main(["cv", *argv, "--fold", "0"]) == 0  # a rerun job finds the fold done
