@@ -445,6 +445,24 @@ def test_incomplete_checkpoints_are_never_resumed_from(tmp_path):
     assert last_complete_checkpoint(tmp_path / "absent") is None
 
 
+def test_a_checkpoint_of_two_processes_is_complete_only_with_both_ranks_rng_state(tmp_path):
+    """Rank 0 writes the trainer state without waiting for rank 1's RNG file; resuming there would reseed rank 1."""
+    for step, ranks in ((2, (0, 1)), (4, (0,))):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_text("x")
+        (folder / "trainer_state.json").write_text("{}")
+        for rank in ranks:
+            (folder / f"rng_state_{rank}.pth").write_text("x")
+    assert last_complete_checkpoint(tmp_path, processes=2) == str(tmp_path / "checkpoint-2")
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")  # one process reads no rank files
+    single = tmp_path / "single-process" / "checkpoint-6"  # written by one process: rng_state.pth, no rank files
+    single.mkdir(parents=True)
+    for name in ("model.safetensors", "trainer_state.json", "rng_state.pth"):
+        (single / name).write_text("{}")
+    assert last_complete_checkpoint(single.parent, processes=2) == str(single)
+
+
 def test_pickled_weights_are_refused_when_loading_an_hf_ser_checkpoint(tmp_path, tiny_backbone_config):
     from hf_ser.arguments import ModelArguments
     from hf_ser.training.model_building import build_model

@@ -24,10 +24,19 @@ SHARDED_WEIGHTS_PREFIXES = ("global_step", "pytorch_model_fsdp")
 STATE_FILE = TRAINER_STATE_FILE
 
 
-def is_complete_checkpoint(folder: str | Path) -> bool:
-    """A checkpoint folder with weights and a readable trainer state (the last file the Trainer writes)."""
+def is_complete_checkpoint(folder: str | Path, processes: int = 1) -> bool:
+    """A checkpoint folder with weights and a readable trainer state (the last file the Trainer writes).
+
+    A checkpoint written by several processes holds one RNG state per rank (`rng_state_R.pth`); resumed by `processes`
+    > 1 ranks, all of theirs must be there. Each rank writes its own with no barrier before rank 0 writes the trainer
+    state, so a slower rank can still be writing when the state appears (the Trainer would then resume that rank with
+    fresh random state, and the run would no longer match an uninterrupted one).
+    """
     folder = Path(folder)
     if not folder.is_dir():
+        return False
+    per_rank = any(folder.glob("rng_state_*.pth"))
+    if per_rank and processes > 1 and not all((folder / f"rng_state_{r}.pth").is_file() for r in range(processes)):
         return False
     has_weights = any((folder / name).is_file() for name in WEIGHTS_FILES) or any(
         entry.name.startswith(SHARDED_WEIGHTS_PREFIXES) for entry in folder.iterdir()
@@ -41,8 +50,8 @@ def is_complete_checkpoint(folder: str | Path) -> bool:
     return True
 
 
-def last_complete_checkpoint(output_dir: str | Path) -> Optional[str]:
-    """The highest-step `checkpoint-N` in `output_dir` that was written completely.
+def last_complete_checkpoint(output_dir: str | Path, processes: int = 1) -> Optional[str]:
+    """The highest-step `checkpoint-N` in `output_dir` that was written completely (by all `processes` ranks).
 
     `Trainer._save_checkpoint` writes straight into `checkpoint-N` (no temporary folder and rename), so a run killed
     mid-save leaves a partial folder; `transformers.trainer_utils.get_last_checkpoint` would pick it and fail to
@@ -55,7 +64,7 @@ def last_complete_checkpoint(output_dir: str | Path) -> Optional[str]:
         ((int(m[1]), p) for p in output_dir.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))), reverse=True
     )
     for _, folder in steps:
-        if is_complete_checkpoint(folder):
+        if is_complete_checkpoint(folder, processes):
             return str(folder)
         logger.warning("Ignoring %s: an incomplete checkpoint (interrupted while saving)", folder)
     return None
@@ -91,7 +100,9 @@ def checkpoint_to_resume(training_args) -> Optional[str]:
     `overwrite_output_dir` asks for a fresh start."""
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and Path(training_args.output_dir).is_dir() and not training_args.overwrite_output_dir:
-        checkpoint = last_complete_checkpoint(training_args.output_dir)
+        # Per-rank RNG files exist unless only the model is saved; those are what the resuming ranks will load.
+        ranks = 1 if training_args.save_only_model else training_args.world_size
+        checkpoint = last_complete_checkpoint(training_args.output_dir, ranks)
         if checkpoint:
             logger.info("Resuming from %s", checkpoint)
     return checkpoint

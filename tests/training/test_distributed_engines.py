@@ -22,7 +22,7 @@ from conftest import REPO_ROOT, run_without_hf_ser, tiny_argv
 from distributed_worker import launch, probe_input, worker_command, worker_env
 from transformers import AutoModelForAudioClassification
 
-from hf_ser.training.checkpoints import is_complete_checkpoint
+from hf_ser.training.checkpoints import last_complete_checkpoint
 
 CONFIG_DIR = REPO_ROOT / "accelerate_configs"
 GPU_ENGINE = "fsdp.yaml"  # FSDP2, sharded per wrapped block; needs GPUs (test_fsdp_on_cpu_processes_is_refused...)
@@ -95,15 +95,9 @@ def _records(record_dir):
 
 
 def _resumable_checkpoint(output_dir):
-    """The highest complete checkpoint once every rank's files are in it (rank 1 writes its RNG state after rank 0 has
-    written the trainer state that marks the checkpoint complete)."""
-    steps = sorted((int(p.name.split("-")[1]), p) for p in Path(output_dir).glob("checkpoint-*"))
-    for _, checkpoint in reversed(steps):
-        if is_complete_checkpoint(checkpoint) and all(
-            (checkpoint / f"rng_state_{rank}.pth").is_file() for rank in (0, 1)
-        ):
-            return checkpoint
-    return None
+    """The highest checkpoint both ranks have finished writing: the one the relaunched run must resume from."""
+    checkpoint = last_complete_checkpoint(output_dir, processes=2)
+    return Path(checkpoint) if checkpoint else None
 
 
 def _kill_run(launcher, record_dir):
