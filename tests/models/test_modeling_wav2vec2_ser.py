@@ -92,47 +92,26 @@ def test_weighted_layer_sum_learns_layer_weights(tiny_backbone_config):
     assert model.layer_weights.grad is not None and model.layer_weights.grad.abs().sum() > 0
 
 
+# One transformer layer on two convolutions: the size every encoder family below shares.
+_ONE_LAYER_ENCODER = {
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": [16, 16],
+    "conv_stride": [5, 4],
+    "conv_kernel": [10, 4],
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 2,
+}
+
+
 @pytest.mark.parametrize(
     "backbone",
     [
-        {
-            "model_type": "hubert",
-            "hidden_size": 32,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "intermediate_size": 64,
-            "conv_dim": [16, 16],
-            "conv_stride": [5, 4],
-            "conv_kernel": [10, 4],
-            "num_conv_pos_embeddings": 16,
-            "num_conv_pos_embedding_groups": 2,
-        },
-        {
-            "model_type": "wavlm",
-            "hidden_size": 32,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "intermediate_size": 64,
-            "conv_dim": [16, 16],
-            "conv_stride": [5, 4],
-            "conv_kernel": [10, 4],
-            "num_conv_pos_embeddings": 16,
-            "num_conv_pos_embedding_groups": 2,
-            "num_buckets": 32,
-        },
-        {
-            "model_type": "data2vec-audio",
-            "hidden_size": 32,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "intermediate_size": 64,
-            "conv_dim": [16, 16],
-            "conv_stride": [5, 4],
-            "conv_kernel": [10, 4],
-            "num_conv_pos_embeddings": 4,
-            "conv_pos_kernel_size": 4,
-            "num_conv_pos_embedding_groups": 2,
-        },
+        {**_ONE_LAYER_ENCODER, "model_type": "hubert"},
+        {**_ONE_LAYER_ENCODER, "model_type": "wavlm", "num_buckets": 32},
+        {**_ONE_LAYER_ENCODER, "model_type": "data2vec-audio", "num_conv_pos_embeddings": 4, "conv_pos_kernel_size": 4},
     ],
     ids=["hubert", "wavlm", "data2vec-audio"],
 )
