@@ -174,3 +174,47 @@ def test_sweep_selects_on_validation_resumes_and_scores_test_once(tiny_corpus, t
 @pytest.mark.parametrize("path", sorted((REPO_ROOT / "recipes" / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_search_spaces_load(path):
     assert load_space(path)
+
+
+@pytest.mark.slow
+def test_cv_objective_is_the_mean_fold_validation_score_in_a_given_storage(tiny_corpus, tmp_path, monkeypatch):
+    sweep_dir, storage = tmp_path / "sweep", f"sqlite:///{tmp_path / 'shared.db'}"
+    argv = tiny_argv(tiny_corpus, sweep_dir)
+    argv[argv.index("--learning_rate") : argv.index("--learning_rate") + 2] = []
+    argv += ["--num_train_epochs", "1", "--max_train_samples", "8"]
+    space = _space(tmp_path, "learning_rate: [1.0e-3, 3.0e-3]\n")
+    seen = []  # every input of the search's objective
+
+    def spy(results, metric):
+        seen.append(dict(results))
+        return validation_objective(results, metric)
+
+    monkeypatch.setattr(sweep, "validation_objective", spy)
+    command = ["sweep", *argv, "--space", str(space), "--trials", "2", "--cv", "2", "--storage", storage]
+    assert cli_main(command) == 0
+
+    assert not (sweep_dir / sweep.STUDY_FILE).exists()  # the study is where --storage says
+    study = optuna.load_study(study_name=sweep.STUDY_NAME, storage=storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    summary = json.loads((sweep_dir / "sweep_summary.json").read_text())
+    assert summary["storage"] == storage
+    # two speaker-disjoint folds of the non-test speakers 01-03; the test speaker 04 validates in none
+    validating = [fold["validation_speakers"] for fold in summary["folds"]]
+    assert sorted(s for group in validating for s in group) == ["01", "02", "03"]
+    for trial in study.trials:
+        fold_dirs = sorted((sweep_dir / f"trial-{trial.number:04d}").glob("fold-*"))
+        assert [p.name for p in fold_dirs] == ["fold-00", "fold-01"]
+        fold_ua = [json.loads((p / "eval_results.json").read_text())["eval_ua"] for p in fold_dirs]
+        assert trial.value == pytest.approx(sum(fold_ua) / 2, abs=1e-12)
+        assert summary["trials"][trial.number]["fold_values"] == fold_ua
+        for fold_dir, group in zip(fold_dirs, validating):
+            assert json.loads((fold_dir / "data_report.json").read_text())["splits"]["validation"]["speakers"] == group
+    assert len(seen) == 4 and not [key for results in seen for key in results if key.startswith("test_")]
+    assert not list(sweep_dir.glob("trial-*/fold-*/test_results.json"))
+
+    # the same command again finds its 2 finished trials in that storage and trains nothing
+    mtimes = {p: p.stat().st_mtime_ns for p in sweep_dir.glob("trial-*/fold-*/model.safetensors")}
+    assert len(mtimes) == 4
+    assert cli_main(command) == 0
+    assert len(optuna.load_study(study_name=sweep.STUDY_NAME, storage=storage).trials) == 2
+    assert {p: p.stat().st_mtime_ns for p in sweep_dir.glob("trial-*/fold-*/model.safetensors")} == mtimes
