@@ -5,6 +5,11 @@ A recipe lists transforms as `{name: <audiomentations class>, p: <probability>, 
     augmentations:
       - {name: AddGaussianNoise, p: 0.5, min_amplitude: 0.001, max_amplitude: 0.015}
       - {name: TimeStretch, p: 0.5, min_rate: 0.8, max_rate: 1.25}
+
+TimeStretch and PitchShift take audiomentations' `method` (`signalsmith_stretch`, its default, or
+`librosa_phase_vocoder`) or one of hf-ser's cheaper ones (`hf_ser.data.tempo_pitch`): `fast_phase_vocoder` (librosa's
+phase vocoder, vectorised) or `soxr_speed` (speed perturbation: tempo and pitch change together). hf-ser's methods
+draw their parameters exactly as audiomentations does, so a recipe switches method without changing anything else.
 """
 
 from __future__ import annotations
@@ -23,6 +28,32 @@ SEED_DEFAULTS = {
 }
 
 
+AUDIOMENTATIONS_METHODS = ("signalsmith_stretch", "librosa_phase_vocoder")
+FAST_METHODS = ("fast_phase_vocoder", "soxr_speed")  # hf_ser.data.tempo_pitch
+
+
+def _transform_class(audiomentations, index: int, name: str, options: dict):
+    """The class that builds `name`: audiomentations' own, or hf-ser's (`hf_ser.data.tempo_pitch`) for a TimeStretch
+    or PitchShift whose `method` is one of `FAST_METHODS`; any other `method` is an error naming the entry."""
+    transform_class = getattr(audiomentations, name, None)
+    if transform_class is None or not isinstance(transform_class, type):
+        raise ValueError(f"augmentations[{index}]: audiomentations has no transform {name!r}")
+    if name not in ("TimeStretch", "PitchShift") or "method" not in options:
+        return transform_class
+    method = options["method"]
+    if method in FAST_METHODS:
+        from hf_ser.data import tempo_pitch  # imports audiomentations, as this function does
+
+        return {"TimeStretch": tempo_pitch.FastTimeStretch, "PitchShift": tempo_pitch.FastPitchShift}[name]
+    if method not in AUDIOMENTATIONS_METHODS:
+        raise ValueError(
+            f"augmentations[{index}] ({name}): method {method!r} is not one of "
+            + ", ".join((*AUDIOMENTATIONS_METHODS, *FAST_METHODS))
+            + " (docs/recipes.md, augmentation)"
+        )
+    return transform_class
+
+
 def build_augmenter(specs: Optional[list]):
     """An `audiomentations.Compose` for the recipe's `augmentations`, or None when there are none."""
     if not specs:
@@ -35,9 +66,7 @@ def build_augmenter(specs: Optional[list]):
             raise ValueError(f"augmentations[{index}] must be a mapping with a `name`, got {spec!r}")
         options = dict(spec)
         name = options.pop("name")
-        transform_class = getattr(audiomentations, name, None)
-        if transform_class is None or not isinstance(transform_class, type):
-            raise ValueError(f"augmentations[{index}]: audiomentations has no transform {name!r}")
+        transform_class = _transform_class(audiomentations, index, name, options)
         kwargs = {**SEED_DEFAULTS.get(name, {}), **options}
         try:
             transforms.append(transform_class(**kwargs))
