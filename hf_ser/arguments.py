@@ -144,6 +144,15 @@ class DataArguments:
     label_map: dict | str | None = field(
         default=None, metadata={"help": "Rename labels before selection, e.g. {excited: happiness}."}
     )
+    label_targets: str = field(
+        default="hard",
+        metadata={
+            "help": "`hard`: train on each item's one label; `soft`: on the distribution of its annotators' votes "
+            "(soft cross-entropy) where the corpus has them (IEMOCAP's evaluator lines, MSP-Podcast's "
+            "labels_detailed.csv, a manifest's `votes`), one-hot elsewhere; evaluation always scores the hard label "
+            "(docs/recipes.md, Soft labels)."
+        },
+    )
     train_speakers: Optional[list[str]] = field(default=None, metadata={"help": "Training speakers."})
     validation_speakers: Optional[list[str]] = field(default=None, metadata={"help": "Validation speakers."})
     test_speakers: Optional[list[str]] = field(default=None, metadata={"help": "Test speakers."})
@@ -183,6 +192,8 @@ class DataArguments:
     def __post_init__(self):
         self.label_map = _json_field(self.label_map) or {}
         self.augmentations = _json_field(self.augmentations) or []
+        if self.label_targets not in ("hard", "soft"):
+            raise ValueError(f"label_targets={self.label_targets!r}: use `hard` (the default) or `soft`")
         if self.on_bad_audio not in ("skip", "error"):
             raise ValueError(f"on_bad_audio={self.on_bad_audio!r}: use `skip` or `error`")
 
@@ -196,7 +207,13 @@ class SERTrainingArguments(TrainingArguments):
     save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint."})
     logging_strategy: str = field(default="epoch", metadata={"help": "When to log."})
     load_best_model_at_end: bool = field(default=True, metadata={"help": "Keep the best validation checkpoint."})
-    metric_for_best_model: Optional[str] = field(default="ua", metadata={"help": "Validation metric for selection."})
+    metric_for_best_model: Optional[str] = field(
+        default="ua",
+        metadata={
+            "help": "Validation metric that selects the checkpoint (and early stopping): `ua`, `wa` or `macro_f1` "
+            "(trainer_state.json's best_metric is its value)."
+        },
+    )
     greater_is_better: Optional[bool] = field(default=True, metadata={"help": "Larger metric is better."})
     save_total_limit: Optional[int] = field(default=2, metadata={"help": "Checkpoints kept on disk."})
     # The raw audio column must reach the transform; the Trainer would drop it.

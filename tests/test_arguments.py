@@ -91,6 +91,13 @@ def test_test_metric_cannot_select_models():
         parse_args(["--metric_for_best_model", "test_ua"])
 
 
+def test_label_targets_are_hard_by_default_and_only_hard_or_soft(tmp_path):
+    assert parse_args(["--output_dir", str(tmp_path)])[1].label_targets == "hard"
+    assert parse_args(["--label_targets", "soft", "--output_dir", str(tmp_path)])[1].label_targets == "soft"
+    with pytest.raises(ValueError, match=r"label_targets='votes': use `hard` \(the default\) or `soft`"):
+        parse_args(["--label_targets", "votes", "--output_dir", str(tmp_path)])
+
+
 def test_resumed_runs_restore_early_stopping_state_by_default():
     _, _, training_args = parse_args([str(REPO_ROOT / "recipes" / "demo.yaml")])
     assert training_args.restore_callback_states_from_checkpoint is True

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from transformers import FeatureExtractionMixin
 
+from hf_ser.data.votes import LABEL_DISTRIBUTION
 from hf_ser.models.modeling_wav2vec2_ser import whisper_clip_frames
 
 
@@ -65,6 +66,10 @@ class SERDataCollator:
         )
         if "label" in examples[0]:
             batch["labels"] = torch.tensor([example["label"] for example in examples], dtype=torch.long)
+        if LABEL_DISTRIBUTION in examples[0]:  # soft targets: `hf_ser.training.trainer.SERTrainer.compute_loss`
+            batch[LABEL_DISTRIBUTION] = torch.tensor(
+                [example[LABEL_DISTRIBUTION] for example in examples], dtype=torch.float32
+            )
         return dict(batch)
 
 

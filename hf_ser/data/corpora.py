@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from hf_ser.data.audio import AUDIO_EXTENSIONS, audio_files_under
+from hf_ser.data.votes import parse_vote_counts
 
 Record = dict
 
@@ -132,28 +133,72 @@ IEMOCAP_EMOTIONS = {
 IEMOCAP_NO_AGREEMENT = "xxx"
 # `[6.2901 - 8.2357]<TAB>Ses01F_impro01_F000<TAB>neu<TAB>[2.5000, 2.5000, 2.5000]`: one line per utterance.
 IEMOCAP_EVALUATION_LINE = re.compile(r"^\[[\d.]+ - [\d.]+\]\s+(?P<utterance>Ses\S+)\s+(?P<code>\w+)\s+\[")
+# `C-E2:<TAB>Frustration; Anger;<TAB>(comment)`: an evaluator's categories for the utterance line above. `C-F1` /
+# `C-M1` lines are the actors' own assessments, which the release's consensus label does not use either.
+IEMOCAP_EVALUATOR_LINE = re.compile(r"^C-(?P<rater>[A-Z]+\d*):(?P<categories>.*?)(\s*\(.*\))?\s*$")
+IEMOCAP_CATEGORIES = {
+    "neutral": "neutral",
+    "neutral state": "neutral",
+    "happiness": "happy",
+    "excited": "excited",
+    "sadness": "sad",
+    "anger": "angry",
+    "frustration": "frustrated",
+    "surprise": "surprised",
+    "fear": "fearful",
+    "disgust": "disgusted",
+    "other": "other",
+}
 # Ses01F_impro01_M003: session 01, markers on the female actor, utterance 003 spoken by the male actor.
 IEMOCAP_UTTERANCE = re.compile(r"^Ses(?P<session>\d\d)[FM]_.+_(?P<gender>[FM])\d+$")
 
 
-def _iemocap_labels(session_dir: Path) -> dict[str, tuple[str, Path]]:
-    """Utterance name -> (label code, EmoEvaluation file) for one session."""
+def _iemocap_category(category: str, where: str, line: str) -> str:
+    name = category.strip().lower()
+    if name.startswith("other"):  # free-text variants such as `Other:curious`
+        return "other"
+    if name not in IEMOCAP_CATEGORIES:
+        raise ValueError(
+            f"{where}: unknown IEMOCAP evaluator category {category.strip()!r} in {line!r} (known: "
+            f"{', '.join(sorted({key.capitalize() for key in IEMOCAP_CATEGORIES}))})"
+        )
+    return IEMOCAP_CATEGORIES[name]
+
+
+def _iemocap_labels(session_dir: Path, with_votes: bool = False) -> dict[str, tuple[str, Path, dict]]:
+    """Utterance name -> (label code, EmoEvaluation file, evaluator votes) for one session.
+
+    With `with_votes`, every category an evaluator (`C-E*` line) ticks for an utterance is one vote for it, in
+    hf-ser's label names; without, the evaluator lines are not read and the votes are empty."""
     labels = {}
     for text_file in sorted((session_dir / "dialog" / "EmoEvaluation").glob("*.txt")):
         if text_file.name.startswith("._"):  # macOS resource forks shipped in some copies of the release
             continue
+        utterance = None
         for line_number, line in enumerate(text_file.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             match = IEMOCAP_EVALUATION_LINE.match(line)
             if match is None:
+                if with_votes and (evaluator := IEMOCAP_EVALUATOR_LINE.match(line)) and evaluator["rater"][0] == "E":
+                    where = f"{text_file}:{line_number}"
+                    if utterance is None:
+                        raise ValueError(f"{where}: evaluator line {line!r} before any utterance line")
+                    categories = [c for c in evaluator["categories"].split(";") if c.strip()]
+                    if not categories:
+                        raise ValueError(f"{where}: evaluator line {line!r} names no category")
+                    for category in categories:
+                        votes = labels[utterance][2]
+                        label = _iemocap_category(category, where, line)
+                        votes[label] = votes.get(label, 0) + 1
                 continue
             code = match["code"]
             if code not in IEMOCAP_EMOTIONS and code != IEMOCAP_NO_AGREEMENT:
                 raise ValueError(f"{text_file}:{line_number}: unknown IEMOCAP label code {code!r} in {line!r}")
-            labels[match["utterance"]] = (code, text_file)
+            utterance = match["utterance"]
+            labels[utterance] = (code, text_file, {})
     return labels
 
 
-def iemocap_records(data_dir: Path, **_) -> list[Record]:
+def iemocap_records(data_dir: Path, with_votes: bool = False, **_) -> list[Record]:
     """IEMOCAP (Busso et al., 2008): `Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_M003.wav`, labelled by
     `Session1/dialog/EmoEvaluation/Ses01F_impro01.txt`.
 
@@ -161,7 +206,8 @@ def iemocap_records(data_dir: Path, **_) -> list[Record]:
     before the utterance index, not the one after `Ses01`, which marks who wore the motion-capture markers), so the
     10 speakers can be split like sessions. Utterances without a majority label (`xxx`) and wav files without an
     evaluation line are skipped and reported. The standard 4-class set: `labels: [neutral, happy, sad, angry]`,
-    `label_map: {excited: happy}`.
+    `label_map: {excited: happy}`. `with_votes`: each record also carries its evaluators' `votes`
+    (`_iemocap_labels`).
     """
     data_dir = _require_dir(data_dir, "iemocap")
     sessions = sorted(p for p in data_dir.glob("Session*") if p.is_dir())
@@ -169,7 +215,7 @@ def iemocap_records(data_dir: Path, **_) -> list[Record]:
         raise FileNotFoundError(f"no Session1..Session5 folders under {data_dir} (the IEMOCAP_full_release folder)")
     records = []
     for session_dir in sessions:
-        labels = _iemocap_labels(session_dir)
+        labels = _iemocap_labels(session_dir, with_votes)
         evaluation_dir = session_dir / "dialog" / "EmoEvaluation"
         seen = set()
         for path in audio_files_under(session_dir / "sentences" / "wav"):
@@ -180,12 +226,13 @@ def iemocap_records(data_dir: Path, **_) -> list[Record]:
                 records.append(_skipped(path, reason))
                 continue
             seen.add(name)
-            code, text_file = labels[name]
+            code, text_file, votes = labels[name]
             if code == IEMOCAP_NO_AGREEMENT:
                 records.append(_skipped(path, f"no majority emotion (xxx) in {text_file.name}"))
                 continue
             speaker = f"Ses{match['session']}{match['gender']}"
-            records.append({"path": str(path), "label": IEMOCAP_EMOTIONS[code], "speaker": speaker})
+            record = {"path": str(path), "label": IEMOCAP_EMOTIONS[code], "speaker": speaker}
+            records.append({**record, "votes": votes} if with_votes else record)
         for name in sorted(set(labels) - seen):
             expected = session_dir / "sentences" / "wav" / name.rsplit("_", 1)[0] / f"{name}.wav"
             records.append(_skipped(expected, f"listed in {labels[name][1].name} but the wav file is missing"))
@@ -257,36 +304,68 @@ def _inside_root(path: str, root: Path, manifest_path: Path, line_number: int, a
     return str(joined)
 
 
+VOTE_COLUMN_PREFIX = "votes_"
+
+
+def _manifest_votes(row: dict, where: str) -> Optional[dict[str, float]]:
+    """A manifest row's annotator votes: a `votes` cell (a JSON object `{"angry": 2, "sad": 1}`, or the object itself
+    in JSON lines), or one `votes_<label>` count column per class (an empty cell counts 0); None without either."""
+    columns = {
+        key[len(VOTE_COLUMN_PREFIX) :]: value for key, value in row.items() if key.startswith(VOTE_COLUMN_PREFIX)
+    }
+    if row.get("votes") not in (None, ""):
+        if columns:
+            raise ValueError(f"{where}: give votes in a `votes` column or in `votes_<label>` columns, not both")
+        return parse_vote_counts(row["votes"], where)
+    if not columns:
+        return None
+    counts = {}
+    for label, value in columns.items():
+        if isinstance(value, str):
+            try:
+                value = float(value) if value.strip() else 0.0
+            except ValueError:
+                raise ValueError(f"{where}: column {VOTE_COLUMN_PREFIX}{label} holds {value!r}, not a count") from None
+        counts[label] = 0.0 if value is None else value
+    return parse_vote_counts(counts, where)
+
+
 def manifest_records(
-    data_dir: Path, manifest: Optional[str] = None, allow_absolute_paths: bool = False, **_
+    data_dir: Path,
+    manifest: Optional[str] = None,
+    allow_absolute_paths: bool = False,
+    with_votes: bool = False,
+    **_,
 ) -> list[Record]:
     """A CSV or JSON-lines manifest with `path`, `label` and optionally `speaker` columns.
 
     `manifest` is the file (or `data_dir` itself when it is a file); relative paths are resolved against the
-    manifest's folder and must stay inside it (see `allow_absolute_paths`).
+    manifest's folder and must stay inside it (see `allow_absolute_paths`). `with_votes`: each record also carries
+    the row's annotator `votes` (`_manifest_votes`).
     """
     manifest_path = Path(manifest) if manifest else data_dir
     if not manifest_path.is_file():
         raise FileNotFoundError(f"manifest {str(manifest_path)!r} does not exist")
     if manifest_path.suffix.lower() in (".jsonl", ".json"):
         with open(manifest_path, encoding="utf-8") as handle:
-            rows = [json.loads(line) for line in handle if line.strip()]
+            numbered_rows = [(number, json.loads(line)) for number, line in enumerate(handle, 1) if line.strip()]
     else:
         with open(manifest_path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+            numbered_rows = list(enumerate(csv.DictReader(handle), start=2))  # line 1 is the header
     root = manifest_path.parent
     records = []
-    for line_number, row in enumerate(rows, start=2):
+    for line_number, row in numbered_rows:
         for key in ("path", "label"):
             if key not in row:
                 raise KeyError(f"{manifest_path}: row {line_number} has no {key!r} column (columns: {sorted(row)})")
-        records.append(
-            {
-                "path": _inside_root(str(row["path"]), root, manifest_path, line_number, allow_absolute_paths),
-                "label": None if row["label"] in (None, "") else str(row["label"]),
-                "speaker": str(row["speaker"]) if row.get("speaker") not in (None, "") else None,
-            }
-        )
+        record = {
+            "path": _inside_root(str(row["path"]), root, manifest_path, line_number, allow_absolute_paths),
+            "label": None if row["label"] in (None, "") else str(row["label"]),
+            "speaker": str(row["speaker"]) if row.get("speaker") not in (None, "") else None,
+        }
+        if with_votes:
+            record["votes"] = _manifest_votes(row, f"{manifest_path}: row {line_number}")
+        records.append(record)
     return records
 
 

@@ -25,6 +25,7 @@ from hf_ser.arguments import DataArguments, value_source
 from hf_ser.data.audio import AudioDecodeError, load_audio
 from hf_ser.data.sources import audio_source, corpus_records
 from hf_ser.data.splits import SPEAKER_INDEPENDENT, describe_split, split_corpus
+from hf_ser.data.votes import LABEL_DISTRIBUTION, describe_votes, vote_distributions
 from hf_ser.run_folder import DATA_REPORT_FILE
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class CorpusReport:
     splits: dict = field(default_factory=dict)
     skipped: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    label_votes: dict = field(default_factory=dict)  # `label_targets: soft`: what the vote distributions hold
 
     def skip(self, path: str, reason: str) -> None:
         self.skipped.append({"path": path, "reason": reason})
@@ -73,6 +75,7 @@ class CorpusReport:
                 f"{len(speakers)} speaker(s) ({shown or 'none'}); {per_label}"
             )
         lines += [f"  {absent_label_warning(name, split, self.labels)}" for name, split in self.absent_labels()]
+        lines += [f"  {describe_votes(self.label_votes)}"] if self.label_votes else []
         return "\n".join(lines + [self.problems()])
 
     def absent_labels(self) -> list[tuple[str, dict]]:
@@ -192,6 +195,8 @@ def _check_corpus(args: DataArguments) -> CheckedCorpus:
     if not records:
         raise ValueError(f"dataset {args.dataset!r}: no usable records (skipped: {report.skipped[:3]}...)")
     columns = {key: [record.get(key) for record in records] for key in ("path", "label", "speaker")}
+    if args.label_targets == "soft":
+        columns[LABEL_DISTRIBUTION], report.label_votes = vote_distributions(records, label_names, args.label_map)
     if any(record.get("bytes") for record in records):
         columns["bytes"] = [record.get("bytes") for record in records]
     logger.info("Checking %d audio files of %s (each decoded once) ...", len(records), args.dataset)
@@ -275,6 +280,11 @@ def build_corpus(args: DataArguments, seed: int = 42) -> tuple[DatasetDict, list
 
 
 def balanced_class_weights(train: Dataset, num_labels: int) -> list[float]:
-    """Inverse class frequency, normalised so the weights average to one (scikit-learn's `balanced`)."""
-    counts = np.bincount(np.asarray(train["label"]), minlength=num_labels).astype(float)
+    """Inverse class frequency, normalised so the weights average to one (scikit-learn's `balanced`). With soft
+    targets (a `label_distribution` column) a class's frequency is its summed target mass, the number of items the
+    soft loss spends on it: one-hot targets give the hard weights."""
+    if LABEL_DISTRIBUTION in train.column_names:
+        counts = np.asarray(list(train.with_format(None)[LABEL_DISTRIBUTION]), dtype=float).sum(axis=0)
+    else:
+        counts = np.bincount(np.asarray(train["label"]), minlength=num_labels).astype(float)
     return [float(w) for w in len(train) / (num_labels * np.clip(counts, 1, None))]

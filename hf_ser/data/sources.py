@@ -34,6 +34,7 @@ def corpus_records(args: DataArguments) -> list[dict]:
             manifest=args.manifest,
             speaker_pattern=args.speaker_pattern,
             allow_absolute_paths=args.allow_absolute_paths,
+            with_votes=args.label_targets == "soft",
         )
     return hub_records(args)
 

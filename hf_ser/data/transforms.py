@@ -17,6 +17,7 @@ from hf_ser.data.audio import AudioDecodeError, crop_or_pad, load_audio
 from hf_ser.data.augment import augment, build_augmenter
 from hf_ser.data.collator import clip_features
 from hf_ser.data.sources import audio_source
+from hf_ser.data.votes import LABEL_DISTRIBUTION
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,10 @@ class AudioTransform:
         features = clip_features(
             self.feature_extractor, waveforms, self.sampling_rate, pad_to, self.whisper_clip_length
         )
-        return {**features, "label": batch["label"]}
+        targets = {"label": batch["label"]}
+        if self.train and LABEL_DISTRIBUTION in batch:  # `label_targets: soft`; evaluation scores the hard label
+            targets[LABEL_DISTRIBUTION] = batch[LABEL_DISTRIBUTION]
+        return {**features, **targets}
 
 
 class EpochCallback(TrainerCallback):

@@ -18,6 +18,7 @@ from typing import Optional
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hf_ser.data.dataset import absent_label_warning
+from hf_ser.data.votes import describe_votes
 from hf_ser.evaluation.bootstrap import read_interval
 from hf_ser.evaluation.metrics import percent
 from hf_ser.hub.citations import BACKBONE_CITATIONS, CORPUS_INFO, HEAD_FUSION_CITATION, LORA_CITATION
@@ -56,6 +57,7 @@ HYPERPARAMETERS = {
         "augmentations",
         "labels",
         "label_map",
+        "label_targets",
     ),
     "training_args": (
         "learning_rate",
@@ -268,7 +270,7 @@ def _data_lines(run: dict, corpus: dict, labels: list[str]) -> list[str]:
     report, training = run["data_report"], _args(run, "training_args")
     lines = [f"Corpus: {corpus['name']}" + (f": {corpus['facts']}." if corpus.get("facts") else ".")]
     selection = (training.get("metric_for_best_model") or "ua").removeprefix("eval_")
-    selection = selection.upper() if selection in ("ua", "wa") else selection
+    selection = {"ua": "UA", "wa": "WA", "macro_f1": "macro-F1"}.get(selection, selection)
     if report.get("protocol") == "speaker-independent":
         lines.append(
             "Protocol: **speaker-independent**. No speaker is in more than one of training, validation and "
@@ -288,6 +290,11 @@ def _data_lines(run: dict, corpus: dict, labels: list[str]) -> list[str]:
         for name, split in report.get("splits", {}).items()
         if split.get("absent_labels")
     ]
+    if report.get("label_votes"):
+        lines.append(
+            f"Trained on {describe_votes(report['label_votes'])} (soft cross-entropy); validation and test score the "
+            "hard (consensus) labels."
+        )
     if report.get("skipped"):
         lines.append(f"{len(report['skipped'])} file(s) were skipped (listed with reasons in `data_report.json`).")
     state = run["trainer_state"]
@@ -411,7 +418,7 @@ def _hyperparameters(run: dict) -> list[tuple[str, str]]:
         values = _args(run, group)
         for key in keys:
             value = values.get(key)
-            if value in (None, [], {}, False) or (key == "max_steps" and value == -1):
+            if value in (None, [], {}, False) or (key, value) in (("max_steps", -1), ("label_targets", "hard")):
                 continue
             items.append((key, json.dumps(value) if isinstance(value, (list, dict)) else str(value)))
     return items

@@ -21,6 +21,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from transformers import TrainerCallback
 
+from hf_ser.data.votes import LABEL_DISTRIBUTION
+
 logger = logging.getLogger(__name__)
 
 
@@ -64,11 +66,11 @@ def rank_windows(num_examples: int, generator: torch.Generator, rank: int, world
 
 def _model_inputs(batch: dict, parameter: torch.Tensor) -> dict:
     """A batch as the model takes it: on its device, floating inputs in its parameters' dtype (a bf16 DeepSpeed
-    model gets bf16 inputs from the Trainer too); labels dropped."""
+    model gets bf16 inputs from the Trainer too); targets dropped."""
     return {
         key: value.to(device=parameter.device, dtype=parameter.dtype if value.is_floating_point() else value.dtype)
         for key, value in batch.items()
-        if key != "labels"
+        if key not in ("labels", LABEL_DISTRIBUTION)
     }
 
 

@@ -7,6 +7,9 @@
 - `cpu_release_freed_memory`: freed activation memory goes back to the OS at once (hf_ser/cpu_memory.py).
 - No "Writing model shards" progress bar for each checkpoint and the final save (transformers draws one even for a
   one-file model); the Trainer's own training bar stays.
+- `label_targets: soft`: training batches carry `label_distribution` (annotator votes), and the loss is the soft
+  cross-entropy against it (hf_ser/training/soft_labels.py) with the model's class weights; evaluation batches carry
+  the hard label only, so their loss is the model's own.
 - No pinned memory without an accelerator: torch would warn that it cannot pin at every DataLoader the Trainer builds
   (each evaluation), and pinning does nothing there.
 """
@@ -20,8 +23,10 @@ from transformers import Trainer
 from transformers.trainer_utils import unwrap_peft_model
 from transformers.utils import logging as transformers_logging
 
+from hf_ser.data.votes import LABEL_DISTRIBUTION
 from hf_ser.training.cpu_memory import release_freed_memory
 from hf_ser.training.distributed import skip_deepspeed_cpu_inference_op
+from hf_ser.training.soft_labels import soft_cross_entropy
 
 LENGTH_STRATEGIES = ("group_by_length", "batch_rebalance")
 
@@ -38,6 +43,9 @@ def encoder_parameter_ids(model: nn.Module) -> set[int]:
 
 
 class SERTrainer(Trainer):
+    # Both losses (the model's and the soft one) are per-batch means: the Trainer divides them for accumulation.
+    loss_is_scaled_for_ga = False
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         skip_deepspeed_cpu_inference_op(self.args)  # before DeepSpeed sets up communication, in train()
@@ -45,6 +53,18 @@ class SERTrainer(Trainer):
             self.args.dataloader_pin_memory = False
         if getattr(self.args, "cpu_release_freed_memory", False):
             release_freed_memory()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if LABEL_DISTRIBUTION not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        inputs = dict(inputs)
+        targets = inputs.pop(LABEL_DISTRIBUTION)
+        inputs.pop("labels", None)  # the model would compute its hard loss too
+        outputs = model(**inputs)
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        config = unwrap_peft_model(self.accelerator.unwrap_model(model)).config
+        loss = soft_cross_entropy(logits, targets, getattr(config, "class_weights", None))
+        return (loss, outputs) if return_outputs else loss
 
     def save_model(self, *args, **kwargs) -> None:
         was_enabled = transformers_logging.is_progress_bar_enabled()

@@ -4,6 +4,7 @@ Every tree is written with soundfile at the corpus's own sampling rates (and in 
 different noise, so no two files are duplicates of each other.
 """
 
+import dataclasses
 import re
 from collections import Counter
 from pathlib import Path
@@ -15,7 +16,7 @@ from conftest import EMODB_DIR, requires_emodb
 
 from hf_ser.arguments import DataArguments
 from hf_ser.data.corpora import CORPORA, load_records
-from hf_ser.data.dataset import build_corpus
+from hf_ser.data.dataset import build_corpus, check_corpus
 
 _seed = iter(range(10**6))
 
@@ -146,11 +147,13 @@ def test_ravdess_foreign_file_name_is_named(tmp_path):
 EVALUATION_HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
 
 
-def evaluation_block(start: float, utterance: str, code: str) -> str:
-    """One utterance of an EmoEvaluation file, with the evaluators' lines that follow it in the release."""
+def evaluation_block(start: float, utterance: str, code: str, evaluators: tuple = ("C-E2:\tNeutral;",)) -> str:
+    """One utterance of an EmoEvaluation file, with the evaluators' lines that follow it in the release: categorical
+    (`evaluators`, each followed by its comment) then dimensional."""
+    categorical = "".join(f"{line}\t()\n" for line in evaluators)
     return (
         f"[{start:.4f} - {start + 2:.4f}]\t{utterance}\t{code}\t[2.5000, 3.0000, 3.0000]\n"
-        "C-E2:\tNeutral;\t()\nA-E3:\tval 3; act 2; dom  2;\t()\n\n"
+        f"{categorical}A-E3:\tval 3; act 2; dom  2;\t()\n\n"
     )
 
 
@@ -258,6 +261,89 @@ def test_iemocap_unknown_label_code_names_the_file_and_line(tmp_path):
         load_records("iemocap", str(tmp_path))
 
 
+# What three evaluators (and the actor, `C-F1`, whose self-assessment is no vote) ticked for four utterances.
+IEMOCAP_VOTES = {
+    "Ses01F_impro01_F000": (
+        "neu",
+        ("C-E1:\tNeutral;", "C-E2:\tNeutral; Frustration;", "C-E3:\tNeutral state;", "C-F1:\tAnger;"),
+    ),
+    "Ses01F_impro01_M001": ("ang", ("C-E1:\tAnger;", "C-E2:\tFrustration; Anger;", "C-E4:\tOther:curious;")),
+    "Ses01F_impro01_F002": ("exc", ("C-E1:\tExcited;", "C-E2:\tHappiness;", "C-E3:\tExcited; Sadness;")),
+    "Ses01F_impro01_M003": ("sad", ()),  # no evaluator line: no votes
+}
+
+
+def write_iemocap_votes_tree(root: Path, blocks: dict = IEMOCAP_VOTES) -> Path:
+    """One dialog of Session1 whose utterances have the evaluator lines of `blocks` (utterance -> (code, lines))."""
+    evaluation_dir = root / "Session1" / "dialog" / "EmoEvaluation"
+    evaluation_dir.mkdir(parents=True, exist_ok=True)
+    text = EVALUATION_HEADER
+    for index, (utterance, (code, evaluators)) in enumerate(blocks.items()):
+        text += evaluation_block(2.0 * index, utterance, code, evaluators)
+        write_wav(root / "Session1" / "sentences" / "wav" / "Ses01F_impro01" / f"{utterance}.wav")
+    (evaluation_dir / "Ses01F_impro01.txt").write_text(text)
+    return root
+
+
+def test_iemocap_evaluator_lines_are_votes_one_per_ticked_category(tmp_path):
+    root = write_iemocap_votes_tree(tmp_path / "IEMOCAP_full_release")
+    records = by_name(load_records("iemocap", str(root), with_votes=True))
+    assert {name: r["votes"] for name, r in records.items()} == {
+        "Ses01F_impro01_F000.wav": {"neutral": 3, "frustrated": 1},
+        "Ses01F_impro01_M001.wav": {"angry": 2, "frustrated": 1, "other": 1},
+        "Ses01F_impro01_F002.wav": {"excited": 2, "happy": 1, "sad": 1},
+        "Ses01F_impro01_M003.wav": {},
+    }
+    assert all("votes" not in r for r in load_records("iemocap", str(root)))  # hard labels: lines not read
+
+
+def test_iemocap_soft_targets_and_the_vote_report(tmp_path):
+    root = write_iemocap_votes_tree(tmp_path / "IEMOCAP_full_release")
+    args = DataArguments(
+        dataset="iemocap",
+        data_dir=str(root),
+        labels=["neutral", "happy", "sad", "angry"],
+        label_map={"excited": "happy"},
+        label_targets="soft",
+        speaker_dependent=True,
+        validation_fraction=0.0,
+        test_fraction=0.0,
+    )
+    corpus = check_corpus(args)
+    rows = corpus.dataset.to_list()
+    targets = {Path(row["path"]).stem: row["label_distribution"] for row in rows}
+    assert targets == {
+        "Ses01F_impro01_F000": [1.0, 0.0, 0.0, 0.0],  # the frustrated vote is outside the labels
+        "Ses01F_impro01_M001": [0.0, 0.0, 0.0, 1.0],
+        "Ses01F_impro01_F002": [0.0, 0.75, 0.25, 0.0],  # excited -> happy
+        "Ses01F_impro01_M003": [0.0, 0.0, 1.0, 0.0],  # no votes: its hard label
+    }
+    assert {Path(row["path"]).stem: corpus.label_names[row["label"]] for row in rows}["Ses01F_impro01_F002"] == "happy"
+    assert corpus.report.label_votes == {
+        "label_targets": "soft",
+        "items_with_votes": 3,
+        "one_hot_without_votes": 1,
+        "one_hot_votes_outside_labels": 0,
+        "votes_outside_labels": {"frustrated": 2, "other": 1},
+    }
+    hard = check_corpus(dataclasses.replace(args, label_targets="hard"))
+    assert "label_distribution" not in hard.dataset.column_names and hard.report.label_votes == {}
+
+
+@pytest.mark.parametrize(
+    "evaluator, message",
+    [
+        ("C-E1:\tJoy;", r"Ses01F_impro01\.txt:4: unknown IEMOCAP evaluator category 'Joy'"),
+        ("C-E1:\t", r"Ses01F_impro01\.txt:4: evaluator line 'C-E1:\\t\\t\(\)' names no category"),
+    ],
+)
+def test_iemocap_bad_evaluator_line_names_the_file_and_line_only_when_votes_are_read(tmp_path, evaluator, message):
+    root = write_iemocap_votes_tree(tmp_path / "IEMOCAP_full_release", {"Ses01F_impro01_F000": ("neu", (evaluator,))})
+    with pytest.raises(ValueError, match=message):
+        load_records("iemocap", str(root), with_votes=True)
+    assert load_records("iemocap", str(root))[0]["label"] == "neutral"  # the hard default does not read them
+
+
 def test_iemocap_without_sessions_says_what_it_expects(tmp_path):
     with pytest.raises(FileNotFoundError, match="no Session1..Session5 folders"):
         load_records("iemocap", str(tmp_path))
@@ -347,6 +433,32 @@ def test_csv_and_jsonl_manifests_read_path_label_speaker(tmp_path):
     (tmp_path / "bad.csv").write_text("file,label\nclips/a.wav,happy\n")
     with pytest.raises(KeyError, match=r"bad\.csv: row 2 has no 'path' column"):
         load_records("csv", None, manifest=str(tmp_path / "bad.csv"))
+
+
+def test_manifest_votes_come_from_a_votes_column_or_per_class_count_columns(tmp_path):
+    write_wav(tmp_path / "a.wav")
+    write_wav(tmp_path / "b.wav")
+    (tmp_path / "m.csv").write_text(
+        'path,label,votes\na.wav,angry,"{""angry"": 2, ""sad"": 1}"\nb.wav,sad,\n', encoding="utf-8"
+    )
+    records = load_records("csv", None, manifest=str(tmp_path / "m.csv"), with_votes=True)
+    assert [r["votes"] for r in records] == [{"angry": 2.0, "sad": 1.0}, None]
+    (tmp_path / "counts.csv").write_text("path,label,votes_angry,votes_sad\na.wav,angry,2,1\nb.wav,sad,,3\n")
+    records = load_records("csv", None, manifest=str(tmp_path / "counts.csv"), with_votes=True)
+    assert [r["votes"] for r in records] == [{"angry": 2.0, "sad": 1.0}, {"angry": 0.0, "sad": 3.0}]
+    (tmp_path / "m.jsonl").write_text('{"path": "a.wav", "label": "angry", "votes": {"angry": 1, "happy": 1}}\n')
+    records = load_records("jsonl", None, manifest=str(tmp_path / "m.jsonl"), with_votes=True)
+    assert records[0]["votes"] == {"angry": 1.0, "happy": 1.0}
+    assert "votes" not in load_records("jsonl", None, manifest=str(tmp_path / "m.jsonl"))[0]
+
+
+def test_bad_manifest_votes_name_the_file_and_row(tmp_path):
+    (tmp_path / "m.csv").write_text("path,label,votes_angry\na.wav,angry,2\nb.wav,sad,many\n")
+    with pytest.raises(ValueError, match=r"m\.csv: row 3: column votes_angry holds 'many', not a count"):
+        load_records("csv", None, manifest=str(tmp_path / "m.csv"), with_votes=True)
+    (tmp_path / "m.jsonl").write_text('\n{"path": "a.wav", "label": "angry", "votes": {"angry": -2}}\n')
+    with pytest.raises(ValueError, match=r"m\.jsonl: row 2: vote count -2\.?0? for 'angry'"):
+        load_records("jsonl", None, manifest=str(tmp_path / "m.jsonl"), with_votes=True)
 
 
 def _generate_small_demo(root: str) -> str:
