@@ -185,8 +185,8 @@ def _iemocap_labels(session_dir: Path, with_votes: bool = False) -> dict[str, tu
                     categories = [c for c in evaluator["categories"].split(";") if c.strip()]
                     if not categories:
                         raise ValueError(f"{where}: evaluator line {line!r} names no category")
+                    votes = labels[utterance][2]
                     for category in categories:
-                        votes = labels[utterance][2]
                         label = _iemocap_category(category, where, line)
                         votes[label] = votes.get(label, 0) + 1
                 continue
