@@ -101,6 +101,7 @@ def evaluate_model(
     if Path(model_name_or_path).exists() and output_dir.resolve() == Path(model_name_or_path).resolve():
         raise ValueError(f"--output_dir {output_dir} is the model's folder: its own results would be overwritten")
     model, feature_extractor = load_model(model_name_or_path)
+    data_args.label_targets = "hard"  # scores use hard labels: a soft-trained run's votes are not read
     model_labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]
 
     unknown = sorted(set(data_args.labels or []) - set(model_labels))

@@ -48,7 +48,11 @@ def test_results_never_overwrite_the_models_own(tmp_path, tiny_corpus):
 
 def test_whole_corpus_split_scores_every_item(tmp_path, tiny_corpus):
     model = make_run_folder(tmp_path / "model", labels=TINY_LABELS)
-    _evaluate(model, tiny_corpus, tmp_path / "out", "--split", "all", "--bootstrap_samples", "0")
+    # a soft-label run's data keys: evaluation scores hard labels and reads no votes
+    _evaluate(
+        model, tiny_corpus, tmp_path / "out", "--split", "all", "--bootstrap_samples", "0", "--label_targets", "soft"
+    )
+    assert json.loads((tmp_path / "out" / "data_report.json").read_text())["label_votes"] == {}
     results = json.loads((tmp_path / "out" / "corpus_results.json").read_text())
     assert results["corpus_samples"] == 48 and 0.0 <= results["corpus_ua"] <= 1.0
     assert not [key for key in results if "_ci_" in key or "bootstrap" in key]  # bootstrap_samples 0: no intervals
