@@ -180,7 +180,17 @@ class DataArguments:
     )
     augmentations: list | str | None = field(
         default=None,
-        metadata={"help": "audiomentations transforms for training audio: a list of {name, p, ...kwargs}."},
+        metadata={
+            "help": "audiomentations transforms for training audio: a list of {name, p, ...kwargs}; TimeStretch and "
+            "PitchShift also take method: fast_phase_vocoder or soxr_speed (cheaper; docs/recipes.md)."
+        },
+    )
+    batch_augmentations: list | str | None = field(
+        default=None,
+        metadata={
+            "help": "Transforms of whole collated training batches on the training device (plain torch, never on "
+            "evaluation): a list of {name: AddGaussianSNR | Gain | TimeMask, p, ...kwargs} (docs/recipes.md)."
+        },
     )
     on_bad_audio: str = field(
         default="skip",
@@ -194,6 +204,7 @@ class DataArguments:
         self.augmentations = _json_field(self.augmentations) or []
         if self.label_targets not in ("hard", "soft"):
             raise ValueError(f"label_targets={self.label_targets!r}: use `hard` (the default) or `soft`")
+        self.batch_augmentations = _json_field(self.batch_augmentations) or []
         if self.on_bad_audio not in ("skip", "error"):
             raise ValueError(f"on_bad_audio={self.on_bad_audio!r}: use `skip` or `error`")
 

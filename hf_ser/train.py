@@ -33,6 +33,7 @@ from hf_ser.arguments import (  # noqa: E402
     SERTrainingArguments,
     parse_args,  # noqa: E402
 )
+from hf_ser.data.batch_augment import build_batch_augmenter, check_batch_input  # noqa: E402
 from hf_ser.data.collator import SERDataCollator  # noqa: E402
 from hf_ser.data.dataset import (  # noqa: E402
     CheckedCorpus,
@@ -80,6 +81,7 @@ def train(
     `hf_ser.data.dataset.check_corpus` (cross-validation and seeds check it once for all their runs);
     `evaluate_test=False` scores validation only (a sweep's trials: the test split is never predicted)."""
     refuse_finished_run(training_args)
+    batch_augmenter = build_batch_augmenter(data_args.batch_augmentations, seed=training_args.seed)  # bad keys: now
     if training_args.hub_token:
         # The Trainer pickles these arguments into training_args.bin in every checkpoint; huggingface_hub reads
         # HF_TOKEN when pushing, so the token moves there, before any file is written, and never reaches one.
@@ -107,6 +109,8 @@ def train(
     if model_args.class_weights == "balanced":
         class_weights = balanced_class_weights(splits["train"], len(label_names))
     feature_extractor = build_feature_extractor(model_args, data_args.sampling_rate, backbone_config_of(model_args))
+    if batch_augmenter is not None:
+        check_batch_input(feature_extractor.model_input_names[0])
     with weights_built_whole(training_args):  # ZeRO-3 partitions it later, when the Trainer prepares it
         model = build_model(model_args, label_names, class_weights, sampling_rate=data_args.sampling_rate)
     if model_args.peft:
@@ -158,6 +162,7 @@ def train(
         processing_class=feature_extractor,
         compute_metrics=compute_metrics,
         callbacks=callbacks,
+        batch_augmenter=batch_augmenter,
     )
 
     check_selection_uses_validation(trainer, splits)

@@ -55,6 +55,7 @@ HYPERPARAMETERS = {
         "pad_to_max_duration",
         "eval_max_duration_seconds",
         "augmentations",
+        "batch_augmentations",
         "labels",
         "label_map",
         "label_targets",

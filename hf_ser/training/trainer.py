@@ -10,11 +10,15 @@
 - `label_targets: soft`: training batches carry `label_distribution` (annotator votes), and the loss is the soft
   cross-entropy against it (hf_ser/training/soft_labels.py) with the model's class weights; evaluation batches carry
   the hard label only, so their loss is the model's own.
+- `batch_augmentations` (`hf_ser.data.batch_augment`): noise, gain and time masks on each collated training batch, on
+  the training device, in `training_step` only, so evaluation and prediction batches never see them.
 - No pinned memory without an accelerator: torch would warn that it cannot pin at every DataLoader the Trainer builds
   (each evaluation), and pinning does nothing there.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import datasets
 import torch
@@ -23,6 +27,7 @@ from transformers import Trainer
 from transformers.trainer_utils import unwrap_peft_model
 from transformers.utils import logging as transformers_logging
 
+from hf_ser.data.batch_augment import BatchAugmenter
 from hf_ser.data.votes import LABEL_DISTRIBUTION
 from hf_ser.training.cpu_memory import release_freed_memory
 from hf_ser.training.distributed import skip_deepspeed_cpu_inference_op
@@ -46,8 +51,10 @@ class SERTrainer(Trainer):
     # Both losses (the model's and the soft one) are per-batch means: the Trainer divides them for accumulation.
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, batch_augmenter: Optional[BatchAugmenter] = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.batch_augmenter = batch_augmenter
+        self._micro_batch = (-1, 0)  # (optimizer step, micro-batch within it): the key of the batch transforms' draws
         skip_deepspeed_cpu_inference_op(self.args)  # before DeepSpeed sets up communication, in train()
         if self.args.dataloader_pin_memory and not torch.accelerator.is_available():
             self.args.dataloader_pin_memory = False
@@ -74,6 +81,18 @@ class SERTrainer(Trainer):
         finally:
             if was_enabled:
                 transformers_logging.enable_progress_bar()
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self.batch_augmenter is not None:
+            step, index = self._micro_batch
+            self._micro_batch = (self.state.global_step, index + 1 if step == self.state.global_step else 0)
+            inputs = self._prepare_inputs(inputs)  # on the device; the Trainer's own call then moves nothing
+            generator = self.batch_augmenter.generator(
+                inputs["input_values"].device, self.args.process_index, *self._micro_batch
+            )
+            with torch.no_grad():
+                inputs = self.batch_augmenter(inputs, generator)
+        return super().training_step(model, inputs, num_items_in_batch)
 
     def _with_visible_lengths(self, dataset):
         """The dataset as the length-grouping samplers need it: they read only its size and length column, which the
