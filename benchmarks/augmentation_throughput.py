@@ -1,14 +1,23 @@
 """Clips per second of the seed's four augmentations (TimeStretch, PitchShift, AddGaussianNoise, TimeMask at p=0.5 each,
-exactly as recipes/wav2vec2.yaml lists them) on 6 s clips, through `hf_ser.data.augment` and a torch DataLoader with 0, 1
-and 2 workers; then each transform alone (p=1), for both stretch implementations audiomentations offers:
-`signalsmith_stretch` (its default since 0.36) and `librosa_phase_vocoder` (the older default).
+exactly as recipes/wav2vec2.yaml lists them) on 6 s clips, against hf-ser's cheaper paths, in the same run:
 
-Clips: EmoDB utterances (../shared/data/emodb) decoded with hf_ser.data.audio.load_audio and repeated to exactly 6 s, so
-every sample is speech; without EmoDB, noise-like synthetic clips. Configurations run interleaved (A, B, C, A, B, C),
-the table reports medians and the load average.
+- `seed`: the recipe's list as it is (audiomentations' default `signalsmith_stretch` for TimeStretch and PitchShift);
+- `fast_phase_vocoder` / `soxr_speed`: the same list with TimeStretch and PitchShift on that `method`
+  (hf_ser.data.tempo_pitch);
+- `... + batch noise/mask`: TimeStretch and PitchShift per clip as above, noise and time masking moved to the collated
+  batch (`batch_augmentations`: AddGaussianSNR and TimeMask at p=0.5, hf_ser.data.batch_augment), applied in the main
+  process as SERTrainer applies them; on this CPU-only machine the "device" is the same 2 cores;
+- `none`: decoding-free loader overhead only.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/augmentation_throughput.py --json benchmarks/results/augmentation_throughput.json
+Every clip goes through `hf_ser.data.augment` with a keyed generator and a torch DataLoader (batch 16, 2 workers by
+default), as training does. Configurations run interleaved (A, B, C, A, B, C, ...); the table reports medians, the
+ratio to `seed`, CPU time per clip and the 1-minute load average before and after each measurement and the run.
+Clips: EmoDB utterances (../shared/data/emodb) repeated to exactly 6 s, so every sample is speech; without EmoDB,
+noise-like synthetic clips.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/augmentation_throughput.py --json benchmarks/results/augmentation_throughput_fast.json
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/augmentation_throughput.py --quick
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/augmentation_throughput.py --workers 0 1 2 --alone  # + each transform alone
 """
 
 from __future__ import annotations
@@ -26,10 +35,17 @@ from torch.utils.data import DataLoader, Dataset
 from hf_ser.arguments import load_recipe
 from hf_ser.data.audio import load_audio
 from hf_ser.data.augment import augment, build_augmenter
+from hf_ser.data.batch_augment import build_batch_augmenter
 
 SAMPLING_RATE = 16_000
 EMODB = REPO_ROOT.parent / "shared" / "data" / "emodb" / "wav"
-METHODS = ("signalsmith_stretch", "librosa_phase_vocoder")
+STRETCHES = ("TimeStretch", "PitchShift")
+METHODS = ("signalsmith_stretch", "librosa_phase_vocoder", "fast_phase_vocoder", "soxr_speed")
+# What replaces the per-clip AddGaussianNoise and TimeMask in the `+ batch noise/mask` pipelines.
+BATCH_NOISE_AND_MASK = [
+    {"name": "AddGaussianSNR", "p": 0.5, "min_snr_db": 15.0, "max_snr_db": 40.0},
+    {"name": "TimeMask", "p": 0.5, "min_band_part": 0.0, "max_band_part": 0.1},
+]
 
 
 def six_second_clips(count: int, seconds: float) -> tuple[list[np.ndarray], str]:
@@ -64,30 +80,61 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def clips_per_second(specs: list[dict], clips: list[np.ndarray], items: int, workers: int, batch_size: int):
-    """(clips per wall-clock second, CPU seconds per clip) for one pass over `items` augmented clips."""
-    loader = DataLoader(AugmentedClips(clips, specs, items), batch_size=batch_size, num_workers=workers)
+def clips_per_second(pipeline: dict, clips: list[np.ndarray], items: int, workers: int, batch_size: int):
+    """(clips per wall-clock second, CPU seconds per clip) for one pass over `items` augmented clips, with the
+    pipeline's batch transforms on each collated batch in this process."""
+    loader = DataLoader(AugmentedClips(clips, pipeline["clip"], items), batch_size=batch_size, num_workers=workers)
+    batch_augmenter = build_batch_augmenter(pipeline["batch"])
     cpu_start, start = cpu_seconds(), time.perf_counter()  # worker start-up counts: paid every epoch
-    seen = sum(len(batch) for batch in loader)
+    seen = 0
+    for step, values in enumerate(loader):
+        if batch_augmenter is not None:  # 6 s clips: every sample is real
+            batch = {"input_values": values, "attention_mask": torch.ones_like(values, dtype=torch.long)}
+            values = batch_augmenter(batch, batch_augmenter.generator(values.device, 0, step, 0))["input_values"]
+        seen += len(values)
     del loader
     return seen / (time.perf_counter() - start), (cpu_seconds() - cpu_start) / seen
 
 
 def with_method(specs: list[dict], method: str) -> list[dict]:
-    return [
-        dict(spec, method=method) if spec["name"] in ("TimeStretch", "PitchShift") else dict(spec) for spec in specs
-    ]
+    return [dict(spec, method=method) if spec["name"] in STRETCHES else dict(spec) for spec in specs]
+
+
+def pipelines_of(specs: list[dict]) -> dict[str, dict]:
+    """The measured configurations: per-clip specs and batch specs."""
+    stretches_only = [spec for spec in specs if spec["name"] in STRETCHES]
+    pipelines = {"seed": {"clip": specs, "batch": []}}
+    for method in ("fast_phase_vocoder", "soxr_speed"):
+        pipelines[method] = {"clip": with_method(specs, method), "batch": []}
+    for method in ("fast_phase_vocoder", "soxr_speed"):
+        pipelines[f"{method} + batch noise/mask"] = {
+            "clip": with_method(stretches_only, method),
+            "batch": BATCH_NOISE_AND_MASK,
+        }
+    pipelines["none (loader overhead only)"] = {"clip": [], "batch": []}
+    return pipelines
+
+
+def alone_pipelines(specs: list[dict]) -> dict[str, dict]:
+    """Each transform alone at p=1 (TimeStretch and PitchShift once per method)."""
+    alone = {}
+    for spec in specs:
+        for method in METHODS if spec["name"] in STRETCHES else (None,):
+            single = dict(spec, p=1.0, **({"method": method} if method else {}))
+            alone[f"{spec['name']} alone, p=1" + (f", {method}" if method else "")] = {"clip": [single], "batch": []}
+    return alone
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default=str(REPO_ROOT / "recipes" / "wav2vec2.yaml"))
-    parser.add_argument("--items", type=int, default=192, help="Clips per measurement.")
+    parser.add_argument("--items", type=int, default=128, help="Clips per measurement.")
     parser.add_argument("--alone_items", type=int, default=48, help="Clips per single-transform measurement.")
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=[2])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--alone", action="store_true", help="Also each transform alone (p=1, 0 workers).")
     parser.add_argument("--quick", action="store_true", help="16 clips, 1 round: a sanity run.")
     parser.add_argument("--json", help="Write the raw results here.")
     args = parser.parse_args()
@@ -97,51 +144,52 @@ def main() -> None:
     specs = load_recipe(args.recipe)["augmentations"]
     clips, source = six_second_clips(64, args.seconds)
 
-    pipelines = {f"seed four, p=0.5, {method}": with_method(specs, method) for method in METHODS}
-    pipelines["none (decode-free baseline)"] = []
+    pipelines = pipelines_of(specs)
     configurations = [(name, workers) for name in pipelines for workers in args.workers]
-    alone = {}
-    for spec in specs:
-        methods = METHODS if spec["name"] in ("TimeStretch", "PitchShift") else (None,)
-        for method in methods:
-            single = dict(spec, p=1.0, **({"method": method} if method else {}))
-            alone[f"{spec['name']} alone, p=1" + (f", {method}" if method else "")] = [single]
-
-    for specs_to_warm in [*pipelines.values(), *alone.values()]:  # librosa's numba JIT compiles on first use
-        clips_per_second(specs_to_warm, clips, 2, 0, 2)
+    alone = alone_pipelines(specs) if args.alone else {}
+    load_at_start = load_average()
+    for pipeline in [*pipelines.values(), *alone.values()]:  # warm-up: librosa's numba JIT compiles on first use
+        clips_per_second(pipeline, clips, 2, 0, 2)
     measurements: dict[str, list] = {}
+
+    def measure(key: str, label: str, pipeline: dict, items: int, workers: int, round_index: int) -> None:
+        load_before = load_average()[0]
+        rate, cpu = clips_per_second(pipeline, clips, items, workers, args.batch_size)
+        load_after = load_average()[0]
+        measurements.setdefault(key, []).append((rate, cpu, load_before, load_after))
+        print(
+            f"[round {round_index + 1}] {label}: {rate:.1f} clips/s, {cpu * 1000:.1f} CPU ms/clip "
+            f"(load {load_before} -> {load_after})",
+            flush=True,
+        )
+
     for round_index in range(args.repeats):
         for name, workers in configurations:
-            load = load_average()[0]
-            rate, cpu = clips_per_second(pipelines[name], clips, args.items, workers, args.batch_size)
-            measurements.setdefault(f"{name}|{workers}", []).append((rate, cpu, load))
-            print(
-                f"[round {round_index + 1}] {name}, {workers} worker(s): {rate:.1f} clips/s, {cpu:.4f} CPU s/clip "
-                f"(load {load})",
-                flush=True,
+            measure(
+                f"{name}|{workers}", f"{name}, {workers} worker(s)", pipelines[name], args.items, workers, round_index
             )
-        for name, single in alone.items():
-            load = load_average()[0]
-            rate, cpu = clips_per_second(single, clips, args.alone_items, 0, args.batch_size)
-            measurements.setdefault(f"{name}|0", []).append((rate, cpu, load))
-            print(
-                f"[round {round_index + 1}] {name}: {rate:.1f} clips/s, {cpu:.4f} CPU s/clip (load {load})", flush=True
-            )
+        for name, pipeline in alone.items():
+            measure(f"{name}|0", name, pipeline, args.alone_items, 0, round_index)
+    load_at_end = load_average()
 
+    seed_rate = {
+        workers: median(r for r, *_ in measurements[f"seed|{workers}"]) for workers in args.workers
+    }  # the baseline of each worker count, from this run
     rows = []
     for key, values in measurements.items():
         name, workers = key.split("|")
-        rates, cpus, loads = zip(*values)
-        # CPU time per clip is what a core spends on one clip: 1 / it is the rate of one otherwise idle core
+        rates, cpus, before, after = zip(*values)
+        baseline = seed_rate.get(int(workers))
         rows.append(
             [
                 name,
                 workers,
                 f"{median(rates):.1f}",
+                f"{median(rates) / baseline:.2f}x" if baseline and name in pipelines else "",
                 " / ".join(f"{r:.1f}" for r in rates),
                 f"{median(cpus) * 1000:.1f}",
                 f"{1 / median(cpus):.0f}",
-                f"{min(loads):.1f}-{max(loads):.1f}",
+                f"{min(before + after):.1f}-{max(before + after):.1f}",
             ]
         )
     table = markdown_table(
@@ -149,22 +197,27 @@ def main() -> None:
             "augmentation",
             "loader workers",
             "clips/s (median, wall)",
+            "vs seed",
             "per round",
             "CPU ms/clip (median)",
             "clips/s per idle core",
-            "load avg (1 min)",
+            "load avg (1 min) before-after",
         ],
         rows,
     )
-    print(f"\nclips: {source}\n{table}")
+    load_line = f"load average (1, 5, 15 min): {load_at_start} at the start, {load_at_end} at the end"
+    print(f"\nclips: {source}\n{load_line}\n{table}")
     write_report(
         args.json,
         {
             "command": "benchmarks/augmentation_throughput.py" + (" --quick" if args.quick else ""),
+            "arguments": vars(args),
             "machine": machine_description(),
             "clips": source,
             "recipe": str(Path(args.recipe).name),
-            "specs": specs,
+            "pipelines": {**pipelines, **alone},
+            "load_at_start": load_at_start,
+            "load_at_end": load_at_end,
             "measurements": measurements,
             "table": table,
         },
