@@ -43,7 +43,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "cv": (_delegate("experiments.cross_validation"), "speaker-independent cross-validation of a recipe"),
     "compare": (_delegate("experiments.compare"), "compare runs and cross-validations side by side"),
     "seeds": (_delegate("experiments.seeds"), "one recipe over several seeds, mean and sample std"),
-    "sweep": (_delegate("experiments.sweep"), "search recipe values on validation speakers (Optuna)"),
+    "sweep": (_delegate("experiments.sweep"), "search recipe values on validation speakers (Optuna or Ray Tune)"),
     "merge-lora": (_merge_lora, "fold a LoRA run's adapter into a plain checkpoint"),
     "predict": (_delegate("inference.predict"), "emotions of audio files or folders, with timelines"),
     "export-onnx": (_delegate("inference.onnx_export"), "export a model to ONNX"),
@@ -59,6 +59,7 @@ OPTIONAL_EXTRAS = {
     "deepspeed": "deepspeed",
     "gradio": "demo",
     "optuna": "sweep",
+    "ray": "sweep-ray",
 }
 
 

@@ -25,7 +25,7 @@ import logging
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import yaml
@@ -176,20 +176,31 @@ def validation_objective(results: dict, metric: str) -> float:
     return float(results[key])
 
 
-class ValidationPruningCallback(TrainerCallback):
-    """Reports each validation evaluation to the Optuna trial and stops the trial when the pruner says so."""
+Report = Callable[[float, int], None]  # (validation score, report number): the backend may stop the trial
 
-    def __init__(self, trial, metric: str):
-        self.trial, self.metric, self.evaluations = trial, metric, 0
+
+def optuna_report(trial, metric: str) -> Report:
+    """Reports to an Optuna trial; raises `optuna.TrialPruned` when its pruner says so."""
+    import optuna
+
+    def report(value: float, step: int) -> None:
+        trial.report(value, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"validation {metric} {value:.4f} at report {step}")
+
+    return report
+
+
+class ValidationPruningCallback(TrainerCallback):
+    """Hands each validation evaluation's score to the backend's `report`, which stops the trial when its pruning rule
+    says so."""
+
+    def __init__(self, report: Report, metric: str):
+        self.report, self.metric, self.evaluations = report, metric, 0
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        import optuna
-
         self.evaluations += 1
-        value = validation_objective(metrics or {}, self.metric)
-        self.trial.report(value, self.evaluations)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"validation {self.metric} {value:.4f} after evaluation {self.evaluations}")
+        self.report(validation_objective(metrics or {}, self.metric), self.evaluations)
 
 
 def sweep_folds(data_args: DataArguments, k: int, seed: int) -> list[Fold]:
@@ -220,23 +231,24 @@ class Sweep:
     checked_corpus: Optional[CheckedCorpus] = None  # decoded on the first trial, split again by the others
 
     def objective(self, trial) -> float:
-        """Train the trial's recipe (each fold under `--cv`) and return its validation score."""
-        import optuna
-
+        """Optuna's objective: the trial's values, trained and scored by `run_trial`."""
         params = suggest(trial, self.space)
-        run_dir = trial_dir(self.sweep_dir, trial.number)
+        trial.set_user_attr("run_dir", str(trial_dir(self.sweep_dir, trial.number)))
+        return self.run_trial(trial.number, params, optuna_report(trial, self.metric))
+
+    def run_trial(self, number: int, params: dict[str, Any], report: Report) -> float:
+        """Train trial `number`'s recipe (each fold under `--cv`) in its folder and return its validation score;
+        every validation score (each evaluation, or the running mean after each fold) goes to `report` first."""
+        run_dir = trial_dir(self.sweep_dir, number)
         run_dir.mkdir(parents=True, exist_ok=True)
         recipe_path = run_dir / TRIAL_RECIPE_FILE
         recipe_path.write_text(yaml.safe_dump({**apply_params(self.recipe, params), "output_dir": str(run_dir)}))
-        trial.set_user_attr("run_dir", str(run_dir))
         model_args, data_args, training_args = parse_args([str(recipe_path)])
         training_args.push_to_hub = False  # a trial is never published
-        data_keys = {f.name for f in fields(DataArguments)}
-        # One decode for every trial, unless the space changes data keys (then each trial reads its own corpus).
-        corpus = None if any(key.split(".")[0] in data_keys for key in self.space) else self._corpus(data_args)
+        corpus = self.shared_corpus(data_args)
         started = time.perf_counter()
         if self.folds is None:
-            callbacks = [ValidationPruningCallback(trial, self.metric)]
+            callbacks = [ValidationPruningCallback(report, self.metric)]
             results = train(model_args, data_args, training_args, callbacks, corpus=corpus, evaluate_test=False)
             fold_values, value = None, validation_objective(results, self.metric)
         else:
@@ -246,9 +258,7 @@ class Sweep:
                 fold_data = fold_data_args(data_args, fold)
                 results = train(model_args, fold_data, fold_args, corpus=corpus, evaluate_test=False)
                 fold_values.append(validation_objective(results, self.metric))
-                trial.report(float(np.mean(fold_values)), fold.index)  # pruned between folds on the running mean
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"mean validation {self.metric} after {len(fold_values)} fold(s)")
+                report(float(np.mean(fold_values)), fold.index + 1)  # pruned between folds on the running mean
             value = float(np.mean(fold_values))
         record = {
             "params": params,
@@ -258,6 +268,14 @@ class Sweep:
         }
         (run_dir / TRIAL_RESULT_FILE).write_text(json.dumps(record, indent=2))
         return value
+
+    def shared_corpus(self, data_args: DataArguments) -> Optional[CheckedCorpus]:
+        """The corpus decoded once for every trial, or None when the space changes data keys (then each trial reads
+        its own)."""
+        data_keys = {f.name for f in fields(DataArguments)}
+        if any(key.split(".")[0] in data_keys for key in self.space):
+            return None
+        return self._corpus(data_args)
 
     def _corpus(self, data_args: DataArguments) -> CheckedCorpus:
         if self.checked_corpus is None:
@@ -312,6 +330,9 @@ def _default_storage(sweep_dir: Path) -> str:
 FINISHED_STATES = ("COMPLETE", "PRUNED")
 
 
+BACKENDS = ("optuna", "ray")
+
+
 def run_sweep(
     argv: list[str],
     space_path: str | Path,
@@ -319,11 +340,16 @@ def run_sweep(
     cv: Optional[int] = None,
     final: bool = False,
     storage: Optional[str] = None,
+    backend: str = "optuna",
+    ray_options: Optional[dict] = None,
 ) -> dict:
     """Run (or continue) the search until `trials` trials have finished, then write the summary and the best recipe;
-    with `final`, train the best recipe once and score its test speakers."""
-    import optuna
-
+    with `final`, train the best recipe once and score its test speakers. `backend="ray"` schedules the same trials
+    with Ray Tune (`hf_ser.experiments.sweep_ray`; `ray_options` are its resources and cluster address)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend {backend!r}: give one of {', '.join(BACKENDS)}")
+    if backend == "ray" and storage:
+        raise ValueError("--storage is Optuna's study URL; --backend ray keeps its experiment in OUTPUT_DIR/ray")
     argv = list(argv)
     space = load_space(space_path)
     has_file = bool(argv) and argv[0].endswith((".yaml", ".yml"))
@@ -336,7 +362,9 @@ def run_sweep(
     if trials < 1:
         raise ValueError(f"--trials {trials}: give at least 1")
     sweep = Sweep(
-        command=["hf-ser", "sweep", *argv, "--space", str(space_path)] + (["--cv", str(cv)] if cv else []),
+        command=["hf-ser", "sweep", *argv, "--space", str(space_path)]
+        + (["--cv", str(cv)] if cv else [])
+        + (["--backend", backend] if backend != "optuna" else []),
         recipe=recipe,
         space=space,
         sweep_dir=Path(training_args.output_dir),
@@ -344,8 +372,26 @@ def run_sweep(
         maximize=bool(training_args.greater_is_better),
         folds=sweep_folds(data_args, cv, training_args.seed) if cv else None,
     )
+    if backend == "ray":
+        from hf_ser.experiments.sweep_ray import run_ray_sweep
+
+        rows, storage = run_ray_sweep(sweep, trials, training_args.seed, data_args, **(ray_options or {}))
+    else:
+        rows, storage = run_optuna_sweep(sweep, trials, training_args.seed, storage)
+    summary = summarise_sweep(rows, sweep, storage)
+    if final:
+        summary["final"] = train_best(sweep.sweep_dir)
+        write_sweep_summary(sweep.sweep_dir, summary)
+    return summary
+
+
+def run_optuna_sweep(sweep: Sweep, trials: int, seed: int, storage: Optional[str]) -> tuple[list[dict], str]:
+    """Optuna's study (SQLite in the sweep folder unless `storage` names another) run until `trials` trials have
+    finished; the table's rows and the storage."""
+    import optuna
+
     storage = storage or _default_storage(sweep.sweep_dir)
-    study = _open_study(sweep, storage, training_args.seed)
+    study = _open_study(sweep, storage, seed)
     states = tuple(getattr(optuna.trial.TrialState, name) for name in FINISHED_STATES)
     done = len(study.get_trials(deepcopy=False, states=states))
     if done < trials:
@@ -354,43 +400,46 @@ def run_sweep(
         study.optimize(
             sweep.objective, n_trials=trials - done, callbacks=[optuna.study.MaxTrialsCallback(trials, states=states)]
         )
-    summary = summarise_sweep(study, sweep, storage)
-    if final:
-        summary["final"] = train_best(sweep.sweep_dir)
-        write_sweep_summary(sweep.sweep_dir, summary)
-    return summary
+    return [optuna_row(trial, sweep.metric) for trial in study.trials], storage
 
 
-def summarise_sweep(study, sweep: Sweep, storage: str) -> dict:
-    """The trials table, the best trial and `best_recipe.yaml` (`sweep_summary.json` / `.md`)."""
-    rows = []
-    for trial in study.trials:
-        wall = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
-        record_file = Path(trial.user_attrs.get("run_dir", "")) / TRIAL_RESULT_FILE
-        record = json.loads(record_file.read_text()) if record_file.is_file() else {}
-        rows.append(
-            {
-                "trial": trial.number,
-                "state": trial.state.name,
-                f"validation_{sweep.metric}": trial.value,
-                "params": record.get("params", trial.params),
-                "fold_values": record.get("fold_values"),
-                "last_report": trial.intermediate_values[max(trial.intermediate_values)]
-                if trial.intermediate_values
-                else None,
-                "run_dir": trial.user_attrs.get("run_dir"),
-                "wall_seconds": wall,
-            }
-        )
+def trial_row(number: int, state: str, metric: str, value, run_dir, last_report, wall_seconds, params=None) -> dict:
+    """One row of the trials table; values, fold scores and wall time come from the trial's `trial.json` when it
+    finished."""
+    record_file = Path(run_dir or "") / TRIAL_RESULT_FILE
+    record = json.loads(record_file.read_text()) if run_dir and record_file.is_file() else {}
+    return {
+        "trial": number,
+        "state": state,
+        f"validation_{metric}": value,
+        "params": record.get("params", params or {}),
+        "fold_values": record.get("fold_values"),
+        "last_report": last_report,
+        "run_dir": None if run_dir is None else str(run_dir),
+        "wall_seconds": wall_seconds,
+    }
+
+
+def optuna_row(trial, metric: str) -> dict:
+    wall = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
+    reports = trial.intermediate_values
+    last = reports[max(reports)] if reports else None
+    run_dir = trial.user_attrs.get("run_dir")
+    return trial_row(trial.number, trial.state.name, metric, trial.value, run_dir, last, wall, trial.params)
+
+
+def summarise_sweep(rows: list[dict], sweep: Sweep, storage: str) -> dict:
+    """The trials table, the best completed trial and `best_recipe.yaml` (`sweep_summary.json` / `.md`)."""
+    metric_key = f"validation_{sweep.metric}"
     complete = [row for row in rows if row["state"] == "COMPLETE"]
     if not complete:
         raise ValueError(f"no trial of the study in {storage} completed (see {sweep.sweep_dir}/trial-*/)")
-    best = study.best_trial
-    best_recipe = yaml.safe_load((Path(best.user_attrs["run_dir"]) / TRIAL_RECIPE_FILE).read_text())
+    best = (max if sweep.maximize else min)(complete, key=lambda row: row[metric_key])
+    best_recipe = yaml.safe_load((Path(best["run_dir"]) / TRIAL_RECIPE_FILE).read_text())
     best_recipe["output_dir"] = str(sweep.sweep_dir / FINAL_DIR)
     header = (
         f"# Best of {len(complete)} completed trials of `{' '.join(sweep.command)} --trials {len(rows)}`: trial "
-        f"{best.number}, validation {sweep.metric} {best.value:.4f}"
+        f"{best['trial']}, validation {sweep.metric} {best[metric_key]:.4f}"
         + (f" (mean over {len(sweep.folds)} folds)" if sweep.folds else "")
         + ".\n# Its test score, once: hf-ser train THIS_FILE (or hf-ser cv THIS_FILE --folds ... --output_dir DIR for a CV estimate).\n"
     )
@@ -408,7 +457,7 @@ def summarise_sweep(study, sweep: Sweep, storage: str) -> dict:
         if sweep.folds
         else None,
         "trials": rows,
-        "best": {"trial": best.number, f"validation_{sweep.metric}": best.value, "params": rows[best.number]["params"]},
+        "best": {"trial": best["trial"], metric_key: best[metric_key], "params": best["params"]},
         "best_recipe": str(sweep.sweep_dir / BEST_RECIPE_FILE),
         "final": None,
     }
@@ -472,32 +521,58 @@ def write_sweep_summary(sweep_dir: Path, summary: dict) -> None:
 def main(argv: Optional[list[str]] = None) -> dict:
     parser = argparse.ArgumentParser(
         prog="hf-ser sweep",
-        usage="hf-ser sweep RECIPE.yaml --space SPACE.yaml --trials N [--cv K] [--final] [--key value ...]",
+        usage="hf-ser sweep RECIPE.yaml --space SPACE.yaml --trials N [--backend optuna|ray] [--cv K] [--final] "
+        "[--key value ...]",
         allow_abbrev=False,
-        description="Search recipe values on validation speakers (Optuna; pruning by the median rule). Every other "
-        "option is a recipe override; `--output_dir` is the sweep folder (study.db, trial-NNNN/, best_recipe.yaml).",
+        description="Search recipe values on validation speakers (Optuna, or Ray Tune with Optuna's sampler; pruning "
+        "by the median rule). Every other option is a recipe override; `--output_dir` is the sweep folder (study.db "
+        "or ray/, trial-NNNN/, best_recipe.yaml).",
     )
     parser.add_argument("--space", required=True, help="YAML: recipe key -> {type: float|int|categorical, ...}")
     parser.add_argument("--trials", type=int, required=True, help="finished trials the study should have in all")
     parser.add_argument(
         "--backend",
-        choices=("optuna", "ray"),
+        choices=BACKENDS,
         default="optuna",
-        help="optuna (default); ray is refused (not implemented)",
+        help="optuna (default; the `sweep` extra) or ray (Ray Tune schedules the trials; the `sweep-ray` extra)",
     )
     parser.add_argument("--cv", type=int, metavar="K", help="objective: mean validation score over K folds")
     parser.add_argument("--final", action="store_true", help="then train the best recipe once, scoring test")
     parser.add_argument("--storage", help=f"an Optuna storage URL shared by workers (default: OUTPUT_DIR/{STUDY_FILE})")
+    ray_group = parser.add_argument_group("--backend ray")
+    ray_group.add_argument(
+        "--ray_address",
+        help="a running Ray cluster to use (`ray start --head` prints it; default: RAY_ADDRESS, else a Ray instance "
+        "of this machine, started and stopped by the sweep)",
+    )
+    ray_group.add_argument(
+        "--cpus_per_trial",
+        type=float,
+        help="CPUs Ray reserves for each trial (default: all CPUs of this machine, so one trial at a time; 1 on a "
+        "cluster)",
+    )
+    ray_group.add_argument(
+        "--gpus_per_trial", type=float, help="GPUs Ray reserves for each trial (default: 1 if the cluster has GPUs)"
+    )
     args, train_argv = parser.parse_known_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    import optuna  # noqa: F401  (a missing extra is reported before any work)
-
+    ray_options = {"address": args.ray_address, "cpus": args.cpus_per_trial, "gpus": args.gpus_per_trial}
     if args.backend == "ray":
-        raise ValueError(
-            "--backend ray: the Ray Tune backend is not implemented; --backend optuna with a shared --storage URL "
-            "runs one study from workers on many machines (docs/sweeps.md)"
-        )
-    summary = run_sweep(train_argv, args.space, args.trials, cv=args.cv, final=args.final, storage=args.storage)
+        import ray  # noqa: F401  (a missing extra is reported before any work; ray's OptunaSearch needs optuna too)
+    elif any(value is not None for value in ray_options.values()):
+        raise ValueError("--ray_address, --cpus_per_trial and --gpus_per_trial are options of --backend ray")
+    import optuna  # noqa: F401
+
+    summary = run_sweep(
+        train_argv,
+        args.space,
+        args.trials,
+        cv=args.cv,
+        final=args.final,
+        storage=args.storage,
+        backend=args.backend,
+        ray_options=ray_options,
+    )
     best = summary["best"]
     print(f"best: trial {best['trial']} {best['params']} -> {summary['best_recipe']}")
     return summary

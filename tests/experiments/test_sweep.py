@@ -1,4 +1,5 @@
 import json
+import sys
 
 import optuna
 import pytest
@@ -12,6 +13,7 @@ from hf_ser.experiments.sweep import (
     ValidationPruningCallback,
     apply_params,
     load_space,
+    optuna_report,
     overrides_as_recipe,
     suggest,
     sweep_folds,
@@ -93,12 +95,14 @@ def test_pruning_callback_stops_a_trial_below_the_median():
     for step, value in enumerate([0.6, 0.7], start=1):
         good.report(value, step)
     study.tell(good, 0.7)
-    callback = ValidationPruningCallback(study.ask(), "ua")
+    callback = ValidationPruningCallback(optuna_report(study.ask(), "ua"), "ua")
     callback.on_evaluate(None, None, None, metrics={"eval_ua": 0.65})  # above the median at step 1: goes on
-    with pytest.raises(optuna.TrialPruned, match="validation ua 0.1000 after evaluation 2"):
+    with pytest.raises(optuna.TrialPruned, match="validation ua 0.1000 at report 2"):
         callback.on_evaluate(None, None, None, metrics={"eval_ua": 0.1})
     with pytest.raises(RuntimeError, match="test metrics"):
-        ValidationPruningCallback(study.ask(), "ua").on_evaluate(None, None, None, metrics={"test_ua": 0.9})
+        ValidationPruningCallback(optuna_report(study.ask(), "ua"), "ua").on_evaluate(
+            None, None, None, metrics={"test_ua": 0.9}
+        )
 
 
 def test_cv_folds_validate_on_disjoint_groups_of_the_non_test_speakers(tiny_corpus):
@@ -111,10 +115,22 @@ def test_cv_folds_validate_on_disjoint_groups_of_the_non_test_speakers(tiny_corp
         sweep_folds(corpus_args(tiny_corpus), 3, seed=7)
 
 
-def test_ray_backend_is_refused_in_one_line(tmp_path, capsys):
+def test_ray_backend_without_ray_names_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as it does where ray is not installed
     space = _space(tmp_path, "learning_rate: [1.0e-3, 3.0e-3]\n")
     assert cli_main(["sweep", "recipes/demo.yaml", "--space", str(space), "--trials", "1", "--backend", "ray"]) == 2
-    assert "--backend ray: the Ray Tune backend is not implemented" in capsys.readouterr().err
+    assert "ray is not installed; it comes with the `sweep-ray` extra: pip install 'hf-ser[sweep-ray]'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_ray_options_and_storage_belong_to_their_backends(tmp_path, capsys):
+    space = _space(tmp_path, "learning_rate: [1.0e-3, 3.0e-3]\n")
+    command = ["sweep", "recipes/demo.yaml", "--space", str(space), "--trials", "1"]
+    assert cli_main([*command, "--cpus_per_trial", "2"]) == 2
+    assert "are options of --backend ray" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--storage is Optuna's study URL"):
+        sweep.run_sweep(["recipes/demo.yaml"], space, 1, storage="sqlite:///x.db", backend="ray")
 
 
 @pytest.mark.slow
@@ -218,3 +234,49 @@ def test_cv_objective_is_the_mean_fold_validation_score_in_a_given_storage(tiny_
     assert cli_main(command) == 0
     assert len(optuna.load_study(study_name=sweep.STUDY_NAME, storage=storage).trials) == 2
     assert {p: p.stat().st_mtime_ns for p in sweep_dir.glob("trial-*/fold-*/model.safetensors")} == mtimes
+
+
+@pytest.mark.slow
+def test_ray_backend_runs_the_same_trials_and_restores_its_experiment(tiny_corpus, tmp_path):
+    pytest.importorskip("ray", reason="the Ray backend needs the `sweep-ray` extra (in `test`)")
+    sweep_dir = tmp_path / "sweep"
+    argv = tiny_argv(tiny_corpus, sweep_dir)
+    argv[argv.index("--learning_rate") : argv.index("--learning_rate") + 2] = []
+    argv += ["--num_train_epochs", "1", "--max_train_samples", "8"]
+    space = _space(tmp_path, "learning_rate: [1.0e-3, 3.0e-3]\n")
+    command = ["sweep", *argv, "--space", str(space), "--trials", "2", "--backend", "ray"]
+    assert cli_main(command) == 0
+
+    summary = json.loads((sweep_dir / "sweep_summary.json").read_text())
+    assert summary["storage"] == str((sweep_dir / "ray").absolute())
+    assert [(row["trial"], row["state"]) for row in summary["trials"]] == [(0, "COMPLETE"), (1, "COMPLETE")]
+    reported = []  # everything the trials reported to Ray Tune (its result.json, one line per report)
+    for row in summary["trials"]:
+        run_dir = sweep_dir / f"trial-{row['trial']:04d}"
+        assert row["run_dir"] == str(run_dir) and row["params"]["learning_rate"] in (1e-3, 3e-3)
+        assert row["validation_ua"] == json.loads((run_dir / "eval_results.json").read_text())["eval_ua"]
+        assert yaml.safe_load((run_dir / "recipe.yaml").read_text())["learning_rate"] == row["params"]["learning_rate"]
+        (ray_trial,) = [
+            p
+            for p in (sweep_dir / "ray").glob("*/params.json")
+            if json.loads(p.read_text())["trial_number"] == row["trial"]
+        ]
+        lines = [json.loads(line) for line in (ray_trial.parent / "result.json").read_text().splitlines()]
+        assert lines[-1]["validation_ua"] == row["validation_ua"] and lines[-1]["report"] == "final"
+        reported += lines
+    assert not [key for line in reported for key in line if key.startswith("test_")]
+    assert not list(sweep_dir.glob("trial-*/test_results.json"))
+    best = max(summary["trials"], key=lambda row: row["validation_ua"])
+    assert summary["best"]["trial"] == best["trial"]
+    assert (
+        yaml.safe_load((sweep_dir / "best_recipe.yaml").read_text())["learning_rate"] == best["params"]["learning_rate"]
+    )
+    assert "| 1 | COMPLETE |" in (sweep_dir / "sweep_summary.md").read_text()
+
+    # the same command again restores the finished experiment and trains nothing; another --trials is refused
+    mtimes = {p: p.stat().st_mtime_ns for p in sweep_dir.glob("trial-*/model.safetensors")}
+    assert len(mtimes) == 2
+    assert cli_main(command) == 0
+    assert {p: p.stat().st_mtime_ns for p in sweep_dir.glob("trial-*/model.safetensors")} == mtimes
+    with pytest.raises(ValueError, match="Ray Tune restores an experiment as it was started"):
+        sweep.run_sweep(argv, space, 3, backend="ray")
