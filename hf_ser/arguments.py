@@ -95,6 +95,13 @@ class ModelArguments:
         default=None,
         metadata={"help": "`balanced` weighs the loss by inverse training-class frequency; unset: plain loss."},
     )
+    dimensional_loss: str = field(
+        default="ccc",
+        metadata={
+            "help": "`task: dimensional`: `ccc` trains on 1 - CCC (concordance correlation, per batch, averaged over "
+            "the dimensions); `mse` on the mean squared error."
+        },
+    )
     peft: dict | str | None = field(
         default=None,
         metadata={
@@ -111,10 +118,31 @@ class ModelArguments:
         self.peft = _json_field(self.peft)
         if self.class_weights not in (None, "balanced"):
             raise ValueError(f"class_weights={self.class_weights!r}: use `balanced` or leave it unset")
+        if self.dimensional_loss not in DIMENSIONAL_LOSSES:
+            raise ValueError(f"dimensional_loss={self.dimensional_loss!r}: use one of {DIMENSIONAL_LOSSES}")
+
+
+TASKS = ("categorical", "dimensional")
+DIMENSIONAL_LOSSES = ("ccc", "mse")
+DEFAULT_DIMENSIONS = ["arousal", "valence", "dominance"]
 
 
 @dataclass
 class DataArguments:
+    task: str = field(
+        default="categorical",
+        metadata={
+            "help": "`categorical`: one emotion class per clip (the `labels`); `dimensional`: regression of the "
+            "`dimensions` (arousal, valence, dominance) with a CCC or MSE loss, scored by CCC (docs/recipes.md)."
+        },
+    )
+    dimensions: list[str] = field(
+        default_factory=lambda: list(DEFAULT_DIMENSIONS),
+        metadata={
+            "help": "`task: dimensional`: the targets, in output order; names of the corpus's dimensions (IEMOCAP, "
+            "MSP-Podcast: arousal, valence, dominance) or of a CSV/JSONL manifest's numeric columns."
+        },
+    )
     dataset: str = field(
         default="emodb",
         metadata={
@@ -162,6 +190,13 @@ class DataArguments:
     test_fraction: float = field(
         default=0.15, metadata={"help": "Share of speakers (or files, without speakers) held out for test."}
     )
+    use_corpus_split: bool = field(
+        default=False,
+        metadata={
+            "help": "Split by the corpus's own partition instead of by speakers: MSP-Podcast's Split_Set (Train -> "
+            "train, Development -> validation, Test1 -> test; items of other sets are left out and reported)."
+        },
+    )
     speaker_dependent: bool = field(
         default=False,
         metadata={
@@ -207,6 +242,14 @@ class DataArguments:
         self.batch_augmentations = _json_field(self.batch_augmentations) or []
         if self.on_bad_audio not in ("skip", "error"):
             raise ValueError(f"on_bad_audio={self.on_bad_audio!r}: use `skip` or `error`")
+        if self.task not in TASKS:
+            raise ValueError(f"task={self.task!r}: use one of {TASKS}")
+        if self.task == "dimensional" and (not self.dimensions or len(set(self.dimensions)) != len(self.dimensions)):
+            raise ValueError(f"dimensions={self.dimensions}: name each target dimension once, e.g. [arousal, valence]")
+
+    @property
+    def dimensional(self) -> bool:
+        return self.task == "dimensional"
 
 
 @dataclass
@@ -517,5 +560,35 @@ def check_combinations(
             f"per_device_train_batch_size={training_args.per_device_train_batch_size} with a BatchNorm model: use 2 "
             "or more (gradient_accumulation_steps keeps the effective batch), or head_batch_norm: false"
         )
+    if data_args.dimensional:
+        problems += dimensional_problems(model_args, data_args, training_args)
     if problems:
         raise ValueError("; ".join(problems))
+
+
+DIMENSIONAL_SELECTION = "ccc"  # validation mean CCC over the dimensions
+
+
+def dimensional_problems(
+    model_args: ModelArguments, data_args: DataArguments, training_args: SERTrainingArguments
+) -> list[str]:
+    """What `task: dimensional` cannot combine with; selects on validation mean CCC unless the recipe chose a CCC
+    (`ccc_arousal`, ...)."""
+    problems = []
+    metric = (training_args.metric_for_best_model or "").removeprefix("eval_")
+    if not metric.startswith(DIMENSIONAL_SELECTION):
+        if "metric_for_best_model" in getattr(training_args, "value_sources", {}):
+            problems.append(
+                f"metric_for_best_model={training_args.metric_for_best_model!r}"
+                f"{value_source(training_args, 'metric_for_best_model')} is a categorical score; `task: dimensional` "
+                f"selects on ccc (the mean over the dimensions) or ccc_<dimension>"
+            )
+        else:
+            training_args.metric_for_best_model = DIMENSIONAL_SELECTION
+    if model_args.class_weights:
+        problems.append("class_weights weigh classes; `task: dimensional` has none")
+    if data_args.label_targets == "soft":
+        problems.append("label_targets: soft trains on class votes; `task: dimensional` regresses dimension values")
+    if model_args.dimensional_loss == "ccc" and training_args.per_device_train_batch_size < 2:
+        problems.append("dimensional_loss ccc is computed over each batch: use per_device_train_batch_size 2 or more")
+    return problems

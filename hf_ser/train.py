@@ -31,6 +31,7 @@ from hf_ser.arguments import (  # noqa: E402
     DataArguments,
     ModelArguments,
     SERTrainingArguments,
+    dimensional_problems,
     parse_args,  # noqa: E402
 )
 from hf_ser.data.batch_augment import build_batch_augmenter, check_batch_input  # noqa: E402
@@ -43,7 +44,7 @@ from hf_ser.data.dataset import (  # noqa: E402
 )
 from hf_ser.data.transforms import EpochCallback, attach_transforms, clean_training_view  # noqa: E402
 from hf_ser.evaluation.final import evaluate_and_save, print_end_summary  # noqa: E402
-from hf_ser.evaluation.metrics import compute_metrics  # noqa: E402
+from hf_ser.evaluation.metrics import compute_metrics, dimensional_compute_metrics  # noqa: E402
 from hf_ser.hub.model_card import save_model_card  # noqa: E402
 from hf_ser.hub.publish import push_run  # noqa: E402
 from hf_ser.models.modeling_wav2vec2_ser import encodes_whisper_at_clip_length  # noqa: E402
@@ -81,6 +82,8 @@ def train(
     `hf_ser.data.dataset.check_corpus` (cross-validation and seeds check it once for all their runs);
     `evaluate_test=False` scores validation only (a sweep's trials: the test split is never predicted)."""
     refuse_finished_run(training_args)
+    if data_args.dimensional and (problems := dimensional_problems(model_args, data_args, training_args)):
+        raise ValueError("; ".join(problems))  # what `parse_args` refuses, for arguments built in Python
     batch_augmenter = build_batch_augmenter(data_args.batch_augmentations, seed=training_args.seed)  # bad keys: now
     if training_args.hub_token:
         # The Trainer pickles these arguments into training_args.bin in every checkpoint; huggingface_hub reads
@@ -112,7 +115,13 @@ def train(
     if batch_augmenter is not None:
         check_batch_input(feature_extractor.model_input_names[0])
     with weights_built_whole(training_args):  # ZeRO-3 partitions it later, when the Trainer prepares it
-        model = build_model(model_args, label_names, class_weights, sampling_rate=data_args.sampling_rate)
+        model = build_model(
+            model_args,
+            label_names,
+            class_weights,
+            sampling_rate=data_args.sampling_rate,
+            dimensional=data_args.dimensional,
+        )
     if model_args.peft:
         model = prepare_lora(
             model,
@@ -160,7 +169,7 @@ def train(
         eval_dataset=splits["validation"],  # model selection and early stopping see validation speakers only
         data_collator=SERDataCollator(feature_extractor),
         processing_class=feature_extractor,
-        compute_metrics=compute_metrics,
+        compute_metrics=dimensional_compute_metrics(label_names) if data_args.dimensional else compute_metrics,
         callbacks=callbacks,
         batch_augmenter=batch_augmenter,
     )

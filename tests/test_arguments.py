@@ -239,3 +239,30 @@ def test_train_without_a_recipe_is_one_line_with_status_2(capsys):
         "hf-ser train: error: no recipe: hf-ser train RECIPE [--key value ...] (recipes/ has examples; --help lists "
         "every key)\n"
     )
+
+
+def test_task_is_categorical_by_default_and_dimensional_selects_on_validation_mean_ccc():
+    model_args, data_args, training_args = parse_args(["--dataset", "iemocap", "--data_dir", "x"])
+    assert (data_args.task, training_args.metric_for_best_model) == ("categorical", "ua")
+    model_args, data_args, training_args = parse_args(
+        ["--dataset", "iemocap", "--data_dir", "x", "--task", "dimensional"]
+    )
+    assert data_args.dimensions == ["arousal", "valence", "dominance"] and model_args.dimensional_loss == "ccc"
+    assert (training_args.metric_for_best_model, training_args.greater_is_better) == ("ccc", True)
+    _, _, chosen = parse_args(["--task", "dimensional", "--metric_for_best_model", "ccc_valence"])
+    assert chosen.metric_for_best_model == "ccc_valence"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--metric_for_best_model", "ua"], r"metric_for_best_model='ua' \(from the command line\) is a categorical"),
+        (["--class_weights", "balanced"], "class_weights weigh classes"),
+        (["--per_device_train_batch_size", "1", "--head_batch_norm", "false"], "ccc is computed over each batch"),
+        (["--dimensional_loss", "mae"], r"dimensional_loss='mae': use one of \('ccc', 'mse'\)"),
+        (["--dimensions", "arousal", "arousal"], "name each target dimension once"),
+    ],
+)
+def test_dimensional_combinations_that_cannot_work_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        parse_args(["--task", "dimensional", *options])

@@ -64,8 +64,10 @@ class SERDataCollator:
             return_attention_mask=True,
             return_tensors="pt",
         )
-        if "label" in examples[0]:
-            batch["labels"] = torch.tensor([example["label"] for example in examples], dtype=torch.long)
+        if "label" in examples[0]:  # class ids, or one value per dimension (`task: dimensional`)
+            labels = [example["label"] for example in examples]
+            dtype = torch.float32 if isinstance(labels[0], (list, tuple, np.ndarray)) else torch.long
+            batch["labels"] = torch.tensor(np.asarray(labels), dtype=dtype)
         if LABEL_DISTRIBUTION in examples[0]:  # soft targets: `hf_ser.training.trainer.SERTrainer.compute_loss`
             batch[LABEL_DISTRIBUTION] = torch.tensor(
                 [example[LABEL_DISTRIBUTION] for example in examples], dtype=torch.float32

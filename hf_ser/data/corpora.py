@@ -2,7 +2,9 @@
 
 A record is `{"path": str, "label": str, "speaker": str | None}`; `hf_ser.data.dataset` turns records into a `datasets.Dataset`.
 An item the adapter recognises but cannot use (a RAVDESS song, an IEMOCAP utterance without a majority label) is a
-record with `label: None` and a `skip_reason`, which the data report lists.
+record with `label: None` and a `skip_reason`, which the data report lists. Corpora with emotion dimensions (IEMOCAP,
+MSP-Podcast, manifests with numeric columns) add `"dimensions": {name: value}` on the corpus's own scale (None where
+an item has none, with the reason in `dimension_problem`); `task: dimensional` trains on them.
 """
 
 from __future__ import annotations
@@ -132,7 +134,11 @@ IEMOCAP_EMOTIONS = {
 }
 IEMOCAP_NO_AGREEMENT = "xxx"
 # `[6.2901 - 8.2357]<TAB>Ses01F_impro01_F000<TAB>neu<TAB>[2.5000, 2.5000, 2.5000]`: one line per utterance.
-IEMOCAP_EVALUATION_LINE = re.compile(r"^\[[\d.]+ - [\d.]+\]\s+(?P<utterance>Ses\S+)\s+(?P<code>\w+)\s+\[")
+IEMOCAP_EVALUATION_LINE = re.compile(
+    r"^\[[\d.]+ - [\d.]+\]\s+(?P<utterance>Ses\S+)\s+(?P<code>\w+)\s+\[(?P<vad>[^\]]*)\]"
+)
+# The utterance line's triple is the evaluators' mean valence, activation (arousal) and dominance, on a 1-5 scale.
+IEMOCAP_DIMENSIONS = ("valence", "arousal", "dominance")
 # `C-E2:<TAB>Frustration; Anger;<TAB>(comment)`: an evaluator's categories for the utterance line above. `C-F1` /
 # `C-M1` lines are the actors' own assessments, which the release's consensus label does not use either.
 IEMOCAP_EVALUATOR_LINE = re.compile(r"^C-(?P<rater>[A-Z]+\d*):(?P<categories>.*?)(\s*\(.*\))?\s*$")
@@ -165,8 +171,21 @@ def _iemocap_category(category: str, where: str, line: str) -> str:
     return IEMOCAP_CATEGORIES[name]
 
 
-def _iemocap_labels(session_dir: Path, with_votes: bool = False) -> dict[str, tuple[str, Path, dict]]:
-    """Utterance name -> (label code, EmoEvaluation file, evaluator votes) for one session.
+def _iemocap_dimensions(text: str, where: str) -> tuple[Optional[dict], str]:
+    """The `[V, A, D]` triple of an utterance line as {valence, arousal, dominance}, or None and why not."""
+    values = [value.strip() for value in text.split(",")]
+    try:
+        numbers = [float(value) for value in values]
+    except ValueError:
+        numbers = []
+    if len(numbers) != len(IEMOCAP_DIMENSIONS):
+        return None, f"{where}: [V, A, D] is [{text}], not three numbers"
+    return dict(zip(IEMOCAP_DIMENSIONS, numbers)), ""
+
+
+def _iemocap_labels(session_dir: Path, with_votes: bool = False) -> dict[str, tuple]:
+    """Utterance name -> (label code, EmoEvaluation file, evaluator votes, dimensions, why no dimensions) for one
+    session.
 
     With `with_votes`, every category an evaluator (`C-E*` line) ticks for an utterance is one vote for it, in
     hf-ser's label names; without, the evaluator lines are not read and the votes are empty."""
@@ -194,7 +213,8 @@ def _iemocap_labels(session_dir: Path, with_votes: bool = False) -> dict[str, tu
             if code not in IEMOCAP_EMOTIONS and code != IEMOCAP_NO_AGREEMENT:
                 raise ValueError(f"{text_file}:{line_number}: unknown IEMOCAP label code {code!r} in {line!r}")
             utterance = match["utterance"]
-            labels[utterance] = (code, text_file, {})
+            dimensions, problem = _iemocap_dimensions(match["vad"], f"{text_file.name}:{line_number}")
+            labels[utterance] = (code, text_file, {}, dimensions, problem)
     return labels
 
 
@@ -207,7 +227,8 @@ def iemocap_records(data_dir: Path, with_votes: bool = False, **_) -> list[Recor
     10 speakers can be split like sessions. Utterances without a majority label (`xxx`) and wav files without an
     evaluation line are skipped and reported. The standard 4-class set: `labels: [neutral, happy, sad, angry]`,
     `label_map: {excited: happy}`. `with_votes`: each record also carries its evaluators' `votes`
-    (`_iemocap_labels`).
+    (`_iemocap_labels`). Each utterance line's `[V, A, D]` triple gives its dimensions (1-5), `xxx` utterances
+    included.
     """
     data_dir = _require_dir(data_dir, "iemocap")
     sessions = sorted(p for p in data_dir.glob("Session*") if p.is_dir())
@@ -226,12 +247,16 @@ def iemocap_records(data_dir: Path, with_votes: bool = False, **_) -> list[Recor
                 records.append(_skipped(path, reason))
                 continue
             seen.add(name)
-            code, text_file, votes = labels[name]
-            if code == IEMOCAP_NO_AGREEMENT:
-                records.append(_skipped(path, f"no majority emotion (xxx) in {text_file.name}"))
-                continue
-            speaker = f"Ses{match['session']}{match['gender']}"
-            record = {"path": str(path), "label": IEMOCAP_EMOTIONS[code], "speaker": speaker}
+            code, text_file, votes, dimensions, problem = labels[name]
+            record = {
+                "path": str(path),
+                "label": IEMOCAP_EMOTIONS.get(code),
+                "speaker": f"Ses{match['session']}{match['gender']}",
+                "dimensions": dimensions,
+                "dimension_problem": problem,
+            }
+            if code == IEMOCAP_NO_AGREEMENT:  # no class, but its dimensions are evaluators' means like any other's
+                record["skip_reason"] = f"no majority emotion (xxx) in {text_file.name}"
             records.append({**record, "votes": votes} if with_votes else record)
         for name in sorted(set(labels) - seen):
             expected = session_dir / "sentences" / "wav" / name.rsplit("_", 1)[0] / f"{name}.wav"
@@ -330,18 +355,43 @@ def _manifest_votes(row: dict, where: str) -> Optional[dict[str, float]]:
     return parse_vote_counts(counts, where)
 
 
+def _number(value, where: str, column: str) -> Optional[float]:
+    """A manifest cell as a float; empty is None (a counted skip); anything else that is not a number is an error."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        value = str(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} column {column!r} is {value!r}, not a number") from None
+
+
+def _dimension_values(row: dict, dimensions: list[str], where: str) -> tuple[Optional[dict], str]:
+    """The row's value of each dimension column, or None and which column is empty."""
+    for column in dimensions:
+        if column not in row:
+            raise KeyError(f"{where} has no {column!r} column for `dimensions` (columns: {sorted(row)})")
+    values = {column: _number(row[column], where, column) for column in dimensions}
+    empty = [column for column, value in values.items() if value is None]
+    return (None, f"{where} has no value for {empty[0]!r}") if empty else (values, "")
+
+
 def manifest_records(
     data_dir: Path,
     manifest: Optional[str] = None,
     allow_absolute_paths: bool = False,
     with_votes: bool = False,
+    dimensions: Optional[list[str]] = None,
     **_,
 ) -> list[Record]:
     """A CSV or JSON-lines manifest with `path`, `label` and optionally `speaker` columns.
 
     `manifest` is the file (or `data_dir` itself when it is a file); relative paths are resolved against the
     manifest's folder and must stay inside it (see `allow_absolute_paths`). `with_votes`: each record also carries
-    the row's annotator `votes` (`_manifest_votes`).
+    the row's annotator `votes` (`_manifest_votes`). With `dimensions` (`task: dimensional`) a numeric column of
+    each name is read, and `label` is optional: a missing dimension column or a value that is not a number is an error
+    naming the file, row and column; an empty value is a reported skip.
     """
     manifest_path = Path(manifest) if manifest else data_dir
     if not manifest_path.is_file():
@@ -355,16 +405,83 @@ def manifest_records(
     root = manifest_path.parent
     records = []
     for line_number, row in numbered_rows:
-        for key in ("path", "label"):
+        for key in ("path",) if dimensions else ("path", "label"):
             if key not in row:
                 raise KeyError(f"{manifest_path}: row {line_number} has no {key!r} column (columns: {sorted(row)})")
         record = {
             "path": _inside_root(str(row["path"]), root, manifest_path, line_number, allow_absolute_paths),
-            "label": None if row["label"] in (None, "") else str(row["label"]),
+            "label": None if row.get("label") in (None, "") else str(row["label"]),
             "speaker": str(row["speaker"]) if row.get("speaker") not in (None, "") else None,
         }
         if with_votes:
             record["votes"] = _manifest_votes(row, f"{manifest_path}: row {line_number}")
+        if dimensions:
+            where = f"{manifest_path}: row {line_number}"
+            record["dimensions"], record["dimension_problem"] = _dimension_values(row, dimensions, where)
+        records.append(record)
+    return records
+
+
+MSP_PODCAST_EMOTIONS = {
+    "A": "angry",
+    "S": "sad",
+    "H": "happy",
+    "U": "surprise",
+    "F": "fear",
+    "D": "disgust",
+    "C": "contempt",
+    "N": "neutral",
+    "O": "other",
+}
+MSP_PODCAST_NO_AGREEMENT = "X"
+MSP_PODCAST_LABELS = Path("Labels") / "labels_consensus.csv"
+# hf-ser's names of the consensus columns: mean annotator ratings on a 1-7 scale.
+MSP_PODCAST_DIMENSIONS = {"arousal": "EmoAct", "valence": "EmoVal", "dominance": "EmoDom"}
+# Split_Set -> hf-ser's split (`use_corpus_split`); other sets (Test2, ...) are left out of that split, reported.
+MSP_PODCAST_SPLITS = {"Train": "train", "Development": "validation", "Test1": "test"}
+
+
+def msp_podcast_records(data_dir: Path, **_) -> list[Record]:
+    """MSP-Podcast (Lotfian & Busso, 2019): `Audios/MSP-PODCAST_0001_0008.wav`, labelled by
+    `Labels/labels_consensus.csv` (FileName, EmoClass, EmoAct, EmoVal, EmoDom, SpkrID, Gender, Split_Set).
+
+    EmoClass codes become labels (`X`, no agreement, has no class but keeps its dimensions); EmoAct / EmoVal / EmoDom
+    are the arousal / valence / dominance of `task: dimensional`; SpkrID is the speaker (`Unknown` is none);
+    Split_Set is the corpus's own partition (`use_corpus_split`). A row whose wav is missing is a reported skip.
+    """
+    data_dir = _require_dir(data_dir, "msp_podcast")
+    labels_file = data_dir / MSP_PODCAST_LABELS
+    if not labels_file.is_file():
+        raise FileNotFoundError(f"no {MSP_PODCAST_LABELS} under {data_dir} (the MSP-Podcast release folder)")
+    with open(labels_file, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    required = ["FileName", "EmoClass", "SpkrID", "Split_Set", *MSP_PODCAST_DIMENSIONS.values()]
+    missing = [column for column in required if rows and column not in rows[0]]
+    if missing or not rows:
+        raise KeyError(f"{labels_file}: no {missing or 'rows'} (columns: {sorted(rows[0]) if rows else []})")
+    records = []
+    for line_number, row in enumerate(rows, start=2):
+        path = data_dir / "Audios" / row["FileName"]
+        code = row["EmoClass"].strip()
+        if code not in MSP_PODCAST_EMOTIONS and code != MSP_PODCAST_NO_AGREEMENT:
+            raise ValueError(f"{labels_file}: row {line_number} has the unknown EmoClass {code!r}")
+        if not path.is_file():
+            records.append(_skipped(path, f"listed in {labels_file.name} (row {line_number}) but the wav is missing"))
+            continue
+        where = f"{labels_file}: row {line_number}"
+        values = {name: _number(row[column], where, column) for name, column in MSP_PODCAST_DIMENSIONS.items()}
+        empty = [MSP_PODCAST_DIMENSIONS[name] for name, value in values.items() if value is None]
+        record = {
+            "path": str(path),
+            "label": MSP_PODCAST_EMOTIONS.get(code),
+            "speaker": None if row["SpkrID"].strip() in ("", "Unknown") else row["SpkrID"].strip(),
+            "dimensions": None if empty else values,
+            "dimension_problem": f"{where} has no value for {empty[0]!r}" if empty else "",
+            "corpus_split": MSP_PODCAST_SPLITS.get(row["Split_Set"].strip()),
+            "corpus_split_name": row["Split_Set"].strip(),
+        }
+        if code == MSP_PODCAST_NO_AGREEMENT:
+            record["skip_reason"] = f"no consensus emotion (EmoClass X) in {labels_file.name}"
         records.append(record)
     return records
 
@@ -374,9 +491,18 @@ CORPORA: dict[str, Callable[..., list[Record]]] = {
     "ravdess": ravdess_records,
     "iemocap": iemocap_records,
     "crema_d": crema_d_records,
+    "msp_podcast": msp_podcast_records,
     "audiofolder": audiofolder_records,
     "csv": manifest_records,
     "jsonl": manifest_records,
+}
+
+
+DIMENSIONAL_CORPORA = {
+    "iemocap": list(IEMOCAP_DIMENSIONS),
+    "msp_podcast": list(MSP_PODCAST_DIMENSIONS),
+    "csv": None,  # the recipe's `dimensions`, as numeric columns
+    "jsonl": None,
 }
 
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict
+from datasets import ClassLabel, Dataset, DatasetDict, List, Value
 from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
 from hf_ser.arguments import DataArguments, value_source
@@ -40,7 +40,8 @@ class CorpusReport:
     """What went into each split, what was skipped and why; written to `output_dir/data_report.json`."""
 
     dataset: str
-    labels: list = field(default_factory=list)
+    labels: list = field(default_factory=list)  # the classes; with `task: dimensional` the dimensions
+    task: str = "categorical"
     protocol: str = SPEAKER_INDEPENDENT
     split_rule: str = ""
     splits: dict = field(default_factory=dict)
@@ -70,6 +71,8 @@ class CorpusReport:
             speakers = split["speakers"]
             shown = ", ".join(speakers[:max_speakers]) + (", ..." if len(speakers) > max_speakers else "")
             per_label = ", ".join(f"{label} {split['per_label'].get(label, 0)}" for label in self.labels)
+            if "dimension_means" in split:
+                per_label = "mean " + ", ".join(f"{name} {mean:.2f}" for name, mean in split["dimension_means"].items())
             lines.append(
                 f"  {name:<{width}} {split['items']:>6} items {split['seconds'] / 60:6.1f} min  "
                 f"{len(speakers)} speaker(s) ({shown or 'none'}); {per_label}"
@@ -131,6 +134,41 @@ def select_labels(records: list[dict], args: DataArguments, report: CorpusReport
     return kept, label_names
 
 
+def select_dimensions(records: list[dict], args: DataArguments, report: CorpusReport) -> list[dict]:
+    """`task: dimensional`: keep the records with a value of every recipe dimension, whatever their class (an IEMOCAP
+    `xxx` utterance has dimensions); each kept record's label becomes its values in `dimensions` order. With
+    `use_corpus_split`, records outside the corpus's train / validation / test sets are dropped too; all reported."""
+    kept, seen_paths = [], set()
+    for record in records:
+        values = record.get("dimensions")
+        if values is None:
+            reason = record.get("dimension_problem") or record.get("skip_reason") or "no dimension values"
+            report.skip(record["path"], reason)
+        elif record["path"] in seen_paths and not record.get("bytes"):
+            report.skip(record["path"], "listed twice; the first entry is kept")
+        else:
+            seen_paths.add(record["path"])
+            kept.append({**record, "label": [float(values[name]) for name in args.dimensions]})
+    return kept
+
+
+def select_corpus_split(records: list[dict], args: DataArguments, report: CorpusReport) -> list[dict]:
+    """`use_corpus_split`: the records of the corpus's train / validation / test sets; the others are reported."""
+    if not any(record.get("corpus_split_name") for record in records):
+        raise ValueError(f"use_corpus_split: dataset {args.dataset!r} has no partition of its own (MSP-Podcast has)")
+    kept = []
+    for record in records:
+        if record.get("corpus_split") is None:
+            report.skip(
+                record["path"],
+                f"in the corpus's set {record.get('corpus_split_name')!r}, not train, "
+                "validation or test (use_corpus_split)",
+            )
+        else:
+            kept.append(record)
+    return kept
+
+
 def require_every_label(label_names: list[str], labels: list[str], args: DataArguments, where: str) -> None:
     """A class without items cannot be learned or scored: name the labels that have none."""
     empty = [name for name in label_names if name not in set(labels)]
@@ -190,11 +228,18 @@ def check_corpus(args: DataArguments) -> CheckedCorpus:
 
 
 def _check_corpus(args: DataArguments) -> CheckedCorpus:
-    report = CorpusReport(dataset=args.dataset)
-    records, label_names = select_labels(corpus_records(args), args, report)
+    report = CorpusReport(dataset=args.dataset, task=args.task)
+    records = corpus_records(args)
+    if args.dimensional:
+        records, label_names = select_dimensions(records, args, report), list(args.dimensions)
+    else:
+        records, label_names = select_labels(records, args, report)
+    if args.use_corpus_split:
+        records = select_corpus_split(records, args, report)
     if not records:
         raise ValueError(f"dataset {args.dataset!r}: no usable records (skipped: {report.skipped[:3]}...)")
-    columns = {key: [record.get(key) for record in records] for key in ("path", "label", "speaker")}
+    keys = ("path", "label", "speaker") + (("corpus_split",) if args.use_corpus_split else ())
+    columns = {key: [record.get(key) for record in records] for key in keys}
     if args.label_targets == "soft":
         columns[LABEL_DISTRIBUTION], report.label_votes = vote_distributions(records, label_names, args.label_map)
     if any(record.get("bytes") for record in records):
@@ -219,8 +264,11 @@ def _check_corpus(args: DataArguments) -> CheckedCorpus:
             if row["note"]:
                 report.notes.append({"path": row["path"], "reason": row["note"]})
     dataset = dataset.select(keep).flatten_indices().remove_columns(["problem", "note", "content_hash"])
-    require_every_label(label_names, dataset["label"], args, "after dropping bad audio")
-    dataset = dataset.cast_column("label", ClassLabel(names=label_names))
+    if args.dimensional:
+        dataset = dataset.cast_column("label", List(Value("float32"), length=len(label_names)))
+    else:
+        require_every_label(label_names, dataset["label"], args, "after dropping bad audio")
+        dataset = dataset.cast_column("label", ClassLabel(names=label_names))
     report.labels = label_names
     return CheckedCorpus(dataset, label_names, report)
 
@@ -259,14 +307,20 @@ def _split_checked_corpus(
         )
     report.split_rule = describe_split(args, seed, report.protocol)
     for name, split in splits.items():
-        per_label = Counter(label_names[i] for i in split["label"])
         report.splits[name] = {
             "items": len(split),
             "seconds": float(sum(split["duration"])),
             "speakers": sorted({s for s in split["speaker"] if s is not None}),
-            "per_label": dict(per_label),
-            "absent_labels": [label for label in label_names if not per_label[label]],
         }
+        if args.dimensional:  # the mean of each dimension instead of counts per class
+            means = np.asarray(split["label"], dtype=float).mean(axis=0)
+            report.splits[name].update(
+                per_label={}, dimension_means=dict(zip(label_names, means.tolist())), absent_labels=[]
+            )
+        else:
+            per_label = Counter(label_names[i] for i in split["label"])
+            absent = [label for label in label_names if not per_label[label]]
+            report.splits[name].update(per_label=dict(per_label), absent_labels=absent)
     for name, split in report.absent_labels():
         logger.warning("%s (its speakers: %s)", absent_label_warning(name, split, label_names), split["speakers"])
     if report.skipped:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from datasets import ClassLabel, DatasetDict
 
-from hf_ser.arguments import DataArguments
-from hf_ser.data.corpora import CORPORA, load_records
+from hf_ser.arguments import DataArguments, value_source
+from hf_ser.data.corpora import CORPORA, DIMENSIONAL_CORPORA, load_records
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +21,25 @@ def audio_source(example: dict):
     return io.BytesIO(blob) if blob else example["path"]
 
 
+def check_dimensions_available(args: DataArguments) -> None:
+    """`task: dimensional` needs a corpus with dimension values, and the recipe's `dimensions` among them."""
+    if args.dataset not in DIMENSIONAL_CORPORA:
+        raise ValueError(
+            f"task: dimensional needs a corpus with dimension values ({', '.join(DIMENSIONAL_CORPORA)}); dataset "
+            f"{args.dataset!r} has emotion classes only"
+        )
+    available = DIMENSIONAL_CORPORA[args.dataset]
+    unknown = [name for name in args.dimensions if available is not None and name not in available]
+    if unknown:
+        raise ValueError(
+            f"dimensions{value_source(args, 'dimensions')}: {unknown} are not dimensions of dataset "
+            f"{args.dataset!r} (it has {', '.join(available)})"
+        )
+
+
 def corpus_records(args: DataArguments) -> list[dict]:
+    if args.dimensional:
+        check_dimensions_available(args)
     if args.dataset == "demo":
         from hf_ser.data.demo_corpus import DEMO_SPEAKER_PATTERN, generate_demo_corpus
 
@@ -35,6 +53,7 @@ def corpus_records(args: DataArguments) -> list[dict]:
             speaker_pattern=args.speaker_pattern,
             allow_absolute_paths=args.allow_absolute_paths,
             with_votes=args.label_targets == "soft",
+            dimensions=args.dimensions if args.dimensional else None,
         )
     return hub_records(args)
 

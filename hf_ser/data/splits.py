@@ -35,6 +35,8 @@ def check_disjoint_speakers(speaker_sets: dict[str, set]) -> None:
 
 
 def split_corpus(dataset: Dataset, args: DataArguments, seed: int) -> tuple[DatasetDict, str]:
+    if args.use_corpus_split:
+        return corpus_partition(dataset), SPEAKER_INDEPENDENT
     speakers = dataset["speaker"]
     known = [s for s in speakers if s is not None]
     chosen = {"train": args.train_speakers, "validation": args.validation_speakers, "test": args.test_speakers}
@@ -66,7 +68,7 @@ def split_corpus(dataset: Dataset, args: DataArguments, seed: int) -> tuple[Data
         if n_test + n_validation >= len(pool):
             raise ValueError(f"{len(pool)} speakers are too few for a speaker-independent train/validation/test split")
         chosen["validation"], chosen["test"] = stratified_speaker_split(
-            speakers, dataset["label"], pool, n_validation, n_test, seed, train=args.train_speakers
+            speakers, strata(dataset), pool, n_validation, n_test, seed, train=args.train_speakers
         )
     elif args.validation_speakers is None or args.test_speakers is None:
         given = "validation" if args.test_speakers is None else "test"
@@ -86,6 +88,24 @@ def split_corpus(dataset: Dataset, args: DataArguments, seed: int) -> tuple[Data
     return splits, SPEAKER_INDEPENDENT
 
 
+def corpus_partition(dataset: Dataset) -> DatasetDict:
+    """The corpus's own train / validation / test partition (`corpus_split` column: MSP-Podcast's Split_Set), checked
+    to keep every known speaker in one split."""
+    splits = DatasetDict()
+    for name in ("train", "validation", "test"):
+        splits[name] = dataset.filter(lambda split, name=name: split == name, input_columns="corpus_split")
+        if len(splits[name]) == 0:
+            raise ValueError(f"use_corpus_split: the corpus's partition has no {name} item")
+    check_disjoint_speakers({name: {s for s in split["speaker"] if s is not None} for name, split in splits.items()})
+    return splits
+
+
+def strata(dataset: Dataset) -> list:
+    """What splits keep balanced: the class of each item; one stratum for dimensional targets (value lists)."""
+    labels = dataset["label"]
+    return [0] * len(labels) if labels and isinstance(labels[0], list) else list(labels)
+
+
 def _speaker_key(args: DataArguments, split: str) -> str:
     """`validation_speakers ['09', '10'] (from recipes/base.yaml)`: a speaker key, its value and where it came from."""
     key = f"{split}_speakers"
@@ -94,6 +114,8 @@ def _speaker_key(args: DataArguments, split: str) -> str:
 
 def describe_split(args: DataArguments, seed: int, protocol: str) -> str:
     """How the items were assigned to splits, in words: for the console, `data_report.json` and the card."""
+    if args.use_corpus_split:
+        return "the corpus's own partition (use_corpus_split); no known speaker in two splits"
     if protocol == SPEAKER_DEPENDENT:
         return "split by file, stratified by label: speakers appear in more than one split"
     if args.validation_speakers is None and args.test_speakers is None:
@@ -136,7 +158,7 @@ def _split_by_file(dataset: Dataset, args: DataArguments, seed: int) -> DatasetD
     from sklearn.model_selection import train_test_split
 
     indices = np.arange(len(dataset))
-    labels = np.asarray(dataset["label"])
+    labels = np.asarray(strata(dataset))
     held_out = args.validation_fraction + args.test_fraction
     train, rest = train_test_split(indices, test_size=held_out, stratify=labels, random_state=seed)
     validation, test = train_test_split(

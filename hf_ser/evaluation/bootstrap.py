@@ -1,5 +1,5 @@
-"""Uncertainty of WA, UA and macro-F1: percentile bootstrap confidence intervals over utterances, and a paired
-bootstrap test between two models scored on the same clips.
+"""Uncertainty of WA, UA and macro-F1 (and of the CCC of dimensional models): percentile bootstrap confidence
+intervals over utterances, and a paired bootstrap test between two models scored on the same clips.
 
 Each resample draws the split's clips with replacement (seeded, `numpy.random.default_rng(seed).integers(0, n, (B,
 n))`, the draw `scipy.stats.bootstrap` makes); the three scores are computed for all resamples at once from their
@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
+
+from hf_ser.evaluation.metrics import ccc_key, concordance_correlation
 
 CONFIDENCE = 0.95
 SCORES = ("wa", "ua", "macro_f1")
@@ -50,17 +52,22 @@ def batched_scores(references: np.ndarray, predictions: np.ndarray, num_labels: 
     }
 
 
-def _resampled_scores(arrays: Sequence[np.ndarray], num_labels: int, samples: int, seed: int) -> list[dict]:
-    """The scores of every (references, predictions) pair in `arrays` on the same B resamples of their clips."""
-    references, *predictions = (np.asarray(array, dtype=np.int64) for array in arrays)
-    n = len(references)
+def resample_indices(n: int, samples: int, seed: int, chunk_items: int):
+    """The B resamples of n clips, `samples` rows of indices drawn with replacement, in chunks of about `chunk_items`
+    indices (the same draws whatever the chunking: one generator, rows in order)."""
     if n == 0:
         raise ValueError("cannot bootstrap an empty split")
     rng = np.random.default_rng(seed)
-    chunk = max(1, CHUNK_ITEMS // n)
-    parts: list[list[dict]] = []
+    chunk = max(1, chunk_items // n)
     for start in range(0, samples, chunk):
-        index = rng.integers(0, n, (min(chunk, samples - start), n))
+        yield rng.integers(0, n, (min(chunk, samples - start), n))
+
+
+def _resampled_scores(arrays: Sequence[np.ndarray], num_labels: int, samples: int, seed: int) -> list[dict]:
+    """The scores of every (references, predictions) pair in `arrays` on the same B resamples of their clips."""
+    references, *predictions = (np.asarray(array, dtype=np.int64) for array in arrays)
+    parts: list[list[dict]] = []
+    for index in resample_indices(len(references), samples, seed, CHUNK_ITEMS):
         parts.append([batched_scores(references[index], run[index], num_labels) for run in predictions])
     return [
         {metric: np.concatenate([part[i][metric] for part in parts]) for metric in SCORES}
@@ -91,6 +98,32 @@ def interval_metrics(
         return {}
     intervals = confidence_intervals(references, predictions, num_labels, samples, seed)
     keys = {key: value for metric in SCORES for key, value in zip(ci_keys(prefix, metric), intervals[metric])}
+    return {**keys, f"{prefix}_bootstrap_samples": samples, f"{prefix}_bootstrap_seed": seed}
+
+
+def dimensional_interval_metrics(
+    prefix: str, references, predictions, dimensions: Sequence[str], samples: int, seed: int
+) -> dict:
+    """The CCC intervals of a dimensional model's results file: `{prefix}_ccc_<dimension>_ci_low/high` per dimension
+    and `{prefix}_ccc_ci_low/high` of their mean, over `samples` resamples of the clips ((clips, dimensions) arrays);
+    none when `samples` is 0 or the split is empty."""
+    references, predictions = np.asarray(references, dtype=float), np.asarray(predictions, dtype=float)
+    if samples <= 0 or len(references) == 0:
+        return {}
+    dimension_count = references.shape[1]
+    resampled = np.concatenate(
+        [
+            concordance_correlation(predictions[index], references[index])
+            for index in resample_indices(len(references), samples, seed, CHUNK_ITEMS // dimension_count)
+        ]
+    )  # (samples, dimensions)
+    distributions = {ccc_key(name): resampled[:, i] for i, name in enumerate(dimensions)}
+    distributions[ccc_key()] = resampled.mean(axis=1)
+    keys = {
+        key: value
+        for metric, distribution in distributions.items()
+        for key, value in zip(ci_keys(prefix, metric), percentile_interval(distribution))
+    }
     return {**keys, f"{prefix}_bootstrap_samples": samples, f"{prefix}_bootstrap_seed": seed}
 
 

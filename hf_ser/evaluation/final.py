@@ -11,8 +11,8 @@ import numpy as np
 from datasets import DatasetDict
 from transformers import Trainer
 
-from hf_ser.evaluation.bootstrap import SCORES, interval_metrics
-from hf_ser.evaluation.metrics import ser_scores
+from hf_ser.evaluation.bootstrap import SCORES, dimensional_interval_metrics, interval_metrics
+from hf_ser.evaluation.metrics import ccc_key, dimensional_scores, ser_scores
 from hf_ser.evaluation.plots import save_confusion_matrix
 from hf_ser.run_folder import CONFUSION_MATRIX_FILE, MODEL_CARD_FILE, SPLIT_PREFIXES, predictions_file
 
@@ -34,15 +34,24 @@ def evaluate_and_save(
     splits). `scored_ids`, for a corpus that lacks some of the model's classes: the model's class id of each of
     `label_names` (the split's labels are model ids); predictions are the argmax over those classes' logits only.
     `extra` keys (a cross-corpus evaluation's exclusions) go into every results file. `<prefix>_absent_classes`: the
-    labels the split has no item of, which its UA and macro-F1 leave out (the recall of an absent class is 0/0)."""
+    labels the split has no item of, which its UA and macro-F1 leave out (the recall of an absent class is 0/0).
+    A dimensional model (`problem_type: regression`; `label_names` are its dimensions) gets `<prefix>_ccc_<dimension>`
+    and their mean `<prefix>_ccc` with their intervals, and per-clip values instead of classes; no confusion matrix."""
     results, matrices = {}, {}
     samples, seed = getattr(trainer.args, "bootstrap_samples", 0), trainer.args.seed
+    dimensional = getattr(trainer.model.config, "problem_type", None) == "regression"
     for split, prefix in prefixes.items():
         if split not in splits:
             continue
         prediction = trainer.predict(splits[split], metric_key_prefix=prefix)
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         references = prediction.label_ids
+        if dimensional:
+            metrics = _save_dimensional_split(
+                trainer, splits[split], prefix, prediction.metrics, logits, references, label_names, output_dir, extra
+            )
+            results.update(metrics)
+            continue
         if scored_ids is not None:
             position = {model_id: i for i, model_id in enumerate(scored_ids)}
             references = np.array([position[int(label)] for label in references])
@@ -79,10 +88,51 @@ def evaluate_and_save(
             title = f"{split} ({protocol}): UA {scores['ua']:.1%}, WA {scores['wa']:.1%}"
             title += f" (no {', '.join(absent)} item)" if absent else ""
             save_confusion_matrix(matrices[split], label_names, Path(output_dir) / f"{name}.png", title)
-    if trainer.is_world_process_zero():
+    if trainer.is_world_process_zero() and not dimensional:
         payload = {"labels": label_names, "protocol": protocol, **matrices}
         (Path(output_dir) / CONFUSION_MATRIX_FILE).write_text(json.dumps(payload, indent=2))
     return results
+
+
+def _save_dimensional_split(
+    trainer: Trainer,
+    split,
+    prefix: str,
+    prediction_metrics: dict,
+    predicted,
+    references,
+    dimensions: list[str],
+    output_dir: str,
+    extra: Optional[dict],
+) -> dict:
+    """A dimensional model's results file for one split (CCC per dimension, their mean, bootstrap intervals) and its
+    per-clip predictions file (reference and predicted value of each dimension); returns the metrics."""
+    predicted, references = np.asarray(predicted, dtype=float), np.asarray(references, dtype=float)
+    samples, seed = getattr(trainer.args, "bootstrap_samples", 0), trainer.args.seed
+    scores = dimensional_scores(predicted, references, dimensions)
+    metrics = {
+        **prediction_metrics,
+        f"{prefix}_samples": len(split),
+        **{f"{prefix}_{key}": value for key, value in scores.items()},
+        **dimensional_interval_metrics(prefix, references, predicted, dimensions, samples, seed),
+        **{f"{prefix}_{key}": value for key, value in (extra or {}).items()},
+    }
+    trainer.log_metrics(prefix, {key: value for key, value in metrics.items() if not isinstance(value, (list, dict))})
+    trainer.save_metrics(prefix, metrics)
+    if trainer.is_world_process_zero():
+        rows = zip(split.with_format(None)["path"], references.tolist(), predicted.tolist())
+        per_clip = [
+            {"path": path, "label": dict(zip(dimensions, label)), "predicted": dict(zip(dimensions, values))}
+            for path, label, values in rows
+        ]
+        (Path(output_dir) / predictions_file(prefix)).write_text(json.dumps(per_clip, indent=1))
+    return metrics
+
+
+def dimensional_summary(results: dict, prefix: str, dimensions: list[str]) -> str:
+    """`CCC 0.412 (arousal 0.61, valence 0.20, dominance 0.43)`: a split's mean CCC and each dimension's."""
+    each = ", ".join(f"{name} {results[f'{prefix}_{ccc_key(name)}']:.3f}" for name in dimensions)
+    return f"CCC {results[f'{prefix}_{ccc_key()}']:.3f} ({each})"
 
 
 def protocol_in_words(protocol: str, test_speakers: list) -> str:
@@ -115,7 +165,16 @@ def end_summary(results: dict, report: dict, output_dir: str, example_clip: str 
             f"  validation UA {results['eval_ua']:.1%} (speakers {', '.join(validation.get('speakers', []))}: "
             "chose the checkpoint; the test split was scored once, after training)"
         )
-    lines.append(f"  confusion matrix: {folder / 'confusion_matrix.png'}")
+    dimensions = report.get("labels", [])
+    if report.get("task") == "dimensional" and "test_ccc" in results:
+        lines.append(
+            f"  test {dimensional_summary(results, 'test', dimensions)} on {test.get('items')} clips; "
+            + protocol_in_words(report.get("protocol", ""), test.get("speakers", []))
+        )
+    if report.get("task") == "dimensional" and "eval_ccc" in results:
+        lines.append(f"  validation {dimensional_summary(results, 'eval', dimensions)} (chose the checkpoint)")
+    if report.get("task") != "dimensional":
+        lines.append(f"  confusion matrix: {folder / 'confusion_matrix.png'}")
     lines.append(f"  model card:       {folder / MODEL_CARD_FILE}")
     lines.append(f"  next: hf-ser predict {folder} {example_clip or 'speech.wav'}")
     if report.get("dataset") == "demo":

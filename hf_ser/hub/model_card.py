@@ -20,7 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from hf_ser.data.dataset import absent_label_warning
 from hf_ser.data.votes import describe_votes
 from hf_ser.evaluation.bootstrap import read_interval
-from hf_ser.evaluation.metrics import percent
+from hf_ser.evaluation.metrics import ccc_key, percent
 from hf_ser.hub.citations import BACKBONE_CITATIONS, CORPUS_INFO, HEAD_FUSION_CITATION, LORA_CITATION
 from hf_ser.run_folder import BASE_MODEL_DIR, CV_SUMMARY_FILE, SPLIT_PREFIXES, read_json, results_file
 
@@ -159,6 +159,43 @@ def _ua_cell(scores: dict, prefix: str, labels: list[str]) -> str:
     return cell
 
 
+def is_dimensional(run: dict) -> bool:
+    """A dimensional model (`task: dimensional`): its config's `problem_type` is regression."""
+    return (run["config"] or {}).get("problem_type") == "regression"
+
+
+def _ccc_cell(scores: dict, prefix: str, dimension: Optional[str] = None) -> str:
+    """A CCC with three decimals and its interval in brackets when the results file has one."""
+    key = ccc_key(dimension)
+    value = scores.get(f"{prefix}_{key}")
+    if value is None:
+        return "–"
+    interval = read_interval(scores, prefix, key)
+    return f"{value:.3f}" + (f" (95 % CI {interval[0]:.3f}–{interval[1]:.3f})" if interval else "")
+
+
+def _dimensional_eval_results(run: dict, dataset_type: str, dataset_name: str, dimensions: list[str]) -> list:
+    """The model-index entries of a dimensional model: the CCC of each dimension and their mean, per split."""
+    results = []
+    for split, filename in SPLIT_FILES.items():
+        scores, prefix = run[filename.removesuffix(".json")] or {}, SPLIT_PREFIXES[split]
+        for dimension in [*dimensions, None]:
+            if f"{prefix}_{ccc_key(dimension)}" in scores:
+                results.append(
+                    EvalResult(
+                        task_type=TASK,
+                        task_name="Dimensional speech emotion recognition",
+                        dataset_type=dataset_type,
+                        dataset_name=dataset_name,
+                        dataset_split=split,
+                        metric_type="ccc",
+                        metric_name=f"{split} CCC {dimension}" if dimension else f"{split} mean CCC",
+                        metric_value=round(float(scores[f"{prefix}_{ccc_key(dimension)}"]), 4),
+                    )
+                )
+    return results
+
+
 def _eval_results(run: dict, dataset_type: str, dataset_name: str) -> list[EvalResult]:
     results = []
     for split, filename in SPLIT_FILES.items():
@@ -259,10 +296,14 @@ def _model_lines(run: dict, base_model: Optional[str]) -> list[str]:
         trained = f" ({parameters['trainable']:,} trained)" if parameters.get("trainable") is not None else ""
         lines.append(f"Parameters: {parameters['total']:,}{trained}.")
     rate = (run["preprocessor_config"] or {}).get("sampling_rate") or _args(run, "data_args").get("sampling_rate")
+    output = (
+        "one value per dimension, on the scale of the training corpus (no softmax)"
+        if is_dimensional(run)
+        else "one logit per label (softmax for probabilities)"
+    )
     if rate:
         lines.append(
-            f"Input: mono audio at {rate} Hz (decode and resample files to it first: see How to use); output: one logit "
-            "per label (softmax for probabilities)."
+            f"Input: mono audio at {rate} Hz (decode and resample files to it first: see How to use); output: {output}."
         )
     return lines
 
@@ -271,7 +312,8 @@ def _data_lines(run: dict, corpus: dict, labels: list[str]) -> list[str]:
     report, training = run["data_report"], _args(run, "training_args")
     lines = [f"Corpus: {corpus['name']}" + (f": {corpus['facts']}." if corpus.get("facts") else ".")]
     selection = (training.get("metric_for_best_model") or "ua").removeprefix("eval_")
-    selection = {"ua": "UA", "wa": "WA", "macro_f1": "macro-F1"}.get(selection, selection)
+    selection = {"ua": "UA", "wa": "WA", "macro_f1": "macro-F1", "ccc": "mean CCC"}.get(selection, selection)
+    selection = selection.replace("ccc_", "CCC of ")
     if report.get("protocol") == "speaker-independent":
         lines.append(
             "Protocol: **speaker-independent**. No speaker is in more than one of training, validation and "
@@ -283,7 +325,15 @@ def _data_lines(run: dict, corpus: dict, labels: list[str]) -> list[str]:
             f"Protocol: **{report.get('protocol')}** (split by file). Speakers appear in more than one split, "
             "so these scores overestimate accuracy on new speakers."
         )
-    lines.append(f"Labels used: {', '.join(labels)}.")
+    if is_dimensional(run):
+        means = (report.get("splits", {}).get("train") or {}).get("dimension_means") or {}
+        lines.append(
+            f"Dimensions: {', '.join(labels)}, regressed on the corpus's own scale"
+            + (f" (training-split means: {', '.join(f'{k} {v:.2f}' for k, v in means.items())})" if means else "")
+            + "."
+        )
+    else:
+        lines.append(f"Labels used: {', '.join(labels)}.")
     if report.get("split_rule"):
         lines.append(f"Split: {report['split_rule']}.")
     lines += [
@@ -301,10 +351,11 @@ def _data_lines(run: dict, corpus: dict, labels: list[str]) -> list[str]:
     state = run["trainer_state"]
     if state and state.get("best_global_step") is not None:
         best = state.get("best_metric")
+        best_text = None if best is None else f"{best:.3f}" if is_dimensional(run) else percent(best)
         lines.append(
             f"Training ran {state.get('epoch', 0):g} epoch(s) ({state.get('global_step')} steps); the best "
             f"checkpoint is step {state['best_global_step']}"
-            + (f" (validation {selection} {percent(best)})." if best is not None else ".")
+            + (f" (validation {selection} {best_text})." if best_text else ".")
         )
     return lines
 
@@ -370,8 +421,11 @@ def _limitations(run: dict, corpus: dict, labels: list[str]) -> list[str]:
         )
         + (f", on languages other than `{language}`" if language else "")
         + ", on other microphones and rooms, and on voices unlike the training speakers (age, accent, health).",
-        f"The label set is closed: the model always answers one of {', '.join(labels)}, also for silence, music, "
-        "mixed or no emotion. It recognises expressed emotion in the voice, not what a person feels.",
+        f"The model always answers a value of each of {', '.join(labels)} on its training corpus's scale, also for "
+        "silence, music or no speech. It estimates expressed emotion in the voice, not what a person feels."
+        if is_dimensional(run)
+        else f"The label set is closed: the model always answers one of {', '.join(labels)}, also for silence, "
+        "music, mixed or no emotion. It recognises expressed emotion in the voice, not what a person feels.",
         "Demographic coverage is that of the corpus: it is small and not representative of any population; "
         "accuracy can differ between groups of speakers and was not measured per group.",
     ]
@@ -457,6 +511,7 @@ def build_model_card(run_dir: str | Path, repo_id: Optional[str] = None, license
     model_name = (repo_id or Path(run_dir).resolve().name).split("/")[-1]
     model_type = (run["config"] or {}).get("model_type")
     backbone_family = (((run["config"] or {}).get("backbone_config")) or {}).get("model_type")
+    dimensional = is_dimensional(run)
 
     card_data = ModelCardData(
         library_name="peft" if run["adapter_config"] else "transformers",
@@ -465,13 +520,30 @@ def build_model_card(run_dir: str | Path, repo_id: Optional[str] = None, license
         language=corpus.get("language"),
         base_model=base_model,
         datasets=[dataset] if is_hub_id(dataset) else None,
-        metrics=["accuracy", "recall", "f1"],
+        metrics=["ccc"] if dimensional else ["accuracy", "recall", "f1"],
         tags=TAGS
         + [tag for tag in (model_type, backbone_family) if tag]
         + (["peft", "lora"] if run["adapter_config"] else []),
         model_name=model_name,
-        eval_results=_eval_results(run, dataset, corpus["name"]) or None,
+        eval_results=(
+            _dimensional_eval_results(run, dataset, corpus["name"], labels)
+            if dimensional
+            else _eval_results(run, dataset, corpus["name"])
+        )
+        or None,
     )
+    dimension_rows = None
+    if dimensional:
+        dimension_rows = [
+            {
+                "split": split,
+                "count": scores.get(f"{(prefix := SPLIT_PREFIXES[split])}_samples", "?"),
+                "cells": [_ccc_cell(scores, prefix, name) for name in labels],
+                "mean": _ccc_cell(scores, prefix),
+            }
+            for split, filename in SPLIT_FILES.items()
+            if (scores := run[filename.removesuffix(".json")])
+        ]
     cv = run["cv_summary"]
     result_rows = [
         {
@@ -493,7 +565,14 @@ def build_model_card(run_dir: str | Path, repo_id: Optional[str] = None, license
         card_data,
         template_path=str(TEMPLATE_PATH),
         model_name=model_name,
-        summary=f"Speech emotion recognition with {len(labels)} labels, trained with hf-ser on {corpus['name']} ({report.get('protocol')} evaluation).",
+        summary=(
+            f"Dimensional speech emotion recognition ({', '.join(labels)})"
+            if dimensional
+            else f"Speech emotion recognition with {len(labels)} labels"
+        )
+        + f", trained with hf-ser on {corpus['name']} ({report.get('protocol')} evaluation).",
+        dimension_rows=dimension_rows,
+        labels_only=labels,
         model_lines=_model_lines(run, base_model),
         labels=list(enumerate(labels)),
         data_lines=_data_lines(run, corpus, labels),

@@ -12,6 +12,10 @@ other files are still predicted.
 With `--window`/`--hop` each file is cut into windows (the last one ends exactly at the end of the file, so the
 timeline covers all of it) and every window gets its own probabilities; the file's probabilities are then the
 mean of its segments' probabilities (`AGGREGATE`).
+
+A dimensional model (`task: dimensional`, config `problem_type: regression`) reports the value of each dimension
+(e.g. arousal, valence, dominance, on the scale it was trained on) instead of a label and probabilities; a file's
+values with a timeline are the mean of its segments' values.
 """
 
 from __future__ import annotations
@@ -40,30 +44,35 @@ from hf_ser.models.modeling_wav2vec2_ser import encodes_whisper_at_clip_length
 logger = logging.getLogger(__name__)
 
 AGGREGATE = "mean of segment probabilities"
+DIMENSIONAL_AGGREGATE = "mean of segment values"
 FORMATS = ("table", "json", "csv")
 BACKENDS = ("torch", "onnx")
 
 
 @dataclass
 class Segment:
-    """One window of a timeline: `[start, end)` in seconds and its class probabilities."""
+    """One window of a timeline: `[start, end)` in seconds and its class probabilities (a dimensional model: no label,
+    no probabilities, the value of each dimension)."""
 
     start: float
     end: float
-    label: str
+    label: Optional[str]
     probabilities: dict[str, float]
+    dimensions: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
 class Prediction:
-    """The prediction for one file (or waveform). With a timeline, `probabilities` are the `AGGREGATE` of `segments`."""
+    """The prediction for one file (or waveform). With a timeline, `probabilities` are the `AGGREGATE` of `segments`
+    (a dimensional model: `dimensions`, the mean of the segments' values)."""
 
     file: str
     duration: float
-    label: str
+    label: Optional[str]
     probabilities: dict[str, float]
     segments: list[Segment] = field(default_factory=list)
     aggregate: Optional[str] = None
+    dimensions: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -147,6 +156,7 @@ class EmotionClassifier:
         self.feature_extractor = feature_extractor
         self.collator = SERDataCollator(self.feature_extractor)
         self.labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
+        self.dimensional = getattr(self.config, "problem_type", None) == "regression"  # labels are dimensions
         self.sampling_rate = int(self.feature_extractor.sampling_rate)
 
     def logits(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
@@ -163,20 +173,28 @@ class EmotionClassifier:
             return self.model(**batch).logits.float().cpu().numpy()
 
     def probabilities(self, waveforms: Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
-        """`(len(waveforms), num_labels)` probabilities; batches are formed by length, so little padding is computed."""
+        """`(len(waveforms), num_labels)` probabilities (a dimensional model: its values, no softmax); batches are
+        formed by length, so little padding is computed."""
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
         order = np.argsort([len(w) for w in waveforms], kind="stable")
         result = np.zeros((len(waveforms), len(self.labels)), dtype=np.float64)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            result[chunk] = softmax(self.logits([waveforms[i] for i in chunk]).astype(np.float64))
+            logits = self.logits([waveforms[i] for i in chunk]).astype(np.float64)
+            result[chunk] = logits if self.dimensional else softmax(logits)
         return result
 
-    def _named(self, probabilities: np.ndarray) -> tuple[str, dict[str, float]]:
-        return self.labels[int(np.argmax(probabilities))], {
-            label: float(p) for label, p in zip(self.labels, probabilities)
-        }
+    def _named(self, probabilities: np.ndarray) -> tuple[Optional[str], dict[str, float]]:
+        named = {label: float(p) for label, p in zip(self.labels, probabilities)}
+        return (None, named) if self.dimensional else (self.labels[int(np.argmax(probabilities))], named)
+
+    def _outputs(self, row: np.ndarray) -> dict:
+        """`label`, `probabilities` and `dimensions` of one output row, for a `Prediction` or `Segment`."""
+        label, named = self._named(row)
+        if self.dimensional:
+            return {"label": None, "probabilities": {}, "dimensions": named}
+        return {"label": label, "probabilities": named}
 
     def timeline(self, waveform: np.ndarray, window: float, hop: float, batch_size: int = 8) -> list[Segment]:
         """Probabilities of `window`-second segments every `hop` seconds; the last segment ends at the end of the
@@ -189,8 +207,7 @@ class EmotionClassifier:
         probabilities = self.probabilities([waveform[start:end] for start, end in bounds], batch_size)
         segments = []
         for (start, end), row in zip(bounds, probabilities):
-            label, named = self._named(row)
-            segments.append(Segment(start / self.sampling_rate, end / self.sampling_rate, label, named))
+            segments.append(Segment(start / self.sampling_rate, end / self.sampling_rate, **self._outputs(row)))
         return segments
 
     def predict_waveform(
@@ -203,12 +220,11 @@ class EmotionClassifier:
     ) -> Prediction:
         duration = len(waveform) / self.sampling_rate
         if window is None:
-            label, named = self._named(self.probabilities([waveform], batch_size)[0])
-            return Prediction(name, duration, label, named)
+            return Prediction(name, duration, **self._outputs(self.probabilities([waveform], batch_size)[0]))
         segments = self.timeline(waveform, window, hop if hop is not None else window, batch_size)
-        mean = np.mean([[s.probabilities[label] for label in self.labels] for s in segments], axis=0)
-        label, named = self._named(mean)
-        return Prediction(name, duration, label, named, segments, AGGREGATE)
+        mean = np.mean([[(s.dimensions or s.probabilities)[label] for label in self.labels] for s in segments], axis=0)
+        aggregate = DIMENSIONAL_AGGREGATE if self.dimensional else AGGREGATE
+        return Prediction(name, duration, segments=segments, aggregate=aggregate, **self._outputs(mean))
 
     def predict_files(
         self,
@@ -254,8 +270,8 @@ class EmotionClassifier:
                     continue
                 probabilities = self.probabilities([waveform for _, waveform in chunk], batch_size)
                 for (path, waveform), row in zip(chunk, probabilities):
-                    label, named = self._named(row)
-                    predictions[path] = Prediction(str(path), len(waveform) / self.sampling_rate, label, named)
+                    duration = len(waveform) / self.sampling_rate
+                    predictions[path] = Prediction(str(path), duration, **self._outputs(row))
                 bar.update(len(chunk))
         bar.close()
         return PredictionReport([predictions[path] for path in files if path in predictions], failures)
@@ -327,7 +343,7 @@ def predict_timeline(
 def to_json(report: PredictionReport, labels: list[str]) -> str:
     return json.dumps(
         {
-            "labels": labels,
+            "dimensions" if _is_dimensional(report) else "labels": labels,
             "predictions": [_without_empty(asdict(p)) for p in report.predictions],
             "failures": [{"file": file, "reason": reason} for file, reason in report.failures],
         },
@@ -336,36 +352,50 @@ def to_json(report: PredictionReport, labels: list[str]) -> str:
 
 
 def _without_empty(prediction: dict) -> dict:
-    return {key: value for key, value in prediction.items() if value not in (None, [])}
+    """Without unset fields (no timeline; a dimensional model's label and probabilities, a classifier's dimensions)."""
+    return {
+        key: [_without_empty(item) for item in value] if key == "segments" else value
+        for key, value in prediction.items()
+        if value not in (None, [], {})
+    }
+
+
+def _is_dimensional(report: PredictionReport) -> bool:
+    return any(p.dimensions for p in report.predictions)
 
 
 def to_csv(report: PredictionReport, labels: list[str]) -> str:
-    """One row per file (`segment` = `all`) and, with a timeline, one row per segment (`segment` = 0, 1, ...)."""
+    """One row per file (`segment` = `all`) and, with a timeline, one row per segment (`segment` = 0, 1, ...); a
+    dimensional model's rows have no `label` column, and a column of values per dimension."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "segment", "start", "end", "label", *labels])
+    label_column = [] if _is_dimensional(report) else ["label"]
+    writer.writerow(["file", "segment", "start", "end", *label_column, *labels])
     for p in report.predictions:
-        writer.writerow(
-            [p.file, "all", 0.0, round(p.duration, 4), p.label, *(p.probabilities[label] for label in labels)]
-        )
-        for index, s in enumerate(p.segments):
-            writer.writerow([p.file, index, s.start, s.end, s.label, *(s.probabilities[label] for label in labels)])
+        rows = [("all", 0.0, round(p.duration, 4), p)] + [(i, s.start, s.end, s) for i, s in enumerate(p.segments)]
+        for segment, start, end, item in rows:
+            values = item.dimensions or item.probabilities
+            label = [item.label] if label_column else []
+            writer.writerow([p.file, segment, start, end, *label, *(values[name] for name in labels)])
     return buffer.getvalue()
 
 
 def to_table(report: PredictionReport, labels: list[str]) -> str:
     width = max([len("file")] + [len(p.file) for p in report.predictions])
-    header = f"{'file':<{width}}  {'time (s)':>13}  {'label':<12}" + "".join(f"{label[:8]:>9}" for label in labels)
+    dimensional = _is_dimensional(report)
+    label_header = "" if dimensional else f"  {'label':<12}"
+    header = f"{'file':<{width}}  {'time (s)':>13}{label_header}" + "".join(f"{label[:8]:>9}" for label in labels)
     lines = [header, "-" * len(header)]
     for p in report.predictions:
-        rows = [(p.file, f"{0:6.2f}-{p.duration:6.2f}", p.label, p.probabilities)]
-        rows += [("", f"{s.start:6.2f}-{s.end:6.2f}", s.label, s.probabilities) for s in p.segments]
-        for file, span, label, probabilities in rows:
+        rows = [(p.file, f"{0:6.2f}-{p.duration:6.2f}", p.label, p.dimensions or p.probabilities)]
+        rows += [("", f"{s.start:6.2f}-{s.end:6.2f}", s.label, s.dimensions or s.probabilities) for s in p.segments]
+        for file, span, label, values in rows:
+            label_cell = "" if dimensional else f"  {label:<12}"
             lines.append(
-                f"{file:<{width}}  {span:>13}  {label:<12}" + "".join(f"{probabilities[name]:9.3f}" for name in labels)
+                f"{file:<{width}}  {span:>13}{label_cell}" + "".join(f"{values[name]:9.3f}" for name in labels)
             )
     if any(p.segments for p in report.predictions):
-        lines.append(f"(file rows with a timeline: {AGGREGATE})")
+        lines.append(f"(file rows with a timeline: {DIMENSIONAL_AGGREGATE if dimensional else AGGREGATE})")
     return "\n".join(lines) + "\n"
 
 
@@ -373,7 +403,8 @@ WRITERS = {"table": to_table, "json": to_json, "csv": to_csv}
 
 
 def plot_timelines(report: PredictionReport, labels: list[str], path: Union[str, os.PathLike]) -> Path:
-    """One panel per file: class probabilities over time, stacked (each segment drawn over its own span)."""
+    """One panel per file: class probabilities over time, stacked (each segment drawn over its own span); a
+    dimensional model's values over time, one line per dimension."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -388,12 +419,19 @@ def plot_timelines(report: PredictionReport, labels: list[str], path: Union[str,
         # Each segment's probabilities sit at its centre; the first and last hold out to the ends of the audio.
         segments = [prediction.segments[0], *prediction.segments, prediction.segments[-1]]
         times = [0.0] + [(s.start + s.end) / 2 for s in prediction.segments] + [prediction.duration]
-        stacks = [[s.probabilities[label] for s in segments] for label in labels]
-        axis.stackplot(times, stacks, labels=labels, colors=colors[: len(labels)], alpha=0.85)
+        curves = [[(s.dimensions or s.probabilities)[label] for s in segments] for label in labels]
         axis.set_xlim(0, prediction.duration)
-        axis.set_ylim(0, 1)
-        axis.set_ylabel("probability")
-        axis.set_title(f"{Path(prediction.file).name}: {prediction.label}", fontsize=9, loc="left")
+        if prediction.dimensions:
+            for curve, label, color in zip(curves, labels, colors):
+                axis.plot(times, curve, label=label, color=color)
+            axis.set_ylabel("value")
+            means = ", ".join(f"{label} {prediction.dimensions[label]:.2f}" for label in labels)
+            axis.set_title(f"{Path(prediction.file).name}: {means}", fontsize=9, loc="left")
+        else:
+            axis.stackplot(times, curves, labels=labels, colors=colors[: len(labels)], alpha=0.85)
+            axis.set_ylim(0, 1)
+            axis.set_ylabel("probability")
+            axis.set_title(f"{Path(prediction.file).name}: {prediction.label}", fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("time (s)")
     axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     figure.tight_layout()

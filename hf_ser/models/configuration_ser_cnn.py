@@ -9,6 +9,7 @@ from transformers import PretrainedConfig
 
 FEATURE_TYPES = ("mfcc", "logmel")
 MEL_SCALES = ("htk", "slaney", "kaldi")
+DIMENSIONAL_LOSSES = ("ccc", "mse")  # losses of `problem_type="regression"` (dimensional emotion)
 
 
 class SERCNNConfig(PretrainedConfig):
@@ -74,6 +75,10 @@ class SERCNNConfig(PretrainedConfig):
             Training always sees the waveforms it is given.
         class_weights (`list[float]`, *optional*):
             Per-class weights of the cross-entropy loss, in label-id order.
+        dimensional_loss (`str`, *optional*, defaults to `"ccc"`):
+            With `problem_type="regression"` (dimensional emotion: one output per dimension, e.g. arousal, valence
+            and dominance, named by `id2label`): `"ccc"` trains on 1 - concordance correlation coefficient, averaged
+            over the dimensions and computed over each batch; `"mse"` on the mean squared error.
     """
 
     model_type = "ser-cnn"
@@ -108,6 +113,7 @@ class SERCNNConfig(PretrainedConfig):
         segment_hop_seconds: float = 1.0,
         aggregate_segments: bool = True,
         class_weights: Optional[list] = None,
+        dimensional_loss: str = "ccc",
         **kwargs,
     ):
         if feature_type not in FEATURE_TYPES:
@@ -161,6 +167,9 @@ class SERCNNConfig(PretrainedConfig):
         self.segment_hop_seconds = segment_hop_seconds
         self.aggregate_segments = aggregate_segments
         self.class_weights = list(class_weights) if class_weights is not None else None
+        if dimensional_loss not in DIMENSIONAL_LOSSES:
+            raise ValueError(f"dimensional_loss={dimensional_loss!r} is not one of {DIMENSIONAL_LOSSES}")
+        self.dimensional_loss = dimensional_loss
         super().__init__(**kwargs)
         if self.class_weights is not None and len(self.class_weights) != self.num_labels:
             raise ValueError(

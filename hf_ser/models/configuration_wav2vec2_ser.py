@@ -8,6 +8,7 @@ from typing import Optional, Union
 from transformers import AutoConfig, PretrainedConfig
 
 POOLING_MODES = ("mean", "attentive_stats")
+DIMENSIONAL_LOSSES = ("ccc", "mse")  # losses of `problem_type="regression"` (dimensional emotion)
 
 
 class Wav2Vec2SERConfig(PretrainedConfig):
@@ -33,6 +34,10 @@ class Wav2Vec2SERConfig(PretrainedConfig):
             Keep the convolutional feature encoder frozen (no gradients), as wav2vec2 fine-tuning does.
         class_weights (`list[float]`, *optional*):
             Per-class weights of the cross-entropy loss, in label-id order.
+        dimensional_loss (`str`, *optional*, defaults to `"ccc"`):
+            With `problem_type="regression"` (dimensional emotion: one output per dimension, e.g. arousal, valence
+            and dominance, named by `id2label`): `"ccc"` trains on 1 - concordance correlation coefficient, averaged
+            over the dimensions and computed over each batch; `"mse"` on the mean squared error.
         whisper_clip_length (`bool`, *optional*, defaults to `True`):
             Whisper encoders only: encode each batch at its clips' length (the positional embeddings sliced to the
             batch's mel frames, self-attention masked to each clip's frames) instead of the released 30 s window.
@@ -54,6 +59,7 @@ class Wav2Vec2SERConfig(PretrainedConfig):
         attention_pooling_hidden: int = 128,
         freeze_feature_encoder: bool = True,
         class_weights: Optional[list] = None,
+        dimensional_loss: str = "ccc",
         whisper_clip_length: bool = True,
         **kwargs,
     ):
@@ -73,6 +79,9 @@ class Wav2Vec2SERConfig(PretrainedConfig):
         self.attention_pooling_hidden = attention_pooling_hidden
         self.freeze_feature_encoder = freeze_feature_encoder
         self.class_weights = list(class_weights) if class_weights is not None else None
+        if dimensional_loss not in DIMENSIONAL_LOSSES:
+            raise ValueError(f"dimensional_loss={dimensional_loss!r} is not one of {DIMENSIONAL_LOSSES}")
+        self.dimensional_loss = dimensional_loss
         self.whisper_clip_length = whisper_clip_length
         super().__init__(**kwargs)
         if self.class_weights is not None and len(self.class_weights) != self.num_labels:

@@ -28,6 +28,33 @@ LOG_FLOOR = 1e-6  # added to mel energies before the log, so silence gives a fin
 NORM_EPS = 1e-5  # added to the per-utterance variance, so a constant feature does not divide by zero
 
 
+# Copied from hf_ser.models.modeling_wav2vec2_ser.concordance_correlation and .ser_loss (each model file travels
+# alone as remote code, so the two cannot share them; tests/models check that the copies are the same)
+def concordance_correlation(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Lin's concordance correlation coefficient of each column of two `(batch, dimensions)` tensors, with population
+    moments: 2 cov / (var_p + var_t + (mean_p - mean_t)^2). (hf_ser.evaluation.metrics scores with the same formula.)"""
+    prediction_mean, target_mean = predictions.mean(dim=0), targets.mean(dim=0)
+    covariance = ((predictions - prediction_mean) * (targets - target_mean)).mean(dim=0)
+    spread = predictions.var(dim=0, unbiased=False) + targets.var(dim=0, unbiased=False)
+    return 2 * covariance / (spread + (prediction_mean - target_mean) ** 2).clamp(min=1e-8)
+
+
+def ser_loss(logits: torch.Tensor, labels: torch.Tensor, config) -> torch.Tensor:
+    """The loss the config names: for `problem_type="regression"` (one output per emotion dimension) 1 - CCC averaged
+    over the dimensions (`dimensional_loss="ccc"`, over the batch) or the mean squared error (`"mse"`); otherwise
+    cross-entropy over class ids, weighted by `class_weights` when set."""
+    logits = logits.float()
+    if config.problem_type == "regression":
+        targets = labels.to(logits.dtype).view_as(logits)
+        if config.dimensional_loss == "mse":
+            return F.mse_loss(logits, targets)
+        return (1 - concordance_correlation(logits, targets)).mean()
+    weight = None
+    if config.class_weights is not None:
+        weight = torch.tensor(config.class_weights, dtype=torch.float32, device=logits.device)
+    return F.cross_entropy(logits, labels.view(-1), weight=weight)
+
+
 def split_into_segments(
     waveform: torch.Tensor, sampling_rate: int, segment_seconds: float, hop_seconds: float
 ) -> torch.Tensor:
@@ -353,7 +380,8 @@ class SERCNN(SERCNNPreTrainedModel):
         r"""
         input_values (`torch.FloatTensor` of shape `(batch, samples)`): raw waveforms at `config.sampling_rate`.
         attention_mask (`torch.LongTensor` of shape `(batch, samples)`): 1 for real samples, 0 for end padding.
-        labels (`torch.LongTensor` of shape `(batch,)`): class ids; the loss is (class-weighted) cross-entropy.
+        labels (`torch.LongTensor` of shape `(batch,)`): class ids, the loss (class-weighted) cross-entropy; for
+            `problem_type="regression"` a `(batch, num_labels)` float tensor of dimension values (`ser_loss`).
         aggregate_segments (`bool`, *optional*): score each utterance as the mean over its segments. Defaults to
             `config.aggregate_segments` in evaluation mode and to `False` in training mode.
         """
@@ -368,10 +396,7 @@ class SERCNN(SERCNNPreTrainedModel):
 
         loss = None
         if labels is not None:
-            weight = None
-            if self.config.class_weights is not None:
-                weight = torch.tensor(self.config.class_weights, dtype=torch.float32, device=logits.device)
-            loss = F.cross_entropy(logits.float(), labels.view(-1), weight=weight)
+            loss = ser_loss(logits, labels, self.config)
 
         if not return_dict:
             return (loss, logits) if loss is not None else (logits,)

@@ -26,6 +26,31 @@ WHISPER_ENCODER_KEYS = {r"^(model\.)?encoder\.": ""}
 WHISPER_MARGIN_FRAMES = 3
 
 
+def concordance_correlation(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Lin's concordance correlation coefficient of each column of two `(batch, dimensions)` tensors, with population
+    moments: 2 cov / (var_p + var_t + (mean_p - mean_t)^2). (hf_ser.evaluation.metrics scores with the same formula.)"""
+    prediction_mean, target_mean = predictions.mean(dim=0), targets.mean(dim=0)
+    covariance = ((predictions - prediction_mean) * (targets - target_mean)).mean(dim=0)
+    spread = predictions.var(dim=0, unbiased=False) + targets.var(dim=0, unbiased=False)
+    return 2 * covariance / (spread + (prediction_mean - target_mean) ** 2).clamp(min=1e-8)
+
+
+def ser_loss(logits: torch.Tensor, labels: torch.Tensor, config) -> torch.Tensor:
+    """The loss the config names: for `problem_type="regression"` (one output per emotion dimension) 1 - CCC averaged
+    over the dimensions (`dimensional_loss="ccc"`, over the batch) or the mean squared error (`"mse"`); otherwise
+    cross-entropy over class ids, weighted by `class_weights` when set."""
+    logits = logits.float()
+    if config.problem_type == "regression":
+        targets = labels.to(logits.dtype).view_as(logits)
+        if config.dimensional_loss == "mse":
+            return F.mse_loss(logits, targets)
+        return (1 - concordance_correlation(logits, targets)).mean()
+    weight = None
+    if config.class_weights is not None:
+        weight = torch.tensor(config.class_weights, dtype=torch.float32, device=logits.device)
+    return F.cross_entropy(logits, labels.view(-1), weight=weight)
+
+
 class SafeBatchNorm1d(nn.BatchNorm1d):
     """BatchNorm1d that accepts a training batch of one example.
 
@@ -393,7 +418,8 @@ class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
         input_features (`torch.FloatTensor` of shape `(batch, mels, frames)`): log-Mel features (Whisper).
         attention_mask (`torch.LongTensor`): 1 for real samples (or mel frames), 0 for padding. Always used for
             pooling; passed to the encoder only when the encoder was trained with it.
-        labels (`torch.LongTensor` of shape `(batch,)`): class ids; the loss is cross-entropy.
+        labels (`torch.LongTensor` of shape `(batch,)`): class ids, the loss cross-entropy; for `problem_type="regression"`
+            a `(batch, num_labels)` float tensor of dimension values, the loss `config.dimensional_loss` (`ser_loss`).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         inputs = input_features if input_features is not None else input_values
@@ -414,10 +440,7 @@ class Wav2Vec2SER(Wav2Vec2SERPreTrainedModel):
 
         loss = None
         if labels is not None:
-            weight = None
-            if self.config.class_weights is not None:
-                weight = torch.tensor(self.config.class_weights, dtype=torch.float32, device=logits.device)
-            loss = F.cross_entropy(logits.float(), labels.view(-1), weight=weight)
+            loss = ser_loss(logits, labels, self.config)
 
         if not return_dict:
             output = (logits,) + ((hidden_states,) if hidden_states is not None else ())

@@ -25,6 +25,12 @@ def _label_maps(label_names: list[str]) -> dict:
     return {"id2label": dict(enumerate(label_names)), "label2id": {name: i for i, name in enumerate(label_names)}}
 
 
+def problem_type_of(dimensional: bool) -> Optional[str]:
+    """The config's `problem_type`, which carries the task into a saved model (`pipeline` reads it too: no softmax
+    for regression); categorical models keep transformers' default (unset: single-label classification)."""
+    return "regression" if dimensional else None
+
+
 def build_feature_extractor(model_args: ModelArguments, sampling_rate: int, backbone_config=None):
     """The pretrained backbone's own extractor when there is one; else one that matches the architecture."""
     if model_args.model_name_or_path:
@@ -61,9 +67,12 @@ def build_model(
     label_names: list[str],
     class_weights: Optional[list[float]] = None,
     sampling_rate: int = 16_000,
+    dimensional: bool = False,
 ) -> PreTrainedModel:
-    """The model a recipe's model keys describe; `sampling_rate` is the data's (recipe key `sampling_rate`)."""
+    """The model a recipe's model keys describe; `sampling_rate` is the data's (recipe key `sampling_rate`).
+    `dimensional` (`task: dimensional`): one output per name in `label_names` (the dimensions), a regression loss."""
     labels = _label_maps(label_names)
+    task = {"problem_type": problem_type_of(dimensional), "dimensional_loss": model_args.dimensional_loss}
     if model_args.model_name_or_path:
         # hf-ser writes safetensors only; refusing pickles means a tampered checkpoint cannot run code on load.
         model = AutoModelForAudioClassification.from_pretrained(model_args.model_name_or_path, use_safetensors=True)
@@ -72,6 +81,13 @@ def build_model(
                 f"{model_args.model_name_or_path} was trained on labels {list(model.config.id2label.values())}, "
                 f"the data has {label_names}"
             )
+        if (model.config.problem_type == "regression") != dimensional:
+            tasks = ["categorical", "dimensional"] if dimensional else ["dimensional", "categorical"]
+            raise ValueError(
+                f"{model_args.model_name_or_path} is a {tasks[0]} model (problem_type "
+                f"{model.config.problem_type!r}); the recipe's task is {tasks[1]}"
+            )
+        model.config.dimensional_loss = model_args.dimensional_loss
         if hasattr(model.config, "class_weights"):  # the stored weights belong to the corpus it was trained on
             model.config.class_weights = class_weights
         return model
@@ -88,7 +104,7 @@ def build_model(
                 "set the recipe's `sampling_rate` only (SERCNN takes it from there)"
             )
         model_config = {**model_args.model_config, "sampling_rate": sampling_rate}
-        config = SERCNNConfig(class_weights=class_weights, **labels, **model_config)
+        config = SERCNNConfig(class_weights=class_weights, **labels, **task, **model_config)
         return SERCNN(config)
     if model_args.model_type != "wav2vec2-ser":
         raise ValueError(f"model_type {model_args.model_type!r}: use `wav2vec2-ser` or `ser-cnn`")
@@ -101,6 +117,7 @@ def build_model(
         freeze_feature_encoder=model_args.freeze_feature_encoder,
         whisper_clip_length=model_args.whisper_clip_length,
         class_weights=class_weights,
+        **task,
         **model_args.model_config,
     )
     if model_args.backbone:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 from conftest import EMODB_DIR, requires_emodb
+from dimensional_look_alikes import iemocap_values, write_iemocap, write_msp_podcast
 
 from hf_ser.arguments import DataArguments
 from hf_ser.data.corpora import CORPORA, load_records
@@ -33,7 +34,7 @@ def by_name(records: list[dict]) -> dict[str, dict]:
 
 
 def test_every_corpus_is_registered():
-    assert {"emodb", "ravdess", "iemocap", "crema_d", "audiofolder", "csv", "jsonl"} <= set(CORPORA)
+    assert {"emodb", "ravdess", "iemocap", "crema_d", "msp_podcast", "audiofolder", "csv", "jsonl"} <= set(CORPORA)
     with pytest.raises(KeyError, match=r"dataset 'ravdes' is not a local corpus"):
         load_records("ravdes", "somewhere")
 
@@ -491,3 +492,108 @@ def test_demo_corpus_is_renamed_into_place_whole_even_when_two_writers_generate_
     first = {path.name: path.read_bytes() for path in files}
     assert _generate_small_demo(str(root)) == str(root)  # complete: nothing is rewritten
     assert {path.name: path.read_bytes() for path in sorted(root.glob("*/*.wav"))} == first
+
+
+# ------------------------------------------------------------------------------------ dimensions (`task: dimensional`)
+
+
+def test_iemocap_dimensions_come_from_the_vad_triple_and_xxx_utterances_keep_theirs(tmp_path):
+    root = write_iemocap(tmp_path / "IEMOCAP_full_release", sessions=1, utterances=6)
+    records = by_name(load_records("iemocap", str(root)))
+    # the first utterance line of Session 1: `[V, A, D]` in that order, on IEMOCAP's 1-5 scale
+    valence, arousal, dominance = iemocap_values(0)
+    first = records["Ses01F_impro01_F000.wav"]
+    assert first["dimensions"] == {"valence": valence, "arousal": arousal, "dominance": dominance}
+    no_class = records["Ses01F_impro01_F004.wav"]  # code xxx: no majority class, still rated
+    assert no_class["label"] is None and no_class["dimensions"] == dict(
+        zip(["valence", "arousal", "dominance"], iemocap_values(4))
+    )
+    args = DataArguments(dataset="iemocap", data_dir=str(root), task="dimensional", dimensions=["valence", "arousal"])
+    corpus = check_corpus(args)
+    assert corpus.label_names == ["valence", "arousal"] and len(corpus.dataset) == 6  # xxx included
+    row = corpus.dataset.with_format(None)[0]
+    assert row["label"] == pytest.approx([valence, arousal])
+    categorical = check_corpus(DataArguments(dataset="iemocap", data_dir=str(root)))
+    assert len(categorical.dataset) == 5  # the categorical task still skips xxx
+
+
+def test_an_iemocap_triple_that_is_not_three_numbers_is_a_counted_skip_naming_file_and_line(tmp_path):
+    root = write_iemocap(tmp_path / "IEMOCAP_full_release", sessions=1, utterances=6)
+    evaluation = root / "Session1" / "dialog" / "EmoEvaluation" / "Ses01F_impro01.txt"
+    lines = evaluation.read_text().splitlines()
+    line_number = next(i for i, line in enumerate(lines, 1) if "Ses01F_impro01_M001" in line)
+    lines[line_number - 1] = re.sub(r"\[[^\]]*\]$", "[2.5000, n/a, 3.0000]", lines[line_number - 1])
+    evaluation.write_text("\n".join(lines) + "\n")
+    corpus = check_corpus(DataArguments(dataset="iemocap", data_dir=str(root), task="dimensional"))
+    assert len(corpus.dataset) == 5
+    assert corpus.report.skipped == [
+        {
+            "path": str(root / "Session1" / "sentences" / "wav" / "Ses01F_impro01" / "Ses01F_impro01_M001.wav"),
+            "reason": f"Ses01F_impro01.txt:{line_number}: [V, A, D] is [2.5000, n/a, 3.0000], not three numbers",
+        }
+    ]
+
+
+def test_a_corpus_without_dimensions_or_an_unknown_dimension_is_refused_in_one_line(tmp_path):
+    with pytest.raises(ValueError, match=r"task: dimensional needs a corpus with dimension values .*'emodb'"):
+        check_corpus(DataArguments(dataset="emodb", data_dir=str(tmp_path), task="dimensional"))
+    root = write_iemocap(tmp_path / "IEMOCAP_full_release", sessions=1, utterances=2)
+    with pytest.raises(ValueError, match=r"\['power'\] are not dimensions of dataset 'iemocap' \(it has valence"):
+        check_corpus(DataArguments(dataset="iemocap", data_dir=str(root), task="dimensional", dimensions=["power"]))
+
+
+def test_manifest_dimension_columns_missing_non_numeric_and_empty(tmp_path):
+    for name in ("a", "b", "c"):
+        write_wav(tmp_path / "clips" / f"{name}.wav")
+    (tmp_path / "m.csv").write_text(
+        "path,speaker,arousal,valence\nclips/a.wav,s1,0.5,-0.25\nclips/b.wav,s2,,0.1\nclips/c.wav,s3,0.9,0.3\n"
+    )
+    args = DataArguments(dataset="csv", manifest=str(tmp_path / "m.csv"), task="dimensional", dimensions=["arousal"])
+    records = load_records("csv", None, manifest=str(tmp_path / "m.csv"), dimensions=["arousal", "valence"])
+    assert [r["dimensions"] for r in records] == [
+        {"arousal": 0.5, "valence": -0.25},
+        None,
+        {"arousal": 0.9, "valence": 0.3},
+    ]
+    assert records[1]["label"] is None  # no label column needed
+    corpus = check_corpus(args)
+    assert len(corpus.dataset) == 2
+    assert corpus.report.skipped == [
+        {"path": str(tmp_path / "clips" / "b.wav"), "reason": f"{tmp_path / 'm.csv'}: row 3 has no value for 'arousal'"}
+    ]
+    with pytest.raises(KeyError, match=r"m\.csv: row 2 has no 'dominance' column for `dimensions`"):
+        load_records("csv", None, manifest=str(tmp_path / "m.csv"), dimensions=["dominance"])
+    (tmp_path / "m.jsonl").write_text('{"path": "clips/a.wav", "arousal": "high"}\n')
+    with pytest.raises(ValueError, match=r"m\.jsonl: row 1 column 'arousal' is 'high', not a number"):
+        load_records("jsonl", None, manifest=str(tmp_path / "m.jsonl"), dimensions=["arousal"])
+
+
+def test_msp_podcast_reads_consensus_labels_dimensions_speakers_and_its_own_partition(tmp_path):
+    rows = [
+        ("MSP-PODCAST_0001_0001.wav", "H", "5.2", "6.0", "4.4", "101", "Train"),
+        ("MSP-PODCAST_0001_0002.wav", "X", "3.0", "3.5", "3.1", "101", "Train"),
+        ("MSP-PODCAST_0002_0001.wav", "A", "6.1", "1.8", "5.9", "202", "Development"),
+        ("MSP-PODCAST_0003_0001.wav", "N", "4.0", "4.0", "4.2", "303", "Test1"),
+        ("MSP-PODCAST_0004_0001.wav", "S", "2.2", "2.0", "2.5", "Unknown", "Test2"),
+        ("missing_0005_0001.wav", "N", "4.0", "4.0", "4.0", "404", "Train"),
+    ]
+    root = write_msp_podcast(tmp_path / "MSP-Podcast", rows)
+    records = by_name(load_records("msp_podcast", str(root)))
+    first = records["MSP-PODCAST_0001_0001.wav"]
+    assert (first["label"], first["speaker"], first["corpus_split"]) == ("happy", "101", "train")
+    assert first["dimensions"] == {"arousal": 5.2, "valence": 6.0, "dominance": 4.4}
+    assert records["MSP-PODCAST_0001_0002.wav"]["skip_reason"].startswith("no consensus emotion (EmoClass X)")
+    assert records["MSP-PODCAST_0004_0001.wav"]["speaker"] is None
+    assert "but the wav is missing" in records["missing_0005_0001.wav"]["skip_reason"]
+    args = DataArguments(dataset="msp_podcast", data_dir=str(root), task="dimensional", use_corpus_split=True)
+    splits, names, report = build_corpus(args)
+    assert names == ["arousal", "valence", "dominance"]
+    assert {name: len(split) for name, split in splits.items()} == {"train": 2, "validation": 1, "test": 1}
+    assert report.splits["validation"]["dimension_means"] == pytest.approx(
+        {"arousal": 6.1, "valence": 1.8, "dominance": 5.9}
+    )
+    reasons = sorted(item["reason"].split(" (")[0] for item in report.skipped)
+    assert reasons == [
+        "in the corpus's set 'Test2', not train, validation or test",
+        "listed in labels_consensus.csv",
+    ]

@@ -7,10 +7,11 @@ import scipy.stats
 from hf_ser.evaluation.bootstrap import (
     batched_scores,
     confidence_intervals,
+    dimensional_interval_metrics,
     interval_metrics,
     paired_bootstrap_test,
 )
-from hf_ser.evaluation.metrics import ser_scores
+from hf_ser.evaluation.metrics import concordance_correlation, ser_scores
 
 
 def _classifier(n: int, accuracy: float, classes: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -97,3 +98,22 @@ def test_paired_test_finds_a_clearly_better_model_and_not_an_identical_one():
         assert better[metric]["p_value"] < 0.01, metric
     same = paired_bootstrap_test(references, weak, weak.copy(), 4, samples=1000, seed=0)
     assert all(same[m] == {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0} for m in same)
+
+
+def test_ccc_intervals_are_percentiles_of_the_ccc_of_seeded_resamples_and_hold_the_estimate():
+    rng = np.random.default_rng(3)
+    references = rng.uniform(1, 5, (60, 2))
+    predictions = 0.7 * references + rng.normal(0, 0.6, (60, 2))
+    keys = dimensional_interval_metrics("test", references, predictions, ["arousal", "valence"], samples=300, seed=5)
+    draws = np.random.default_rng(5).integers(0, 60, (300, 60))  # the draw of every hf-ser bootstrap
+    resampled = np.array([concordance_correlation(predictions[i], references[i]) for i in draws])
+    for column, name in enumerate(["arousal", "valence"]):
+        low, high = np.percentile(resampled[:, column], [2.5, 97.5])
+        assert (keys[f"test_ccc_{name}_ci_low"], keys[f"test_ccc_{name}_ci_high"]) == pytest.approx((low, high))
+        estimate = concordance_correlation(predictions, references)[column]
+        assert low < estimate < high
+    assert (keys["test_ccc_ci_low"], keys["test_ccc_ci_high"]) == pytest.approx(
+        tuple(np.percentile(resampled.mean(axis=1), [2.5, 97.5]))
+    )
+    assert keys["test_bootstrap_samples"] == 300
+    assert dimensional_interval_metrics("test", references, predictions, ["arousal", "valence"], 0, 5) == {}
