@@ -1,7 +1,7 @@
 """Dimensional emotion end to end (`task: dimensional`): a run on a look-alike IEMOCAP tree selects its checkpoint on
 validation mean CCC, writes CCC per dimension with bootstrap intervals into test_results.json and the model card's
 model-index, and saves a model that gives the in-training values with and without hf-ser; `hf-ser predict` reports
-the dimensions."""
+the dimensions and `hf-ser compare` their CCC."""
 
 import json
 
@@ -16,6 +16,7 @@ from transformers import AutoFeatureExtractor, AutoModel
 
 from hf_ser.cli import main as cli_main
 from hf_ser.evaluation.metrics import concordance_correlation
+from hf_ser.experiments.compare import compare
 from hf_ser.train import main as train_main
 
 DIMENSIONS = ["arousal", "valence", "dominance"]
@@ -186,3 +187,24 @@ def test_predict_reports_the_dimension_values_and_their_timeline(dimensional_run
     assert len(segments) >= 4 and plot.stat().st_size > 0
     file_values = [float(v) for v in rows[1].split(",")[4:]]
     assert file_values == pytest.approx(np.mean([[float(v) for v in row[4:]] for row in segments], axis=0))
+
+
+def test_compare_shows_ccc_columns_next_to_a_categorical_run(dimensional_run, tiny_run, tmp_path):
+    run_dir, _ = dimensional_run
+    test = json.loads((run_dir / "test_results.json").read_text())
+    compare([tiny_run, run_dir], tmp_path / "comparison")
+    table = (tmp_path / "comparison" / "comparison.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| model"))
+    assert "| mean CCC | CCC per dimension |" in header
+    # both folders are called `run`, so compare names each row by its path
+    row = next(line for line in table.splitlines() if line.startswith(f"| {run_dir} ("))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    mean = cells[columns.index("mean CCC")]
+    assert mean == f"{test['test_ccc']:.3f} ({test['test_ccc_ci_low']:.3f}–{test['test_ccc_ci_high']:.3f})"
+    assert cells[columns.index("CCC per dimension")].startswith(f"arousal {test['test_ccc_arousal']:.3f} (")
+    assert cells[columns.index("UA %")] == "–"
+    categorical = next(line for line in table.splitlines() if line.startswith(f"| {tiny_run} ("))
+    assert [cell.strip() for cell in categorical.strip("|").split("|")][columns.index("mean CCC")] == "–"
+    assert (tmp_path / "comparison" / "ccc.png").stat().st_size > 0
+    assert "a dimensional run has none" in table  # no paired test between a classifier and a regressor

@@ -1,5 +1,6 @@
 """Compare trained runs and cross-validations side by side: a Markdown table, an accuracy bar chart, a grid of
-confusion matrices and paired bootstrap tests; or, with `--matrix`, a train-corpus x test-corpus UA table.
+confusion matrices and paired bootstrap tests; or, with `--matrix`, a train-corpus x test-corpus UA table. Dimensional
+runs (`task: dimensional`) get CCC columns (mean and per dimension, with their bootstrap intervals) and a CCC chart.
 
     hf-ser compare outputs/emodb outputs/cv-base-emodb ... --output outputs/comparison
     hf-ser compare --matrix outputs/emodb outputs/emodb-on-ravdess outputs/ravdess ... --output outputs/cross-corpus
@@ -21,7 +22,7 @@ import numpy as np
 
 from hf_ser.evaluation.bootstrap import paired_bootstrap_test, read_interval
 from hf_ser.evaluation.evaluate_command import EVALUATION_CONFIG_FILE, SPLITS
-from hf_ser.evaluation.metrics import percent
+from hf_ser.evaluation.metrics import ccc_key, percent
 from hf_ser.evaluation.plots import plot_confusion_matrix, pyplot, save_score_matrix
 from hf_ser.experiments.cross_validation import METRICS, SUMMARY_FILE, describe_folds
 from hf_ser.run_folder import (
@@ -38,6 +39,7 @@ from hf_ser.run_folder import (
 logger = logging.getLogger(__name__)
 
 BAR_CHART = "accuracy.png"
+CCC_CHART = "ccc.png"  # dimensional runs
 CONFUSION_GRID = "confusion_matrices.png"
 MATRIX_FILE = "cross_corpus"  # .md, .json and .png
 TEST_PREDICTIONS_FILE = predictions_file("test")
@@ -140,6 +142,8 @@ def load_result(path: str | Path) -> dict:
         }
     if (path / TEST_RESULTS_FILE).is_file():
         results = read_json(path / TEST_RESULTS_FILE)
+        if f"test_{ccc_key()}" in results and "test_ua" not in results:
+            return _dimensional_result(path, results)
         missing = [f"test_{metric}" for metric in METRICS if f"test_{metric}" not in results]
         if missing:
             raise KeyError(f"{path / 'test_results.json'} has no {missing}")
@@ -166,6 +170,78 @@ def load_result(path: str | Path) -> dict:
     raise FileNotFoundError(
         f"{path}: neither a `hf-ser cv` folder ({SUMMARY_FILE}) nor a `hf-ser train` folder (test_results.json)"
     )
+
+
+def _dimensional_result(path: Path, results: dict) -> dict:
+    """A dimensional run's row: CCC of each dimension and their mean with intervals; no class scores."""
+    report = _optional_json(path / DATA_REPORT_FILE)
+    dataset, location = _corpus(path, report)
+    dimensions = report.get("labels") or [
+        key.removeprefix("test_ccc_") for key in results if key.startswith("test_ccc_") and "_ci_" not in key
+    ]
+    keys = [ccc_key(name) for name in dimensions] + [ccc_key()]
+    return {
+        "name": path.name,
+        "path": str(path),
+        "kind": "run",
+        "evaluation": "held-out test split",
+        "dataset": dataset,
+        "corpus_location": location,
+        "test_speakers": report.get("splits", {}).get("test", {}).get("speakers") or [],
+        "absent_classes": [],
+        **{metric: None for metric in METRICS},
+        **{f"{metric}_std": None for metric in METRICS},
+        **{f"{metric}_ci": None for metric in METRICS},
+        "dimensions": dimensions,
+        **{key: results[f"test_{key}"] for key in keys},
+        **{f"{key}_ci": read_interval(results, "test", key) for key in keys},
+        "predictions": [str(path / TEST_PREDICTIONS_FILE)],
+        "labels": dimensions,
+        "confusion_matrix": None,
+        **_run_details(_model_folder(path)),
+    }
+
+
+def _ccc_cells(result: dict) -> list[str]:
+    """`0.412 (0.300–0.520)` (mean CCC with its 95 % interval) and `arousal 0.61, valence 0.20, ...`; "–" for a
+    categorical run."""
+    if not result.get("dimensions"):
+        return ["–", "–"]
+
+    def cell(key: str) -> str:
+        interval = result[f"{key}_ci"]
+        return f"{result[key]:.3f}" + (f" ({interval[0]:.3f}–{interval[1]:.3f})" if interval else "")
+
+    each = ", ".join(f"{name} {cell(ccc_key(name))}" for name in result["dimensions"])
+    return [cell(ccc_key()), each]
+
+
+def plot_ccc(results: list[dict], path: Path) -> None:
+    """CCC bars per dimension (and their mean) for each dimensional run; error bars: 95 % bootstrap intervals."""
+    plt = pyplot()
+    names = list(dict.fromkeys(name for result in results for name in result["dimensions"])) + ["mean"]
+    x = np.arange(len(names))
+    width = 0.8 / len(results)
+    figure, axes = plt.subplots(figsize=(max(5.0, 1.2 * len(names) + 2), 4.0))
+    for index, result in enumerate(results):
+        keys = [ccc_key(None if name == "mean" else name) for name in names]
+        values = [result.get(key, np.nan) for key in keys]
+        errors = [
+            (value - result[f"{key}_ci"][0], result[f"{key}_ci"][1] - value) if result.get(f"{key}_ci") else (0, 0)
+            for key, value in zip(keys, values)
+        ]
+        offset = (index - (len(results) - 1) / 2) * width
+        bars = axes.bar(x + offset, values, width, yerr=np.maximum(np.array(errors).T, 0), capsize=3)
+        bars.set_label(result["name"])
+        axes.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=2, fontsize=8)
+    axes.set_xticks(x, names)
+    axes.set_ylabel("test CCC")
+    axes.axhline(0, color="grey", linewidth=1)
+    axes.set_title("CCC over different models (error bars: 95 % bootstrap CI over test clips)", fontsize=9)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def _model_folder(path: Path) -> Path:
@@ -246,6 +322,7 @@ def _epochs(result: dict) -> str:
 
 
 def markdown_table(results: list[dict]) -> str:
+    dimensional = any(result.get("dimensions") for result in results)
     header = [
         "model",
         "backbone",
@@ -253,6 +330,7 @@ def markdown_table(results: list[dict]) -> str:
         "WA %",
         "UA %",
         "macro-F1 %",
+        *(["mean CCC", "CCC per dimension"] if dimensional else []),
         "dataset",
         "test speakers",
         "evaluation",
@@ -278,6 +356,7 @@ def markdown_table(results: list[dict]) -> str:
             _score(result, "wa"),
             _score(result, "ua"),
             _score(result, "macro_f1"),
+            *(_ccc_cells(result) if dimensional else []),
             result["dataset"],
             _speakers(result["test_speakers"]),
             result["evaluation"],
@@ -380,6 +459,8 @@ def paired_test(first: dict, second: dict, samples: int, seed: int) -> dict:
     """The paired bootstrap test of `second` against `first` on their common test clips; `skipped` says why when
     they were not scored on the same clips with the same labels."""
     pair = {"a": first["name"], "b": second["name"]}
+    if first.get("dimensions") or second.get("dimensions"):
+        return {**pair, "skipped": "the paired test compares class predictions; a dimensional run has none"}
     clips_a, clips_b = _test_predictions(first), _test_predictions(second)
     for clips in (clips_a, clips_b):
         if isinstance(clips, str):
@@ -450,8 +531,13 @@ def compare(
     _unique_names(results)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    plot_accuracy(results, output_dir / BAR_CHART)
-    plot_confusion_grid(results, output_dir / CONFUSION_GRID)
+    categorical = [result for result in results if not result.get("dimensions")]
+    dimensional = [result for result in results if result.get("dimensions")]
+    if categorical:
+        plot_accuracy(categorical, output_dir / BAR_CHART)
+        plot_confusion_grid(categorical, output_dir / CONFUSION_GRID)
+    if dimensional:
+        plot_ccc(dimensional, output_dir / CCC_CHART)
     tests = paired_tests(results, bootstrap_samples, seed) if bootstrap_samples > 0 and len(results) > 1 else []
     uncertainty = (
         "± is the sample standard deviation over cross-validation folds; the brackets after a single run's score are "
@@ -491,12 +577,19 @@ def compare(
             *(absent + [""] if absent else []),
             *[f"- {result['name']}: `{result['path']}`" for result in results],
             "",
-            f"![Accuracy over different models]({BAR_CHART})",
-            "",
-            f"Error bars: {ERROR_BARS.removeprefix('error bars: ')}.",
-            "",
-            f"![Confusion matrices]({CONFUSION_GRID})",
-            "",
+            *(
+                [
+                    f"![Accuracy over different models]({BAR_CHART})",
+                    "",
+                    f"Error bars: {ERROR_BARS.removeprefix('error bars: ')}.",
+                    "",
+                    f"![Confusion matrices]({CONFUSION_GRID})",
+                    "",
+                ]
+                if categorical
+                else []
+            ),
+            *([f"![CCC over different models]({CCC_CHART})", ""] if dimensional else []),
             *test_lines,
         ]
     )
