@@ -1,6 +1,6 @@
 """Hyperparameter sweeps over recipe keys, chosen on validation speakers only.
 
-    hf-ser sweep RECIPE.yaml --space SPACE.yaml --trials N [--cv K] [--final] [--key value ...]
+    hf-ser sweep RECIPE.yaml --space SPACE.yaml --trials N [--backend optuna|ray] [--cv K] [--final] [--key value ...]
 
 Every trial is one recipe (`RECIPE.yaml` + overrides + the trial's values) written to `<output_dir>/trial-NNNN/
 recipe.yaml` and trained there by `hf_ser.train(..., evaluate_test=False)`: the test split is never predicted during
@@ -9,7 +9,8 @@ the search, and the objective reads validation metrics only (`validation_objecti
 its objective is their mean. Hopeless trials stop early (Optuna's MedianPruner on the validation reports). The study
 lives in `<output_dir>/study.db` (Optuna's SQLite storage), so the same command run again continues it up to N
 finished trials. At the end: `sweep_summary.json` / `.md` and `best_recipe.yaml`, which `hf-ser train` and `hf-ser cv`
-run as is; `--final` trains it once with its test speakers scored, into `<output_dir>/final`.
+run as is; `--final` trains it once with its test speakers scored, into `<output_dir>/final`. `--backend ray` runs the
+same trials under Ray Tune (`hf_ser.experiments.sweep_ray`).
 
 Why Optuna's study API and not `Trainer.hyperparameter_search`: the Trainer's search changes only what a `Trainer`
 and its `model_init` see, but a trial here is a whole recipe (data keys such as `max_duration_seconds`, model keys
