@@ -176,8 +176,8 @@ class DataArguments:
         default="hard",
         metadata={
             "help": "`hard`: train on each item's one label; `soft`: on the distribution of its annotators' votes "
-            "(soft cross-entropy) where the corpus has them (IEMOCAP's evaluator lines, a manifest's "
-            "`votes`), one-hot elsewhere; evaluation always scores the hard label "
+            "(soft cross-entropy) where the corpus has them (IEMOCAP's evaluator lines, MSP-Podcast's "
+            "labels_detailed.csv, a manifest's `votes`), one-hot elsewhere; evaluation always scores the hard label "
             "(docs/recipes.md, Soft labels)."
         },
     )

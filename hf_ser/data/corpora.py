@@ -441,15 +441,71 @@ MSP_PODCAST_DIMENSIONS = {"arousal": "EmoAct", "valence": "EmoVal", "dominance":
 MSP_PODCAST_SPLITS = {"Train": "train", "Development": "validation", "Test1": "test"}
 
 
-def msp_podcast_records(data_dir: Path, **_) -> list[Record]:
+MSP_PODCAST_DETAILED_LABELS = Path("Labels") / "labels_detailed.csv"
+
+
+def _msp_podcast_vote_name(primary: str) -> str:
+    """An annotator's primary emotion in hf-ser's names of MSP-Podcast's classes (`Angry` -> `angry`; a consensus
+    letter, as some releases' detailed files hold, through `MSP_PODCAST_EMOTIONS`). `Other-Curious` and the other
+    free-text `Other` variants are `other`; a name outside the nine stays itself (lower-cased), so the data report
+    counts it as outside the labels."""
+    name = primary.strip()
+    if name in MSP_PODCAST_EMOTIONS:
+        return MSP_PODCAST_EMOTIONS[name]
+    name = name.lower()
+    return "other" if name.startswith("other") else name
+
+
+def msp_podcast_votes(detailed_file: Path) -> dict[str, dict[str, float]]:
+    """FileName -> {emotion: votes} from MSP-Podcast's per-annotator `labels_detailed.csv`: one row per annotator and
+    utterance, whose primary emotion is one vote (secondary emotions are not votes). Two layouts: `FileName,
+    EmoDetail` with `WORKER00014; Neutral; Concerned,Confused; A:3.0; V:4.0; D:4.0;` (v1.11 and later), or an
+    `EmoClass_Major` column (earlier releases). A row without a primary emotion is an error naming the file and row."""
+    with open(detailed_file, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        if "FileName" not in columns or not {"EmoDetail", "EmoClass_Major"} & set(columns):
+            raise KeyError(
+                f"{detailed_file}: expected columns FileName and EmoDetail (or EmoClass_Major), found {columns}"
+            )
+        votes: dict[str, dict[str, float]] = {}
+        for line_number, row in enumerate(reader, start=2):
+            if "EmoDetail" in row:
+                fields = [part.strip() for part in (row["EmoDetail"] or "").split(";")]
+                primary = fields[1] if len(fields) > 1 else ""
+            else:
+                primary = (row["EmoClass_Major"] or "").strip()
+            if not primary or not (row["FileName"] or "").strip():
+                raise ValueError(
+                    f"{detailed_file}: row {line_number} names no file or primary emotion ({dict(row)}); expected "
+                    'e.g. MSP-PODCAST_0001_0008.wav,"WORKER00014; Neutral; Concerned; A:3.0; V:4.0; D:4.0;"'
+                )
+            counts = votes.setdefault(row["FileName"].strip(), {})
+            name = _msp_podcast_vote_name(primary)
+            counts[name] = counts.get(name, 0) + 1
+    return votes
+
+
+def msp_podcast_records(data_dir: Path, with_votes: bool = False, **_) -> list[Record]:
     """MSP-Podcast (Lotfian & Busso, 2019): `Audios/MSP-PODCAST_0001_0008.wav`, labelled by
     `Labels/labels_consensus.csv` (FileName, EmoClass, EmoAct, EmoVal, EmoDom, SpkrID, Gender, Split_Set).
 
     EmoClass codes become labels (`X`, no agreement, has no class but keeps its dimensions); EmoAct / EmoVal / EmoDom
     are the arousal / valence / dominance of `task: dimensional`; SpkrID is the speaker (`Unknown` is none);
     Split_Set is the corpus's own partition (`use_corpus_split`). A row whose wav is missing is a reported skip.
+    `with_votes`: each record also carries its annotators' `votes` from `Labels/labels_detailed.csv`
+    (`msp_podcast_votes`; an utterance it does not list has none).
     """
     data_dir = _require_dir(data_dir, "msp_podcast")
+    votes = {}
+    if with_votes:
+        detailed_file = data_dir / MSP_PODCAST_DETAILED_LABELS
+        if not detailed_file.is_file():
+            raise FileNotFoundError(
+                f"label_targets: soft reads MSP-Podcast's annotator votes from {detailed_file}, which does not exist; "
+                "unpack the release's Labels folder there, or train on the consensus with label_targets: hard"
+            )
+        votes = msp_podcast_votes(detailed_file)
     labels_file = data_dir / MSP_PODCAST_LABELS
     if not labels_file.is_file():
         raise FileNotFoundError(f"no {MSP_PODCAST_LABELS} under {data_dir} (the MSP-Podcast release folder)")
@@ -482,6 +538,8 @@ def msp_podcast_records(data_dir: Path, **_) -> list[Record]:
         }
         if code == MSP_PODCAST_NO_AGREEMENT:
             record["skip_reason"] = f"no consensus emotion (EmoClass X) in {labels_file.name}"
+        if with_votes:
+            record["votes"] = votes.get(row["FileName"].strip())
         records.append(record)
     return records
 

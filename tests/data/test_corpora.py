@@ -597,3 +597,79 @@ def test_msp_podcast_reads_consensus_labels_dimensions_speakers_and_its_own_part
         "in the corpus's set 'Test2', not train, validation or test",
         "listed in labels_consensus.csv",
     ]
+
+
+MSP_DETAILED = (
+    "FileName,EmoDetail\n"
+    'MSP-PODCAST_0001_0008.wav,"WORKER00014; Neutral; Concerned,Confused; A:3.000000; V:4.000000; D:4.000000;"\n'
+    'MSP-PODCAST_0001_0008.wav,"WORKER00021; Neutral; ; A:2.000000; V:4.000000; D:3.000000;"\n'
+    'MSP-PODCAST_0001_0008.wav,"WORKER00102; Other-Curious; Curious; A:4.000000; V:4.000000; D:4.000000;"\n'
+    'MSP-PODCAST_0002_0033.wav,"WORKER00014; Angry; Frustrated,Annoyed; A:6.000000; V:2.000000; D:5.000000;"\n'
+    'MSP-PODCAST_0002_0033.wav,"WORKER00055; Contempt; Annoyed; A:5.000000; V:2.000000; D:5.000000;"\n'
+    'MSP-PODCAST_0002_0033.wav,"WORKER00077; Frustrated; ; A:5.000000; V:3.000000; D:4.000000;"\n'
+)
+
+
+def test_msp_podcast_detailed_labels_are_one_primary_vote_per_annotator(tmp_path):
+    from hf_ser.data.corpora import msp_podcast_votes
+
+    (tmp_path / "labels_detailed.csv").write_text(MSP_DETAILED)
+    assert msp_podcast_votes(tmp_path / "labels_detailed.csv") == {
+        "MSP-PODCAST_0001_0008.wav": {"neutral": 2, "other": 1},
+        # a primary emotion outside the nine classes stays itself: the data report counts it as outside the labels
+        "MSP-PODCAST_0002_0033.wav": {"angry": 1, "contempt": 1, "frustrated": 1},
+    }
+    # earlier releases: one EmoClass_Major column per annotator row (names, or the consensus letters)
+    (tmp_path / "old.csv").write_text(
+        "FileName,Workers,EmoClass_Major,EmoClass_Second,EmoAct,EmoVal,EmoDom\n"
+        "MSP-PODCAST_0001_0008.wav,WORKER1,Happy,,4,5,4\nMSP-PODCAST_0001_0008.wav,WORKER2,H,,4,5,4\n"
+        "MSP-PODCAST_0001_0008.wav,WORKER3,Sad,,2,2,3\n"
+    )
+    assert msp_podcast_votes(tmp_path / "old.csv") == {"MSP-PODCAST_0001_0008.wav": {"happy": 2, "sad": 1}}
+
+
+def test_msp_podcast_detailed_row_without_a_primary_emotion_names_the_file_and_row(tmp_path):
+    from hf_ser.data.corpora import msp_podcast_votes
+
+    (tmp_path / "labels_detailed.csv").write_text(MSP_DETAILED + "MSP-PODCAST_0003_0001.wav,WORKER00014\n")
+    with pytest.raises(ValueError, match=r"labels_detailed\.csv: row 8 names no file or primary emotion"):
+        msp_podcast_votes(tmp_path / "labels_detailed.csv")
+    (tmp_path / "other.csv").write_text("FileName,Emotion\nMSP-PODCAST_0001_0008.wav,Happy\n")
+    with pytest.raises(KeyError, match=r"other\.csv: expected columns FileName and EmoDetail \(or EmoClass_Major\)"):
+        msp_podcast_votes(tmp_path / "other.csv")
+
+
+def test_msp_podcast_soft_targets_come_from_labels_detailed_and_the_hard_default_needs_no_such_file(tmp_path):
+    rows = [
+        ("MSP-PODCAST_0001_0008.wav", "N", "3.0", "4.0", "3.7", "101", "Train"),
+        ("MSP-PODCAST_0002_0033.wav", "A", "5.3", "2.3", "4.7", "101", "Train"),
+        ("MSP-PODCAST_0003_0001.wav", "H", "4.0", "6.0", "4.2", "202", "Development"),  # not in labels_detailed.csv
+        ("MSP-PODCAST_0004_0001.wav", "S", "2.2", "2.0", "2.5", "303", "Test1"),
+    ]
+    root = write_msp_podcast(tmp_path / "MSP-Podcast", rows)
+    detailed = MSP_DETAILED + 'MSP-PODCAST_0004_0001.wav,"WORKER00009; Sad; ; A:2.0; V:2.0; D:2.0;"\n'
+    args = DataArguments(
+        dataset="msp_podcast",
+        data_dir=str(root),
+        labels=["neutral", "happy", "sad", "angry"],
+        use_corpus_split=True,
+        label_targets="soft",
+    )
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"label_targets: soft reads MSP-Podcast's annotator votes from .*"
+        r"labels_detailed\.csv, which does not exist",
+    ):
+        check_corpus(args)
+    assert check_corpus(dataclasses.replace(args, label_targets="hard")).report.label_votes == {}
+    (root / "Labels" / "labels_detailed.csv").write_text(detailed)
+    corpus = check_corpus(args)
+    targets = {Path(row["path"]).name: row["label_distribution"] for row in corpus.dataset.to_list()}
+    assert targets == {
+        "MSP-PODCAST_0001_0008.wav": [1.0, 0.0, 0.0, 0.0],  # 2 neutral votes; the `other` one is outside
+        "MSP-PODCAST_0002_0033.wav": [0.0, 0.0, 0.0, 1.0],  # 1 angry vote; contempt and frustrated are outside
+        "MSP-PODCAST_0003_0001.wav": [0.0, 1.0, 0.0, 0.0],  # no votes: its consensus label
+        "MSP-PODCAST_0004_0001.wav": [0.0, 0.0, 1.0, 0.0],
+    }
+    assert corpus.report.label_votes["votes_outside_labels"] == {"contempt": 1, "frustrated": 1, "other": 1}
+    assert (corpus.report.label_votes["items_with_votes"], corpus.report.label_votes["one_hot_without_votes"]) == (3, 1)
