@@ -57,6 +57,8 @@ def test_trainer_loss_uses_the_distribution_with_the_models_class_weights(tmp_pa
     one_hot = trainer.compute_loss(
         model, {**batch, "labels": labels, "label_distribution": F.one_hot(labels, 4).float()}
     )
+    with torch.no_grad():
+        assert torch.allclose(hard, model(**batch, labels=labels).loss)  # without votes: the model's own loss
     assert torch.allclose(hard, one_hot)
     soft = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.25, 0.75], [0.0, 1.0, 0.0, 0.0]])
     with torch.no_grad():
