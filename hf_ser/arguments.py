@@ -569,6 +569,15 @@ def check_combinations(
 DIMENSIONAL_SELECTION = "ccc"  # validation mean CCC over the dimensions
 
 
+def refuse_dimensional(data_args: DataArguments, command: str) -> None:
+    """The commands that score classes only (cv, seeds, sweep, evaluate) refuse `task: dimensional` in one line."""
+    if data_args.dimensional:
+        raise ValueError(
+            f"hf-ser {command} scores emotion classes; it does not support task: dimensional yet (hf-ser train "
+            "trains and scores a dimensional model)"
+        )
+
+
 def dimensional_problems(
     model_args: ModelArguments, data_args: DataArguments, training_args: SERTrainingArguments
 ) -> list[str]:

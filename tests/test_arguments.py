@@ -266,3 +266,20 @@ def test_task_is_categorical_by_default_and_dimensional_selects_on_validation_me
 def test_dimensional_combinations_that_cannot_work_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         parse_args(["--task", "dimensional", *options])
+
+
+@pytest.mark.parametrize("command", ["cv", "seeds", "sweep"])
+def test_commands_that_score_classes_refuse_a_dimensional_recipe_in_one_line(command, capsys, tmp_path):
+    from hf_ser.cli import main as cli_main
+
+    argv = [command, "--task", "dimensional", "--dataset", "iemocap", "--output_dir", str(tmp_path / "out")]
+    argv += ["--space", str(tmp_path / "space.yaml"), "--trials", "1"] if command == "sweep" else []
+    argv += ["--seeds", "1", "2"] if command == "seeds" else []
+    if command == "sweep":
+        (tmp_path / "space.yaml").write_text("learning_rate: {type: float, low: 1.0e-5, high: 1.0e-3}\n")
+    assert cli_main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(error) == 1
+        and f"hf-ser {command} scores emotion classes; it does not support task: dimensional" in error[0]
+    )

@@ -29,7 +29,7 @@ from typing import Optional
 
 from datasets import ClassLabel, DatasetDict, concatenate_datasets
 
-from hf_ser.arguments import DataArguments, SERTrainingArguments, parse_args
+from hf_ser.arguments import DataArguments, SERTrainingArguments, parse_args, refuse_dimensional
 from hf_ser.data.collator import SERDataCollator
 from hf_ser.data.dataset import CorpusReport, build_corpus, select_labels
 from hf_ser.data.sources import corpus_records
@@ -255,6 +255,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
             f"the run's corpus keys {sorted(set(defaults) - set(kept))} are not used"
         )
         _, data_args, training_args = parse_args(rest, defaults=kept, defaults_source=sources)
+    refuse_dimensional(data_args, "evaluate")
     print(describe_sources(data_args, training_args))
     results = evaluate_model(args.model, data_args, training_args, split=args.split)
     prefix = SPLITS[args.split]

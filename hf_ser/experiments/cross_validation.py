@@ -29,7 +29,7 @@ from typing import Optional
 
 import numpy as np
 
-from hf_ser.arguments import DataArguments, ModelArguments, SERTrainingArguments, parse_args
+from hf_ser.arguments import DataArguments, ModelArguments, SERTrainingArguments, parse_args, refuse_dimensional
 from hf_ser.data.dataset import CheckedCorpus, CorpusReport, check_corpus, select_labels
 from hf_ser.data.sources import corpus_records
 from hf_ser.evaluation.metrics import mean_std, percent, ser_scores
@@ -227,6 +227,7 @@ def plan_cross_validation(argv: list[str], folds: Optional[str] = None) -> Cross
     if overridden:
         raise ValueError(f"{overridden}: cross-validation chooses the speakers of every fold; drop these options")
     model_args, data_args, training_args = parse_args(argv)
+    refuse_dimensional(data_args, "cv")
     cv_dir = Path(training_args.output_dir)
     if folds is None:
         stored = _read_fold_file(cv_dir / PLAN_FILE) if (cv_dir / PLAN_FILE).is_file() else {}

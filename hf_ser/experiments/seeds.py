@@ -56,11 +56,12 @@ def seed_dir(output_dir: str | Path, seed: int) -> Path:
 def run_seeds(argv: list[str], seeds: list[int]) -> dict:
     """Train the recipe once per seed into `output_dir/seed-N` (the corpus decoded once for all of them), then
     summarise the runs' result files."""
-    from hf_ser.arguments import parse_args
+    from hf_ser.arguments import parse_args, refuse_dimensional
     from hf_ser.data.dataset import check_corpus
     from hf_ser.train import train
 
     model_args, data_args, training_args = parse_args(list(argv))  # also checks the recipe before the first run
+    refuse_dimensional(data_args, "seeds")
     corpus = None
     for seed in seeds:
         run_dir = seed_dir(training_args.output_dir, seed)

@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 from transformers import TrainerCallback
 
-from hf_ser.arguments import DataArguments, load_recipe, parse_args, recipe_keys
+from hf_ser.arguments import DataArguments, load_recipe, parse_args, recipe_keys, refuse_dimensional
 from hf_ser.data.dataset import CheckedCorpus, check_corpus
 from hf_ser.experiments.cross_validation import Fold, corpus_speaker_items, fold_data_args, fold_test_speakers
 from hf_ser.train import train
@@ -360,6 +360,7 @@ def run_sweep(
     if clash:
         raise ValueError(f"{clash}: set on the command line and searched by {space_path}; drop one of them")
     _, data_args, training_args = parse_args(argv)
+    refuse_dimensional(data_args, "sweep")
     if trials < 1:
         raise ValueError(f"--trials {trials}: give at least 1")
     sweep = Sweep(
