@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import audiomentations
 import numpy as np
 import scipy.fft
@@ -26,37 +28,64 @@ HOP = N_FFT // 4
 _WINDOW = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann, as scipy.signal.get_window("hann", N_FFT)
 
 
+class _Workspace(threading.local):
+    """Work arrays kept between calls (one set per thread), grown to the largest clip seen. A phase vocoder call
+    needs ~15 MB of temporaries for a 6 s clip; allocated afresh, glibc hands them back to the OS after each call
+    and every page is faulted in and zeroed again on the next, which measured as half of the call's CPU time in a
+    DataLoader worker."""
+
+    def __init__(self):
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def array(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        size = int(np.prod(shape))
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.size < size:
+            buffer = self.buffers[name] = np.empty(size, dtype)
+        return buffer[:size].reshape(shape)
+
+
+_workspace = _Workspace()
+
+
 def phase_vocoder_stretch(waveform: np.ndarray, rate: float) -> np.ndarray:
     """`waveform` played `rate` times as fast at the same pitch: float32, `round(len / rate)` samples."""
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
+    work = _workspace.array
     waveform = np.asarray(waveform, dtype=np.float32)
     length = int(round(len(waveform) / rate))
-    padded = np.pad(waveform, N_FFT // 2)  # librosa.stft(center=True, pad_mode="constant")
-    padded = np.pad(padded, (0, max(0, N_FFT - len(padded))))
+    padded = np.pad(waveform, N_FFT // 2)  # librosa.stft(center=True, pad_mode="constant"): at least one frame
     n_frames = 1 + (len(padded) - N_FFT) // HOP
     # Two zero frames after the last, as librosa's phase vocoder appends, so the last steps interpolate towards 0.
-    windowed = np.zeros((n_frames + 2, N_FFT), np.float32)
+    windowed = work("windowed", (n_frames + 2, N_FFT), np.float32)
+    windowed[-2:] = 0.0
     np.multiply(np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:n_frames], _WINDOW, out=windowed[:-2])
     spectrum = scipy.fft.rfft(windowed, axis=1)  # (frames, bins), complex64
     # A tiny real offset gives silent bins angle 0 (librosa's np.angle(0)) and a defined phasor; it changes no
     # other bin at float32 precision.
     spectrum.real += 1e-30
-    magnitude = np.abs(spectrum)
-    phasor = spectrum / magnitude
-    # Between neighbouring input frames: the magnitude step and the phase advance exp(i (angle[t + 1] - angle[t])).
-    magnitude_step = magnitude[1:] - magnitude[:-1]
-    advance = phasor[1:] * phasor[:-1].conj()
+    magnitude = np.abs(spectrum, out=work("magnitude", spectrum.shape, np.float32))
+    phasor = spectrum
+    phasor.view(np.float32).reshape(*spectrum.shape, 2)[...] /= magnitude[..., None]  # in place: unit phasors
 
     steps = np.arange(0, n_frames, rate, dtype=np.float64)
     left = steps.astype(np.intp)
-    stretched = magnitude[left] + (steps - left).astype(np.float32)[:, None] * magnitude_step[left]
-    advance = advance[left]
-    phase = np.empty_like(advance)
+    shape = (len(steps), spectrum.shape[1])
+    # magnitude interpolated linearly between the two input frames around each step
+    lower = np.take(magnitude, left, axis=0, out=work("lower", shape, np.float32))
+    stretched = np.take(magnitude, left + 1, axis=0, out=work("stretched", shape, np.float32))
+    stretched -= lower
+    stretched *= (steps - left).astype(np.float32)[:, None]
+    stretched += lower
+    # the phase advance exp(i (angle[t + 1] - angle[t])) between those frames, accumulated as a running product
+    advance = np.take(phasor, left + 1, axis=0, out=work("advance", shape, np.complex64))
+    phase = np.take(phasor, left, axis=0, out=work("phase", shape, np.complex64))
+    advance *= np.conjugate(phase, out=phase)
     phase[0] = phasor[0]
-    for index in range(1, len(phase)):  # ~200 rows per 6 s clip: a running product, one vector operation each
+    for index in range(1, len(phase)):  # ~200 rows per 6 s clip: one vector operation each
         np.multiply(phase[index - 1], advance[index - 1], out=phase[index])
-    phase *= stretched
+    phase.view(np.float32).reshape(*shape, 2)[...] *= stretched[..., None]
     return _overlap_add(scipy.fft.irfft(phase, n=N_FFT, axis=1).astype(np.float32, copy=False), length)
 
 
@@ -65,17 +94,18 @@ def _overlap_add(frames: np.ndarray, length: int) -> np.ndarray:
     by the summed squared window, drop the centring pad, trim or zero-pad to `length`."""
     count, overlap = len(frames), N_FFT // HOP
     frames *= _WINDOW
-    signal = np.zeros(HOP * (count - 1 + overlap), np.float32)
-    norm = np.zeros_like(signal)
+    signal = _workspace.array("signal", (HOP * (count - 1 + overlap),), np.float32)
+    norm = _workspace.array("norm", signal.shape, np.float32)
+    signal[:] = 0.0
+    norm[:] = 0.0
     squared = _WINDOW**2
     for part in range(overlap):  # part k of frame t lands at hop t + k: one strided add per part
         block, span = slice(part * HOP, (part + 1) * HOP), slice(part * HOP, (part + count) * HOP)
         signal[span].reshape(count, HOP)[...] += frames[:, block]
         norm[span].reshape(count, HOP)[...] += squared[block]
     kept = slice(N_FFT // 2, N_FFT // 2 + length)
-    signal = signal[kept] / np.maximum(
-        norm[kept], np.finfo(np.float32).tiny
-    )  # where the window sum is 0, so is the signal
+    # where the window sum is 0, so is the signal; the division makes the new array that is returned
+    signal = signal[kept] / np.maximum(norm[kept], np.finfo(np.float32).tiny)
     return np.pad(signal, (0, length - len(signal)))
 
 
