@@ -31,8 +31,8 @@ _WINDOW = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann, as sci
 class _Workspace(threading.local):
     """Work arrays kept between calls (one set per thread), grown to the largest clip seen. A phase vocoder call
     needs ~15 MB of temporaries for a 6 s clip; allocated afresh, glibc hands them back to the OS after each call
-    and every page is faulted in and zeroed again on the next, which measured as half of the call's CPU time in a
-    DataLoader worker."""
+    and every page is faulted in and zeroed again on the next: about half of the call's CPU time, as measured here
+    (TimeStretch + PitchShift on a 6 s clip, 26.5 against 12.2 ms with glibc told to keep freed memory)."""
 
     def __init__(self):
         self.buffers: dict[str, np.ndarray] = {}
