@@ -453,10 +453,17 @@ def test_manifest_votes_come_from_a_votes_column_or_per_class_count_columns(tmp_
     assert "votes" not in load_records("jsonl", None, manifest=str(tmp_path / "m.jsonl"))[0]
 
 
-def test_bad_manifest_votes_name_the_file_and_row(tmp_path):
+def test_bad_manifest_votes_name_the_file_and_row_in_one_line(tmp_path, capsys):
     (tmp_path / "m.csv").write_text("path,label,votes_angry\na.wav,angry,2\nb.wav,sad,many\n")
     with pytest.raises(ValueError, match=r"m\.csv: row 3: column votes_angry holds 'many', not a count"):
         load_records("csv", None, manifest=str(tmp_path / "m.csv"), with_votes=True)
+    from hf_ser.cli import main as cli_main
+
+    argv = ["train", "--dataset", "csv", "--manifest", str(tmp_path / "m.csv"), "--output_dir", str(tmp_path / "run")]
+    assert cli_main([*argv, "--label_targets", "soft"]) == 2
+    assert capsys.readouterr().err == (
+        f"hf-ser train: error: {tmp_path / 'm.csv'}: row 3: column votes_angry holds 'many', not a count\n"
+    )
     (tmp_path / "m.jsonl").write_text('\n{"path": "a.wav", "label": "angry", "votes": {"angry": -2}}\n')
     with pytest.raises(ValueError, match=r"m\.jsonl: row 2: vote count -2\.?0? for 'angry'"):
         load_records("jsonl", None, manifest=str(tmp_path / "m.jsonl"), with_votes=True)
