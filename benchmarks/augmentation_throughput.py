@@ -6,7 +6,8 @@ exactly as recipes/wav2vec2.yaml lists them) on 6 s clips, against hf-ser's chea
   (hf_ser.data.tempo_pitch);
 - `... + batch noise/mask`: TimeStretch and PitchShift per clip as above, noise and time masking moved to the collated
   batch (`batch_augmentations`: AddGaussianSNR and TimeMask at p=0.5, hf_ser.data.batch_augment), applied in the main
-  process as SERTrainer applies them; on this CPU-only machine the "device" is the same 2 cores;
+  process on `--device` as SERTrainer applies them (every pipeline's batches go to `--device`; with the default `cpu`
+  the "device" is the same cores the loader uses);
 - `none`: decoding-free loader overhead only.
 
 Every clip goes through `hf_ser.data.augment` with a keyed generator and a torch DataLoader (batch 16, 2 workers by
@@ -18,6 +19,7 @@ noise-like synthetic clips.
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/augmentation_throughput.py --json benchmarks/results/augmentation_throughput_fast.json
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/augmentation_throughput.py --quick
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/augmentation_throughput.py --workers 0 1 2 --alone  # + each transform alone
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/augmentation_throughput.py --device cuda --workers 2 8  # on a GPU machine
 """
 
 from __future__ import annotations
@@ -80,18 +82,23 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def clips_per_second(pipeline: dict, clips: list[np.ndarray], items: int, workers: int, batch_size: int):
-    """(clips per wall-clock second, CPU seconds per clip) for one pass over `items` augmented clips, with the
-    pipeline's batch transforms on each collated batch in this process."""
+def clips_per_second(
+    pipeline: dict, clips: list[np.ndarray], items: int, workers: int, batch_size: int, device: str = "cpu"
+):
+    """(clips per wall-clock second, CPU seconds per clip) for one pass over `items` augmented clips, each collated
+    batch moved to `device` and given the pipeline's batch transforms there, in this process."""
     loader = DataLoader(AugmentedClips(clips, pipeline["clip"], items), batch_size=batch_size, num_workers=workers)
     batch_augmenter = build_batch_augmenter(pipeline["batch"])
     cpu_start, start = cpu_seconds(), time.perf_counter()  # worker start-up counts: paid every epoch
     seen = 0
     for step, values in enumerate(loader):
+        values = values.to(device)
         if batch_augmenter is not None:  # 6 s clips: every sample is real
             batch = {"input_values": values, "attention_mask": torch.ones_like(values, dtype=torch.long)}
             values = batch_augmenter(batch, batch_augmenter.generator(values.device, 0, step, 0))["input_values"]
         seen += len(values)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     del loader
     return seen / (time.perf_counter() - start), (cpu_seconds() - cpu_start) / seen
 
@@ -134,6 +141,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument(
+        "--device", default="cpu", help="Where collated batches go and batch transforms run (cuda on a GPU machine)."
+    )
     parser.add_argument("--alone", action="store_true", help="Also each transform alone (p=1, 0 workers).")
     parser.add_argument("--quick", action="store_true", help="16 clips, 1 round: a sanity run.")
     parser.add_argument("--json", help="Write the raw results here.")
@@ -149,12 +159,12 @@ def main() -> None:
     alone = alone_pipelines(specs) if args.alone else {}
     load_at_start = load_average()
     for pipeline in [*pipelines.values(), *alone.values()]:  # warm-up: librosa's numba JIT compiles on first use
-        clips_per_second(pipeline, clips, 2, 0, 2)
+        clips_per_second(pipeline, clips, 2, 0, 2, args.device)
     measurements: dict[str, list] = {}
 
     def measure(key: str, label: str, pipeline: dict, items: int, workers: int, round_index: int) -> None:
         load_before = load_average()[0]
-        rate, cpu = clips_per_second(pipeline, clips, items, workers, args.batch_size)
+        rate, cpu = clips_per_second(pipeline, clips, items, workers, args.batch_size, args.device)
         load_after = load_average()[0]
         measurements.setdefault(key, []).append((rate, cpu, load_before, load_after))
         print(

@@ -77,3 +77,26 @@ def test_gpu_check_script_runs_in_quick_mode_on_cpu(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert [row["lever"] for row in report["results"]] == ["frozen_cnn_gc_bf16", "lora"]
     assert all(row["seconds_per_step"] > 0 and row["samples_per_second"] > 0 for row in report["results"])
+
+
+def test_the_augmentation_benchmark_compares_the_seed_list_with_the_same_list_on_cheap_methods():
+    """benchmarks/augmentation_throughput.py: `seed` is the recipe's list untouched, each cheap pipeline differs from it
+    only in TimeStretch/PitchShift's `method` (or in moving noise and masking to the batch), and one pass measures."""
+    import numpy as np
+    from augmentation_throughput import STRETCHES, clips_per_second, pipelines_of
+
+    from hf_ser.arguments import load_recipe
+
+    specs = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "wav2vec2.yaml")["augmentations"]
+    pipelines = pipelines_of(specs)
+    assert pipelines["seed"] == {"clip": specs, "batch": []}
+    for method in ("fast_phase_vocoder", "soxr_speed"):
+        cheap = pipelines[method]["clip"]
+        assert [{k: v for k, v in spec.items() if k != "method"} for spec in cheap] == specs
+        assert [spec.get("method") for spec in cheap] == [method if s["name"] in STRETCHES else None for s in specs]
+        batch = pipelines[f"{method} + batch noise/mask"]
+        assert [spec["name"] for spec in batch["clip"]] == list(STRETCHES)
+        assert [spec["name"] for spec in batch["batch"]] == ["AddGaussianSNR", "TimeMask"]
+    clips = [np.zeros(8000, np.float32) + 0.1, np.full(8000, -0.1, np.float32)]
+    rate, cpu = clips_per_second(pipelines["soxr_speed + batch noise/mask"], clips, 4, 0, 2)
+    assert rate > 0 and cpu > 0
