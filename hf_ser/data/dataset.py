@@ -63,7 +63,8 @@ class CorpusReport:
         split lacks and the skipped items: what a run prints when it starts."""
         items = sum(split["items"] for split in self.splits.values())
         lines = [
-            f"{self.dataset}: {items} items, {len(self.labels)} labels ({', '.join(self.labels)})",
+            f"{self.dataset}: {items} items, {len(self.labels)} "
+            f"{'dimensions' if self.task == 'dimensional' else 'labels'} ({', '.join(self.labels)})",
             f"protocol: {self.protocol} ({self.split_rule})" if self.split_rule else f"protocol: {self.protocol}",
         ]
         width = max(len(name) for name in self.splits) if self.splits else 0

@@ -596,6 +596,9 @@ def test_msp_podcast_reads_consensus_labels_dimensions_speakers_and_its_own_part
     splits, names, report = build_corpus(args)
     assert names == ["arousal", "valence", "dominance"]
     assert {name: len(split) for name, split in splits.items()} == {"train": 2, "validation": 1, "test": 1}
+    summary = report.split_summary()  # what a run prints when it starts
+    assert "msp_podcast: 4 items, 3 dimensions (arousal, valence, dominance)" in summary
+    assert "mean arousal 6.10, valence 1.80, dominance 5.90" in summary
     assert report.splits["validation"]["dimension_means"] == pytest.approx(
         {"arousal": 6.1, "valence": 1.8, "dominance": 5.9}
     )
