@@ -560,6 +560,15 @@ def check_combinations(
             f"per_device_train_batch_size={training_args.per_device_train_batch_size} with a BatchNorm model: use 2 "
             "or more (gradient_accumulation_steps keeps the effective batch), or head_batch_norm: false"
         )
+    if data_args.use_corpus_split:
+        listed = [
+            f"{name}_speakers" for name in ("train", "validation", "test") if getattr(data_args, f"{name}_speakers")
+        ]
+        if listed or data_args.speaker_dependent:
+            problems.append(
+                f"use_corpus_split takes the corpus's own partition: drop {listed or ['speaker_dependent']} (or "
+                "clear a recipe's speaker lists with `--KEY none`)"
+            )
     if data_args.dimensional:
         problems += dimensional_problems(model_args, data_args, training_args)
     if problems:

@@ -261,6 +261,7 @@ def test_task_is_categorical_by_default_and_dimensional_selects_on_validation_me
         (["--per_device_train_batch_size", "1", "--head_batch_norm", "false"], "ccc is computed over each batch"),
         (["--dimensional_loss", "mae"], r"dimensional_loss='mae': use one of \('ccc', 'mse'\)"),
         (["--dimensions", "arousal", "arousal"], "name each target dimension once"),
+        (["--use_corpus_split", "true", "--test_speakers", "1"], r"use_corpus_split takes .* drop \['test_speakers'\]"),
     ],
 )
 def test_dimensional_combinations_that_cannot_work_are_refused(options, message):

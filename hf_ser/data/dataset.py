@@ -137,8 +137,8 @@ def select_labels(records: list[dict], args: DataArguments, report: CorpusReport
 
 def select_dimensions(records: list[dict], args: DataArguments, report: CorpusReport) -> list[dict]:
     """`task: dimensional`: keep the records with a value of every recipe dimension, whatever their class (an IEMOCAP
-    `xxx` utterance has dimensions); each kept record's label becomes its values in `dimensions` order. With
-    `use_corpus_split`, records outside the corpus's train / validation / test sets are dropped too; all reported."""
+    `xxx` utterance has dimensions); each kept record's label becomes its values in `dimensions` order. The others
+    are reported with their reason."""
     kept, seen_paths = [], set()
     for record in records:
         values = record.get("dimensions")
