@@ -5,8 +5,9 @@
   `librosa_phase_vocoder`: the same 2048-sample Hann frames, 512-sample hop, linear magnitude interpolation and phase
   accumulation), with the frame loop replaced by array operations. The phase is accumulated as a running product of
   unit phasors instead of a sum of wrapped angles: the same result (a phasor only sees its angle modulo 2 pi) without
-  an arctangent per bin, and without librosa's float32 phase drift. Its sound is the phase vocoder's: a slightly
-  reverberant, "phasey" smearing of transients that grows with the distance of the rate from 1.
+  an arctangent per bin, and without librosa's float32 phase drift. It sounds like librosa's: the known character of
+  a phase vocoder without phase locking, a slightly reverberant, "phasey" smearing of transients that grows with the
+  distance of the rate from 1 (not judged by listening here).
 - `speed_perturb`: resampling with soxr as if the clip had been recorded at `factor` times the sampling rate (Kaldi's
   speed perturbation): tempo and pitch change together by the same factor, like a tape played faster; no frame
   artefacts at all, but it is not a pitch-preserving stretch.
