@@ -137,13 +137,18 @@ def test_statistics_come_from_clean_training_windows_of_the_real_pipeline(tiny_c
     assert model.training and model.dropout.training
 
 
-def test_base_recipe_parses_to_the_seed_settings():
+def test_base_recipe_parses_to_its_tuned_settings_with_the_seeds_optimiser():
     model_args, data_args, training_args = parse_args([str(REPO_ROOT / "recipes" / "base.yaml")])
-    assert model_args.model_type == "ser-cnn" and model_args.model_config["dropout"] == 0.3
-    assert model_args.model_config["aggregate_segments"] is True
+    config = model_args.model_config
+    assert model_args.model_type == "ser-cnn" and config["dropout"] == 0.3 and config["aggregate_segments"] is True
+    # the front end, pooling and masking chosen on validation speakers (docs/results.md)
+    assert (config["feature_type"], config["use_deltas"], config["pool_blocks"]) == ("logmel", True, [0, 1, 2])
+    assert (config["time_masks"], config["time_mask_frames"], config["frequency_masks"]) == (2, 20, 2)
+    assert config["frequency_mask_bins"] == 6
     assert data_args.max_duration_seconds == 2.0 and data_args.augmentations == []
-    assert (training_args.learning_rate, training_args.weight_decay) == (1e-3, 1e-5)
-    assert training_args.per_device_train_batch_size == 128 and training_args.num_train_epochs == 100
+    assert data_args.validation_fraction == 0.25  # two validation speakers per EmoDB fold
+    assert (training_args.learning_rate, training_args.weight_decay) == (1e-3, 1e-5)  # the seed's optimiser
+    assert training_args.per_device_train_batch_size == 32 and training_args.num_train_epochs == 100
     assert training_args.early_stopping_patience == 10 and training_args.precise_bn_batches == 4
 
 
