@@ -63,7 +63,12 @@ from hf_ser.training.checkpoints import (  # noqa: E402
 )
 from hf_ser.training.distributed import prepare_model_for_processes, weights_built_whole  # noqa: E402
 from hf_ser.training.lora import prepare_lora  # noqa: E402
-from hf_ser.training.model_building import backbone_config_of, build_feature_extractor, build_model  # noqa: E402
+from hf_ser.training.model_building import (  # noqa: E402
+    backbone_config_of,
+    build_feature_extractor,
+    build_model,
+    start_at_training_means,
+)
 from hf_ser.training.trainer import SERTrainer  # noqa: E402
 
 logger = logging.getLogger("hf_ser.train")
@@ -122,6 +127,8 @@ def train(
             sampling_rate=data_args.sampling_rate,
             dimensional=data_args.dimensional,
         )
+        if data_args.dimensional and not model_args.model_name_or_path:
+            start_at_training_means(model, list(report.splits["train"]["dimension_means"].values()))
     if model_args.peft:
         model = prepare_lora(
             model,

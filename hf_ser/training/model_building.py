@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
+import torch
 from transformers import (
     AutoConfig,
     AutoFeatureExtractor,
@@ -127,6 +128,17 @@ def build_model(
     if not model_args.backbone_config:
         raise ValueError("set `backbone` (pretrained encoder) or `backbone_config` (random encoder from a config)")
     return Wav2Vec2SER(Wav2Vec2SERConfig(backbone_config=backbone_config_of(model_args), **labels, **head))
+
+
+def start_at_training_means(model: PreTrainedModel, means: list[float]) -> None:
+    """A new dimensional model's outputs start at the training split's mean of each dimension (the bias of its last
+    layer), so training learns the variation around them rather than first the corpus's scale (IEMOCAP 1-5,
+    MSP-Podcast 1-7) from outputs near 0."""
+    output_layer = model.head[-1] if hasattr(model, "head") else model.classifier
+    if output_layer.bias is None or output_layer.bias.numel() != len(means):
+        raise ValueError(f"{type(model).__name__}'s output layer has no bias of {len(means)} values")
+    with torch.no_grad():
+        output_layer.bias.copy_(torch.tensor(means, dtype=output_layer.bias.dtype))
 
 
 def backbone_config_of(model_args: ModelArguments):
