@@ -37,7 +37,9 @@ TINY = {
 }
 
 
-def padded_samples(corpus: Path, strategy: str, batch_size: int, seed: int, output_dir: str) -> int:
+def padded_samples(
+    corpus: Path, strategy: str, batch_size: int, seed: int, output_dir: str, grouping: str = "epoch"
+) -> int:
     data_args = DataArguments(
         dataset="audiofolder",
         data_dir=str(corpus),
@@ -57,6 +59,7 @@ def padded_samples(corpus: Path, strategy: str, batch_size: int, seed: int, outp
         load_best_model_at_end=False,
         seed=seed,
         train_sampling_strategy=strategy,
+        length_grouping=grouping,
         dataloader_pin_memory=False,
     )
     model = Wav2Vec2SER(Wav2Vec2SERConfig(backbone_config=TINY, num_labels=len(labels)))  # the Trainer needs one
@@ -73,9 +76,11 @@ def main() -> None:
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         corpus = generate_demo_corpus(Path(tmp) / "corpus", speakers=4, per_emotion=3, seed=1)
-        for strategy in ("group_by_length", "random"):
-            counts = [padded_samples(corpus, strategy, options.batch_size, s, tmp) for s in options.seeds]
-            print(f"{strategy:>16}: padded samples per seed {counts}, total {sum(counts):,}")
+        for strategy, grouping in (("group_by_length", "epoch"), ("group_by_length", "megabatch"), ("random", "-")):
+            grouping_key = grouping if grouping != "-" else "epoch"  # ignored by random batches
+            counts = [padded_samples(corpus, strategy, options.batch_size, s, tmp, grouping_key) for s in options.seeds]
+            name = f"{strategy} ({grouping})" if grouping != "-" else strategy
+            print(f"{name:>28}: padded samples per seed {counts}, total {sum(counts):,}")
 
 
 if __name__ == "__main__":

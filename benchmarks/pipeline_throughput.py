@@ -2,13 +2,18 @@
 same small model (recipes/emodb.yaml's wav2vec2-architecture encoder and head) on EmoDB's training speakers with the
 same Trainer settings (batch 16, no augmentation, no evaluation or checkpoints during the timed training):
 
-- `hf-ser`: hf-ser's own pieces as hf_ser/train.py wires them: `build_corpus` (decode-check in `map`, `duration`
-  column), `attach_transforms` (decode + random 6 s crop on the fly), `SERDataCollator` (pad each batch to its longest
-  clip), `SERTrainer` with `train_sampling_strategy: group_by_length`.
-- `hf-ser-release`: the same with `cpu_release_freed_memory: true` (freed activation memory goes back to the OS at
+- `hf-ser`: hf-ser's own pieces with its defaults, as hf_ser/train.py wires them: `build_corpus` (decode-check in
+  `map`, `duration` column), `attach_transforms` (decode + random 6 s crop on the fly), `SERDataCollator` (pad each
+  batch up to a multiple of `pad_to_multiple_of_seconds`, 0.5 s), `SERTrainer` (`train_sampling_strategy:
+  group_by_length` with `length_grouping: epoch`: the whole epoch sorted into length buckets).
+- `hf-ser-no-trim` / `hf-ser-no-buckets`: `hf-ser` with one default undone: `cpu_trim_freed_memory: false` /
+  `pad_to_multiple_of_seconds: 0`.
+- `hf-ser-megabatch`: hf-ser before these defaults: the Trainer's `LengthGroupedSampler` (`length_grouping:
+  megabatch`), padding to each batch's longest clip (`pad_to_multiple_of_seconds: 0`), no trimming.
+- `hf-ser-release`: `hf-ser` with `cpu_release_freed_memory: true` (which replaces the trimming) (freed activation memory goes back to the OS at
   once; hf_ser/training/cpu_memory.py).
 - `seed`: the seed's way: every clip cropped or zero-padded to exactly 6 s (hf-ser's `pad_to_max_duration: true`),
-  random batches.
+  random batches (`train_sampling_strategy: random`).
 - `example`: transformers' examples/pytorch/audio-classification/run_audio_classification.py: the `audio` column decoded
   by datasets' `Audio` feature, `random_subsample` to at most `max_length_seconds=20`, the feature extractor in a
   `set_transform`, the Trainer's default collator for a feature extractor (`DataCollatorWithPadding`: pad to the
@@ -21,7 +26,8 @@ Reported per run: samples/s over `trainer.train()` (wall clock), CPU seconds per
 less sensitive to other jobs on a shared machine), seconds of audio the model saw per sample (padding included), peak
 RSS of the whole process (corpus preparation included).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/pipeline_throughput.py --json benchmarks/results/pipeline_throughput.json
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/pipeline_throughput.py --variants hf-ser example --repeats 2 \
+        --json benchmarks/results/pipeline_throughput_defaults.json
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/pipeline_throughput.py --quick
 """
 
@@ -46,7 +52,7 @@ from common import (
     write_report,
 )
 
-VARIANTS = ("hf-ser", "hf-ser-release", "seed", "example")
+VARIANTS = ("hf-ser", "hf-ser-no-trim", "hf-ser-no-buckets", "hf-ser-megabatch", "hf-ser-release", "seed", "example")
 RECIPE = REPO_ROOT / "recipes" / "emodb.yaml"
 EMODB_DIR = REPO_ROOT.parent / "shared" / "data" / "emodb"
 
@@ -157,12 +163,26 @@ def run_variant(variant: str, epochs: float, max_train_samples: int | None, thre
     ]
     if max_train_samples:
         argv += ["--max_train_samples", str(max_train_samples)]
-    if variant.startswith("hf-ser"):
-        argv += ["--train_sampling_strategy", "group_by_length"]
-    if variant == "hf-ser-release":
+    if variant == "hf-ser-no-trim":
+        argv += ["--cpu_trim_freed_memory", "false"]
+    elif variant == "hf-ser-no-buckets":
+        argv += ["--pad_to_multiple_of_seconds", "0"]
+    elif variant == "hf-ser-megabatch":
+        argv += [
+            "--length_grouping",
+            "megabatch",
+            "--pad_to_multiple_of_seconds",
+            "0",
+            "--cpu_trim_freed_memory",
+            "false",
+        ]
+    elif variant == "hf-ser-release":
         argv += ["--cpu_release_freed_memory", "true"]
     elif variant == "seed":
-        argv += ["--pad_to_max_duration", "true"]
+        argv += ["--pad_to_max_duration", "true", "--train_sampling_strategy", "random"]
+        argv += ["--pad_to_multiple_of_seconds", "0"]
+    elif variant == "example":  # the example's Trainer default: random batches
+        argv += ["--train_sampling_strategy", "random"]
     model_args, data_args, training_args = parse_args(argv)
     set_seed(training_args.seed)
     cpu_start, wall_start = cpu_seconds(), time.perf_counter()
@@ -177,13 +197,15 @@ def run_variant(variant: str, epochs: float, max_train_samples: int | None, thre
         trainer = Trainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator)
     else:
         attach_transforms(splits, feature_extractor, data_args, seed=training_args.seed)
-        collator = CountingCollator(SERDataCollator(feature_extractor))
+        collator = CountingCollator(SERDataCollator(feature_extractor, data_args.pad_to_multiple_of_samples))
         trainer = SERTrainer(
             model=model,
             args=training_args,
             train_dataset=train,
             data_collator=collator,
             callbacks=[EpochCallback(train)],
+            length_cap=data_args.max_duration_seconds,
+            length_bucket=data_args.pad_to_multiple_of_seconds or None,
         )
     preparation_seconds = time.perf_counter() - wall_start
     rss_before_training = peak_rss_mib()

@@ -210,6 +210,14 @@ class DataArguments:
     pad_to_max_duration: bool = field(
         default=False, metadata={"help": "Zero-pad every training clip to max_duration_seconds (the seed's way)."}
     )
+    pad_to_multiple_of_seconds: float = field(
+        default=0.5,
+        metadata={
+            "help": "Training and validation batches are padded (masked) up to a multiple of this many seconds, so "
+            "a run sees a few batch shapes and the CPU allocator reuses its buffers (docs/benchmarks.md); with "
+            "`length_grouping: epoch` clips of one such bucket batch at random. 0: pad to the batch's longest clip."
+        },
+    )
     eval_max_duration_seconds: Optional[float] = field(
         default=None, metadata={"help": "Evaluation uses whole clips; longer ones are centre-cropped to this."}
     )
@@ -246,10 +254,20 @@ class DataArguments:
             raise ValueError(f"task={self.task!r}: use one of {TASKS}")
         if self.task == "dimensional" and (not self.dimensions or len(set(self.dimensions)) != len(self.dimensions)):
             raise ValueError(f"dimensions={self.dimensions}: name each target dimension once, e.g. [arousal, valence]")
+        if not (self.pad_to_multiple_of_seconds == 0 or self.pad_to_multiple_of_seconds * self.sampling_rate >= 1):
+            raise ValueError(
+                f"pad_to_multiple_of_seconds={self.pad_to_multiple_of_seconds}: use a positive number of seconds "
+                "(e.g. 0.5), or 0 to pad each batch to its longest clip"
+            )
 
     @property
     def dimensional(self) -> bool:
         return self.task == "dimensional"
+
+    @property
+    def pad_to_multiple_of_samples(self) -> Optional[int]:
+        """`pad_to_multiple_of_seconds` at `sampling_rate`, for the collator (None: no rounding)."""
+        return round(self.pad_to_multiple_of_seconds * self.sampling_rate) or None
 
 
 @dataclass
@@ -294,6 +312,22 @@ class SERTrainingArguments(TrainingArguments):
             "GPUs only). Off: each process normalises over its own batch (docs/scaling.md)."
         },
     )
+    train_sampling_strategy: str = field(
+        default="group_by_length",
+        metadata={
+            "help": "Training batches: `group_by_length` (hf-ser's default: clips of similar duration, see "
+            "length_grouping), `random`, `sequential`, or `batch_rebalance` (the Trainer's samplers).",
+            "choices": ["random", "sequential", "group_by_length", "batch_rebalance"],
+        },
+    )
+    length_grouping: str = field(
+        default="epoch",
+        metadata={
+            "help": "With `train_sampling_strategy: group_by_length`: `epoch` sorts the whole epoch by duration "
+            "(random within each pad_to_multiple_of_seconds bucket) and shuffles the batches; `megabatch`: the "
+            "Trainer's LengthGroupedSampler (sorted within random groups of up to 50 batches)."
+        },
+    )
     # build_corpus precomputes each clip's duration in `map`: `train_sampling_strategy: group_by_length` reads it.
     length_column_name: str = field(
         default="duration", metadata={"help": "Column of clip lengths for `train_sampling_strategy: group_by_length`."}
@@ -319,6 +353,14 @@ class SERTrainingArguments(TrainingArguments):
             "fixed), so peak RSS follows live memory; costs CPU time in page faults (docs/benchmarks.md)."
         },
     )
+    cpu_trim_freed_memory: bool = field(
+        default=True,
+        metadata={
+            "help": "Linux/glibc: after every optimizer step and evaluation, hand the C allocator's free pages back "
+            "to the OS (malloc_trim), so host RSS does not grow with freed activation buffers (docs/benchmarks.md); "
+            "costs re-faulting those pages in the next step."
+        },
+    )
     precise_bn_batches: Optional[int] = field(
         default=None,
         metadata={
@@ -337,6 +379,8 @@ class SERTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        if self.length_grouping not in ("epoch", "megabatch"):
+            raise ValueError(f"length_grouping={self.length_grouping!r}: use `epoch` or `megabatch`")
         if self.bootstrap_samples < 0:
             raise ValueError(f"bootstrap_samples={self.bootstrap_samples}: use 0 (off) or a number of resamples")
         if cpu_processes_launched() and (self.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"):

@@ -163,7 +163,7 @@ def train(
         callbacks.append(
             PreciseBatchNormCallback(
                 clean_train,
-                SERDataCollator(feature_extractor),
+                SERDataCollator(feature_extractor, data_args.pad_to_multiple_of_samples),
                 precise_bn_batches,
                 training_args.per_device_train_batch_size,
                 seed=training_args.seed,
@@ -174,11 +174,13 @@ def train(
         args=training_args,
         train_dataset=splits["train"],
         eval_dataset=splits["validation"],  # model selection and early stopping see validation speakers only
-        data_collator=SERDataCollator(feature_extractor),
+        data_collator=SERDataCollator(feature_extractor, data_args.pad_to_multiple_of_samples),
         processing_class=feature_extractor,
         compute_metrics=dimensional_compute_metrics(label_names) if data_args.dimensional else compute_metrics,
         callbacks=callbacks,
         batch_augmenter=batch_augmenter,
+        length_cap=data_args.max_duration_seconds,
+        length_bucket=data_args.pad_to_multiple_of_seconds or None,
     )
 
     check_selection_uses_validation(trainer, splits)

@@ -253,6 +253,16 @@ def test_task_is_categorical_by_default_and_dimensional_selects_on_validation_me
     assert chosen.metric_for_best_model == "ccc_valence"
 
 
+def test_batch_shape_keys_default_to_bucketed_epoch_grouping(tmp_path):
+    _, data_args, training_args = parse_args(["--output_dir", str(tmp_path)])
+    assert data_args.pad_to_multiple_of_seconds == 0.5 and data_args.pad_to_multiple_of_samples == 8000
+    assert (training_args.train_sampling_strategy, training_args.length_grouping) == ("group_by_length", "epoch")
+    _, data_args, training_args = parse_args(
+        ["--output_dir", str(tmp_path), "--pad_to_multiple_of_seconds", "0", "--length_grouping", "megabatch"]
+    )
+    assert data_args.pad_to_multiple_of_samples is None and training_args.length_grouping == "megabatch"
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
@@ -284,3 +294,25 @@ def test_commands_that_score_classes_refuse_a_dimensional_recipe_in_one_line(com
         len(error) == 1
         and f"hf-ser {command} scores emotion classes; it does not support task: dimensional" in error[0]
     )
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            ["--pad_to_multiple_of_seconds", "-0.5"],
+            "hf-ser train: error: pad_to_multiple_of_seconds=-0.5: use a positive",
+        ),
+        (["--length_grouping", "sorted"], "hf-ser train: error: length_grouping='sorted': use `epoch` or `megabatch`"),
+        (
+            ["--train_sampling_strategy", "bucketed"],
+            "--train_sampling_strategy/--train-sampling-strategy: invalid choice: 'bucketed'",
+        ),
+    ],
+)
+def test_bad_batch_shape_keys_are_one_line_naming_the_key(options, message, capsys, tmp_path):
+    from hf_ser.cli import main as cli_main
+
+    assert cli_main(["train", *options, "--output_dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1, error

@@ -1,4 +1,5 @@
-"""Dynamic padding: each batch is padded to its longest example, with an attention mask over real samples."""
+"""Dynamic padding: each batch is padded to its longest example (or up to a multiple of `pad_to_multiple_of`
+samples, so that batches come in a few fixed lengths), with an attention mask over real samples."""
 
 from __future__ import annotations
 
@@ -50,17 +51,27 @@ def clip_features(
 
 @dataclass
 class SERDataCollator:
+    """Pads a batch of `clip_features` outputs with the extractor's `pad` and adds `labels`.
+
+    `pad_to_multiple_of` (samples of waveform input; training sets it from `pad_to_multiple_of_seconds`) rounds the
+    padded length up, so a run sees a few batch shapes instead of one per batch: CPU allocators then reuse freed
+    activation buffers instead of keeping one of every size (docs/benchmarks.md). The padding is masked, so models
+    that take the mask give the same outputs. Whisper's log-Mel frames are padded as before (to the longest clip)."""
+
     feature_extractor: FeatureExtractionMixin
+    pad_to_multiple_of: Optional[int] = None
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         input_name = self.feature_extractor.model_input_names[0]
+        multiple = self.pad_to_multiple_of
         if is_whisper_extractor(self.feature_extractor):
-            examples = pad_mel_frames(examples, input_name)
+            examples, multiple = pad_mel_frames(examples, input_name), None
         # Whisper-style extractors pad to a fixed length themselves and hand over their own mask.
         keys = [input_name] + (["attention_mask"] if "attention_mask" in examples[0] else [])
         batch = self.feature_extractor.pad(
             [{key: example[key] for key in keys} for example in examples],
             padding="longest",
+            pad_to_multiple_of=multiple,
             return_attention_mask=True,
             return_tensors="pt",
         )

@@ -1,10 +1,14 @@
 """`SERTrainer`: the `Trainer` with what hf-ser's data and recipes need.
 
-- Length-grouped batches (`train_sampling_strategy: group_by_length`) from the `duration` column that `build_corpus`
-  computes in `map`: the audio transform hides every column but its outputs, so the sampler reads the plain table.
+- Length-grouped batches (`train_sampling_strategy: group_by_length`, hf-ser's default) from the `duration` column
+  that `build_corpus` computes in `map`: the audio transform hides every column but its outputs, so the sampler reads
+  the plain table. `length_grouping: epoch` (default) sorts the whole epoch (`hf_ser.data.sampler`), `megabatch` uses
+  the Trainer's `LengthGroupedSampler`. Evaluation and prediction keep the dataset's order (the Trainer would
+  length-group them too, and per-clip predictions are written in dataset order).
 - `encoder_learning_rate`: the encoder's parameters in their own optimizer groups, the head and pooling on
   `learning_rate`, with the Trainer's own weight-decay rules (no decay on biases and norms).
-- `cpu_release_freed_memory`: freed activation memory goes back to the OS at once (hf_ser/cpu_memory.py).
+- `cpu_trim_freed_memory` (default): after each step, freed memory goes back to the OS (`TrimFreedMemoryCallback`);
+  `cpu_release_freed_memory`: at once, buffer by buffer (hf_ser/training/cpu_memory.py).
 - No "Writing model shards" progress bar for each checkpoint and the final save (transformers draws one even for a
   one-file model); the Trainer's own training bar stays.
 - `label_targets: soft`: training batches carry `label_distribution` (annotator votes), and the loss is the soft
@@ -23,12 +27,15 @@ from typing import Optional
 import datasets
 import torch
 from torch import nn
+from torch.utils.data import SequentialSampler
 from transformers import Trainer
 from transformers.trainer_utils import unwrap_peft_model
 from transformers.utils import logging as transformers_logging
 
 from hf_ser.data.batch_augment import BatchAugmenter
+from hf_ser.data.sampler import EpochLengthGroupedSampler
 from hf_ser.data.votes import LABEL_DISTRIBUTION
+from hf_ser.training.callbacks import TrimFreedMemoryCallback
 from hf_ser.training.cpu_memory import release_freed_memory
 from hf_ser.training.distributed import skip_deepspeed_cpu_inference_op
 from hf_ser.training.soft_labels import soft_cross_entropy
@@ -48,10 +55,21 @@ def encoder_parameter_ids(model: nn.Module) -> set[int]:
 
 
 class SERTrainer(Trainer):
+    """`length_cap` (seconds: the training crop) and `length_bucket` (seconds: the collator's padding multiple) tell
+    `length_grouping: epoch` which clips batch alike; hf_ser.train passes the recipe's values."""
+
     # Both losses (the model's and the soft one) are per-batch means: the Trainer divides them for accumulation.
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, batch_augmenter: Optional[BatchAugmenter] = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        batch_augmenter: Optional[BatchAugmenter] = None,
+        length_cap: Optional[float] = None,
+        length_bucket: Optional[float] = None,
+        **kwargs,
+    ):
+        self.length_cap, self.length_bucket = length_cap, length_bucket
         super().__init__(*args, **kwargs)
         self.batch_augmenter = batch_augmenter
         self._micro_batch = (-1, 0)  # (optimizer step, micro-batch within it): the key of the batch transforms' draws
@@ -60,6 +78,8 @@ class SERTrainer(Trainer):
             self.args.dataloader_pin_memory = False
         if getattr(self.args, "cpu_release_freed_memory", False):
             release_freed_memory()
+        elif getattr(self.args, "cpu_trim_freed_memory", False):
+            self.add_callback(TrimFreedMemoryCallback())
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if LABEL_DISTRIBUTION not in inputs:
@@ -108,12 +128,28 @@ class SERTrainer(Trainer):
         return dataset.with_format(None)
 
     def _get_train_sampler(self, train_dataset=None):
-        return super()._get_train_sampler(
-            self._with_visible_lengths(self.train_dataset if train_dataset is None else train_dataset)
+        dataset = self._with_visible_lengths(self.train_dataset if train_dataset is None else train_dataset)
+        if (
+            self.args.train_sampling_strategy != "group_by_length"
+            or getattr(self.args, "length_grouping", "megabatch") != "epoch"
+            or not isinstance(dataset, datasets.Dataset)
+        ):
+            return super()._get_train_sampler(dataset)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        # one group per optimizer step of all processes, as the Trainer's sampler groups per step
+        group = self._train_batch_size * self.args.gradient_accumulation_steps * max(1, self.args.world_size)
+        return EpochLengthGroupedSampler(
+            dataset[self.args.length_column_name],
+            group,
+            seed=seed,
+            max_length=self.length_cap,
+            bucket=self.length_bucket,
         )
 
     def _get_eval_sampler(self, eval_dataset):
-        return super()._get_eval_sampler(self._with_visible_lengths(eval_dataset))
+        if self.args.train_sampling_strategy in LENGTH_STRATEGIES:
+            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+        return super()._get_eval_sampler(eval_dataset)
 
     def create_optimizer(self, model=None):
         if self.args.encoder_learning_rate is None or self.optimizer is not None:

@@ -1,4 +1,5 @@
-"""`cpu_release_freed_memory` (hf_ser/cpu_memory.py): freed blocks leave the process instead of staying resident."""
+"""`cpu_release_freed_memory` and `cpu_trim_freed_memory` (hf_ser/training/cpu_memory.py): freed blocks leave
+the process instead of staying resident."""
 
 import subprocess
 import sys
@@ -25,6 +26,11 @@ base = rss_mib()
 big = bytearray(8 * 2**20); del big
 blocks = [bytearray(4 * 2**20) for _ in range(20)]
 keep = blocks[-1]; del blocks
+if sys.argv[1] == "trim":  # what TrimFreedMemoryCallback does after each step
+    spec = importlib.util.spec_from_file_location("cpu_memory", {path!r})
+    module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
+    assert module.freed_bytes_held() > 60 * 2**20  # the freed blocks, held by the allocator
+    assert module.trim_freed_memory()
 print(rss_mib() - base)
 """
 
@@ -40,30 +46,51 @@ def retained_mib(mode: str) -> float:
 def test_freed_blocks_go_back_to_the_os_only_with_the_lever():
     assert retained_mib("default") > 60  # 19 freed 4 MiB blocks stay resident
     assert retained_mib("release") < 16  # only the block still alive
+    assert retained_mib("trim") < 16  # freed at once by malloc_trim, the live block kept
+
+
+def test_the_trim_callback_trims_after_every_step_and_evaluation(monkeypatch):
+    import hf_ser.training.callbacks as callbacks
+
+    trims = []
+    monkeypatch.setattr(callbacks, "trim_freed_memory", lambda: trims.append(True) or True)
+    callback = callbacks.TrimFreedMemoryCallback()
+    for _ in range(3):
+        callback.on_step_end(None, None, None)
+    callback.on_evaluate(None, None, None)
+    assert len(trims) == callback.trims == 4
 
 
 def test_the_lever_is_a_training_argument_and_refuses_thresholds_glibc_cannot_take(tmp_path):
     assert SERTrainingArguments(output_dir=str(tmp_path)).cpu_release_freed_memory is False
+    assert SERTrainingArguments(output_dir=str(tmp_path)).cpu_trim_freed_memory is True
     with pytest.raises(ValueError, match="1 byte to 32 MiB"):
         release_freed_memory(64 * 2**20)
 
 
-def test_the_trainer_applies_the_lever_when_the_recipe_asks(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "trim, release, trim_callbacks, releases", [(True, False, 1, 0), (False, False, 0, 0), (True, True, 0, 1)]
+)
+def test_the_trainer_trims_after_each_step_by_default_and_applies_the_lever_when_asked(
+    trim, release, trim_callbacks, releases, tmp_path, monkeypatch
+):
     import torch
 
     import hf_ser.training.trainer
+    from hf_ser.training.callbacks import TrimFreedMemoryCallback
 
-    calls = []
+    calls = []  # the lever itself would change the test process's allocator
     monkeypatch.setattr(hf_ser.training.trainer, "release_freed_memory", lambda: calls.append(True))
-    for asked in (False, True):
-        args = SERTrainingArguments(
-            output_dir=str(tmp_path),
-            cpu_release_freed_memory=asked,
-            use_cpu=True,
-            eval_strategy="no",
-            save_strategy="no",
-            load_best_model_at_end=False,
-            report_to="none",
-        )
-        hf_ser.training.trainer.SERTrainer(model=torch.nn.Linear(2, 2), args=args)
-    assert calls == [True]
+    args = SERTrainingArguments(
+        output_dir=str(tmp_path),
+        cpu_trim_freed_memory=trim,
+        cpu_release_freed_memory=release,
+        use_cpu=True,
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+        report_to="none",
+    )
+    trainer = hf_ser.training.trainer.SERTrainer(model=torch.nn.Linear(2, 2), args=args)
+    trims = [c for c in trainer.callback_handler.callbacks if isinstance(c, TrimFreedMemoryCallback)]
+    assert (len(trims), len(calls)) == (trim_callbacks, releases)

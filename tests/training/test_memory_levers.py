@@ -13,6 +13,7 @@ from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
 from hf_ser.arguments import DataArguments, SERTrainingArguments
 from hf_ser.data.collator import SERDataCollator
 from hf_ser.data.dataset import build_corpus
+from hf_ser.data.sampler import EpochLengthGroupedSampler
 from hf_ser.data.transforms import attach_transforms
 from hf_ser.train import main as train_main
 from hf_ser.training.trainer import SERTrainer
@@ -99,9 +100,10 @@ def _corpus(tiny_corpus, **kwargs):
     return attach_transforms(splits, Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=True), args)
 
 
-def _padded_samples(tiny_corpus, tiny_backbone_config, tmp_path, strategy, seed):
+def _padded_samples(tiny_corpus, tiny_backbone_config, tmp_path, strategy, seed, **kwargs):
     splits = _corpus(tiny_corpus, max_duration_seconds=10.0)  # no crop: the clips' own lengths (1.5 s to 3 s)
     args = SERTrainingArguments(
+        **kwargs,
         output_dir=str(tmp_path),
         per_device_train_batch_size=2,
         report_to="none",
@@ -124,10 +126,48 @@ def _padded_samples(tiny_corpus, tiny_backbone_config, tmp_path, strategy, seed)
 
 
 def test_length_grouped_batches_pad_less_than_random_ones(tiny_corpus, tiny_backbone_config, tmp_path):
-    # 24 clips, batches of 2: the Trainer's LengthGroupedSampler sorts megabatches of 6 clips by duration
-    grouped = [_padded_samples(tiny_corpus, tiny_backbone_config, tmp_path, "group_by_length", s) for s in range(3)]
-    random = [_padded_samples(tiny_corpus, tiny_backbone_config, tmp_path, "random", s) for s in range(3)]
-    assert sum(grouped) < 0.7 * sum(random), (grouped, random)
+    # 24 clips, batches of 2: hf-ser's default sorts the whole epoch; the Trainer's LengthGroupedSampler
+    # (`length_grouping: megabatch`) sorts megabatches of 6 clips by duration
+    padded = {
+        grouping: [
+            _padded_samples(tiny_corpus, tiny_backbone_config, tmp_path, "group_by_length", s, length_grouping=grouping)
+            for s in range(2)
+        ]
+        for grouping in ("epoch", "megabatch")
+    }
+    random = [_padded_samples(tiny_corpus, tiny_backbone_config, tmp_path, "random", s) for s in range(2)]
+    assert sum(padded["megabatch"]) < 0.7 * sum(random), (padded, random)
+    assert sum(padded["epoch"]) < 0.5 * sum(padded["megabatch"]), (padded, random)
+
+
+def test_training_is_length_grouped_over_the_epoch_by_default_and_evaluation_keeps_the_dataset_order(
+    tiny_corpus, tiny_backbone_config, tmp_path
+):
+    splits = _corpus(tiny_corpus, max_duration_seconds=10.0)
+    args = SERTrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=2, gradient_accumulation_steps=3, report_to="none"
+    )
+    assert (args.train_sampling_strategy, args.length_grouping) == ("group_by_length", "epoch")
+    extractor = Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=True)
+    trainer = SERTrainer(
+        model=tiny_model(tiny_backbone_config),
+        args=args,
+        train_dataset=splits["train"],
+        eval_dataset=splits["validation"],
+        data_collator=SERDataCollator(extractor, pad_to_multiple_of=8000),
+        length_cap=10.0,
+        length_bucket=0.5,
+    )
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, EpochLengthGroupedSampler) and sampler.batch_size == 6  # one optimizer step's clips
+    assert sorted(trainer.get_train_dataloader().batch_sampler.sampler) == list(range(24))
+    # the Trainer would length-group evaluation too; per-clip predictions are written in dataset order
+    for split in ("validation", "test"):
+        batches = list(trainer.get_test_dataloader(splits[split]))
+        lengths = torch.cat([b["attention_mask"].sum(-1) for b in batches]).tolist()
+        durations = splits[split].with_format(None)["duration"]
+        assert lengths == [round(d * 16000) for d in durations]
+        assert all(b["attention_mask"].shape[-1] % 8000 == 0 for b in batches)
 
 
 def test_length_grouping_names_a_missing_length_column(tiny_corpus, tiny_backbone_config, tmp_path):
