@@ -150,6 +150,9 @@ def test_base_recipe_parses_to_its_tuned_settings_with_the_seeds_optimiser():
     assert (training_args.learning_rate, training_args.weight_decay) == (1e-3, 1e-5)  # the seed's optimiser
     assert training_args.per_device_train_batch_size == 32 and training_args.num_train_epochs == 100
     assert training_args.early_stopping_patience == 10 and training_args.precise_bn_batches == 4
+    # the batches its cross-validation was measured with, not hf-ser's later batch-shape defaults
+    assert training_args.train_sampling_strategy == "random" and not training_args.cpu_trim_freed_memory
+    assert data_args.pad_to_multiple_of_samples is None
 
 
 @pytest.mark.slow
