@@ -142,15 +142,9 @@ def load_result(path: str | Path) -> dict:
         }
     if (path / TEST_RESULTS_FILE).is_file():
         results = read_json(path / TEST_RESULTS_FILE)
-        if f"test_{ccc_key()}" in results and "test_ua" not in results:
-            return _dimensional_result(path, results)
-        missing = [f"test_{metric}" for metric in METRICS if f"test_{metric}" not in results]
-        if missing:
-            raise KeyError(f"{path / 'test_results.json'} has no {missing}")
-        matrix = read_json(path / CONFUSION_MATRIX_FILE)
         report = _optional_json(path / DATA_REPORT_FILE)
         dataset, location = _corpus(path, report)
-        return {
+        row = {
             "name": path.name,
             "path": str(path),
             "kind": "run",
@@ -158,11 +152,20 @@ def load_result(path: str | Path) -> dict:
             "dataset": dataset,
             "corpus_location": location,
             "test_speakers": report.get("splits", {}).get("test", {}).get("speakers") or [],
+            "predictions": [str(path / TEST_PREDICTIONS_FILE)],
+        }
+        if f"test_{ccc_key()}" in results and "test_ua" not in results:
+            return {**row, **_dimensional_scores(results, report), **_run_details(_model_folder(path))}
+        missing = [f"test_{metric}" for metric in METRICS if f"test_{metric}" not in results]
+        if missing:
+            raise KeyError(f"{path / 'test_results.json'} has no {missing}")
+        matrix = read_json(path / CONFUSION_MATRIX_FILE)
+        return {
+            **row,
             "absent_classes": results.get("test_absent_classes") or [],
             **{metric: results[f"test_{metric}"] for metric in METRICS},
             **{f"{metric}_std": None for metric in METRICS},
             **{f"{metric}_ci": read_interval(results, "test", metric) for metric in METRICS},
-            "predictions": [str(path / TEST_PREDICTIONS_FILE)],
             "labels": matrix["labels"],
             "confusion_matrix": matrix["test"],
             **_run_details(_model_folder(path)),
@@ -172,22 +175,13 @@ def load_result(path: str | Path) -> dict:
     )
 
 
-def _dimensional_result(path: Path, results: dict) -> dict:
-    """A dimensional run's row: CCC of each dimension and their mean with intervals; no class scores."""
-    report = _optional_json(path / DATA_REPORT_FILE)
-    dataset, location = _corpus(path, report)
+def _dimensional_scores(results: dict, report: dict) -> dict:
+    """A dimensional run's scores: CCC of each dimension and their mean with intervals; no class scores."""
     dimensions = report.get("labels") or [
         key.removeprefix("test_ccc_") for key in results if key.startswith("test_ccc_") and "_ci_" not in key
     ]
     keys = [ccc_key(name) for name in dimensions] + [ccc_key()]
     return {
-        "name": path.name,
-        "path": str(path),
-        "kind": "run",
-        "evaluation": "held-out test split",
-        "dataset": dataset,
-        "corpus_location": location,
-        "test_speakers": report.get("splits", {}).get("test", {}).get("speakers") or [],
         "absent_classes": [],
         **{metric: None for metric in METRICS},
         **{f"{metric}_std": None for metric in METRICS},
@@ -195,10 +189,8 @@ def _dimensional_result(path: Path, results: dict) -> dict:
         "dimensions": dimensions,
         **{key: results[f"test_{key}"] for key in keys},
         **{f"{key}_ci": read_interval(results, "test", key) for key in keys},
-        "predictions": [str(path / TEST_PREDICTIONS_FILE)],
         "labels": dimensions,
         "confusion_matrix": None,
-        **_run_details(_model_folder(path)),
     }
 
 
