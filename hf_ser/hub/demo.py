@@ -81,6 +81,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     if window <= 0 or hop <= 0:
         raise ValueError(f"--window {window} and --hop {hop} must be positive (seconds)")
     classifier = EmotionClassifier(args.model, device=args.device)
+    if classifier.dimensional:  # its values are no probabilities: the page's bars would show them as such
+        raise ValueError(
+            f"{args.model} is a dimensional model (it predicts {', '.join(classifier.labels)}): the demo page shows "
+            "class probabilities only; use hf-ser predict for its values"
+        )
     with tempfile.TemporaryDirectory(prefix="hf_ser_demo_") as plot_dir:
         title = f"Speech emotion recognition: {Path(args.model).name}"
         demo = app.build_demo(HfSerBackend(classifier, plot_dir), title, window, hop)

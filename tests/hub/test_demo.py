@@ -98,6 +98,25 @@ def test_without_gradio_the_command_names_the_extra_that_installs_it(tiny_model_
     )
 
 
+def test_a_dimensional_model_is_refused_in_one_line_rather_than_shown_as_probabilities(tmp_path, capsys):
+    from dimensional_look_alikes import tiny_dimensional_model
+
+    from hf_ser.arguments import ModelArguments
+    from hf_ser.hub.demo import load_app
+    from hf_ser.training.model_building import build_feature_extractor
+
+    folder = tmp_path / "dimensional"
+    tiny_dimensional_model("ser-cnn").save_pretrained(folder)
+    build_feature_extractor(ModelArguments(model_type="ser-cnn"), 16000, None).save_pretrained(folder)
+    assert cli_main(["demo", str(folder)]) == 2
+    # the last stderr line (above it: transformers' weight-loading bar, not hf-ser's)
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith("hf-ser demo: error: ") and "is a dimensional model (it predicts arousal" in error
+    assert error.endswith("the demo page shows class probabilities only; use hf-ser predict for its values")
+    with pytest.raises(ValueError, match="is a dimensional model .*class probabilities only"):
+        load_app().TransformersBackend(str(folder))  # what a Space runs, without hf-ser's classifier
+
+
 # ---- the served page in a real browser ------------------------------------------------------------------------
 
 

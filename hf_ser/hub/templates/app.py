@@ -88,6 +88,11 @@ class TransformersBackend:
         self.extractor = AutoFeatureExtractor.from_pretrained(model)
         self.sampling_rate = int(self.extractor.sampling_rate)
         self.labels = [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
+        if getattr(self.model.config, "problem_type", None) == "regression":  # dimensions, not class probabilities
+            raise ValueError(
+                f"{model} is a dimensional model (it predicts {', '.join(self.labels)}): this page shows class "
+                "probabilities only"
+            )
 
     def decode(self, path: str) -> np.ndarray:
         import soundfile
