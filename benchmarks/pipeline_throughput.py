@@ -2,7 +2,7 @@
 same small model (recipes/emodb.yaml's wav2vec2-architecture encoder and head) on EmoDB's training speakers with the
 same Trainer settings (batch 16, no augmentation, no evaluation or checkpoints during the timed training):
 
-- `hf-ser`: hf-ser's own pieces with its defaults, as hf_ser/train.py wires them: `build_corpus` (decode-check in
+- `hf-ser`: hf-ser's own pieces with its defaults plus `train_sampling_strategy: group_by_length`, as hf_ser/train.py wires them: `build_corpus` (decode-check in
   `map`, `duration` column), `attach_transforms` (decode + random 6 s crop on the fly), `SERDataCollator` (pad each
   batch up to a multiple of `pad_to_multiple_of_seconds`, 0.5 s), `SERTrainer` (`train_sampling_strategy:
   group_by_length` with `length_grouping: epoch`: the whole epoch sorted into length buckets).
@@ -160,6 +160,10 @@ def run_variant(variant: str, epochs: float, max_train_samples: int | None, thre
         "true",
         "--dataloader_num_workers",
         "0",
+        # the hf-ser variants group by length (not the package default since the sampler default went back to
+        # random batches); `seed` and `example` override it with random batches below
+        "--train_sampling_strategy",
+        "group_by_length",
     ]
     if max_train_samples:
         argv += ["--max_train_samples", str(max_train_samples)]

@@ -313,10 +313,11 @@ class SERTrainingArguments(TrainingArguments):
         },
     )
     train_sampling_strategy: str = field(
-        default="group_by_length",
+        default="random",
         metadata={
-            "help": "Training batches: `group_by_length` (hf-ser's default: clips of similar duration, see "
-            "length_grouping), `random`, `sequential`, or `batch_rebalance` (the Trainer's samplers).",
+            "help": "Training batches: `random` (the default), `group_by_length` (clips of similar duration, see "
+            "length_grouping; needs the `duration` column hf-ser's corpora have), `sequential`, or `batch_rebalance` "
+            "(the Trainer's samplers).",
             "choices": ["random", "sequential", "group_by_length", "batch_rebalance"],
         },
     )

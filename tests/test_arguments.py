@@ -253,10 +253,11 @@ def test_task_is_categorical_by_default_and_dimensional_selects_on_validation_me
     assert chosen.metric_for_best_model == "ccc_valence"
 
 
-def test_batch_shape_keys_default_to_bucketed_epoch_grouping(tmp_path):
+def test_batch_shape_keys_default_to_buckets_and_random_batches(tmp_path):
     _, data_args, training_args = parse_args(["--output_dir", str(tmp_path)])
     assert data_args.pad_to_multiple_of_seconds == 0.5 and data_args.pad_to_multiple_of_samples == 8000
-    assert (training_args.train_sampling_strategy, training_args.length_grouping) == ("group_by_length", "epoch")
+    # random batches: length grouping changes which clips train together, and needs a `duration` column
+    assert (training_args.train_sampling_strategy, training_args.length_grouping) == ("random", "epoch")
     _, data_args, training_args = parse_args(
         ["--output_dir", str(tmp_path), "--pad_to_multiple_of_seconds", "0", "--length_grouping", "megabatch"]
     )
