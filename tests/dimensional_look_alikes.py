@@ -98,3 +98,12 @@ def tiny_dimensional_model(family: str, dimensional_loss: str = "ccc"):
     if family == "wav2vec2-ser":
         return Wav2Vec2SER(Wav2Vec2SERConfig(backbone_config=dict(TINY_WAV2VEC2), head_hidden_sizes=[16], **task))
     return SERCNN(SERCNNConfig(block_channels=[8], pool_blocks=[0], attention_heads=2, attention_hidden=8, **task))
+
+
+def save_tiny_dimensional_model(family: str, folder: Path) -> Path:
+    """`tiny_dimensional_model(family)` saved with a feature extractor: a folder that loads like a dimensional run's."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    tiny_dimensional_model(family).eval().save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(do_normalize=family == "wav2vec2-ser", return_attention_mask=True).save_pretrained(folder)
+    return folder

@@ -241,6 +241,8 @@ def export_onnx(
     info.update(
         opset=opset,
         model_type=model.config.model_type,
+        # dimensional: `logits` are the values of the dimensions (config id2label), not class scores
+        task="dimensional" if getattr(model.config, "problem_type", None) == "regression" else "categorical",
         segment_averaging_outside_graph=model.config.model_type == "ser-cnn"
         and bool(getattr(model.config, "aggregate_segments", False)),
         torch_version=torch.__version__,
@@ -400,7 +402,7 @@ def main(argv: Optional[list] = None) -> int:
     if args.parity_data_dir and not args.quantize:
         parser.error("--parity_data_dir goes with --quantize")
     if args.quantize:
-        from hf_ser.inference.quantization import PARITY_FILE, export_quantized
+        from hf_ser.inference.quantization import PARITY_FILE, export_quantized, parity_summary
 
         report = export_quantized(
             args.model,
@@ -414,8 +416,7 @@ def main(argv: Optional[list] = None) -> int:
         print(
             f"wrote {Path(args.output_dir) / ONNX_FILE} ({args.quantize}, {report['int8_bytes'] / 2**20:.1f} MiB; fp32 "
             f"{report['fp32_bytes'] / 2**20:.1f} MiB); on {report['files']} files of {report['audio']}: "
-            f"{report['identical_top_labels']} top labels as fp32, max |probability difference| "
-            f"{report['max_abs_probability_difference']:.2e} ({PARITY_FILE})"
+            f"{parity_summary(report)} ({PARITY_FILE})"
         )
         return 0
     info = export_onnx(args.model, args.output_dir, opset=args.opset, verify=not args.no_verify)
@@ -427,5 +428,6 @@ def main(argv: Optional[list] = None) -> int:
         axes = f"dynamic batch axis; fixed {info['num_mel_bins']} mel bins x {info['num_frames']} frames"
     print(f"wrote {Path(args.output_dir) / ONNX_FILE} (inputs: {', '.join(info['inputs'])}; {axes})")
     if "parity" in info:
-        print(f"parity with PyTorch: max |logits difference| = {info['parity']['max_abs_diff']:.2e}")
+        outputs = "value" if info["task"] == "dimensional" else "logits"
+        print(f"parity with PyTorch: max |{outputs} difference| = {info['parity']['max_abs_diff']:.2e}")
     return 0

@@ -6,8 +6,10 @@ OUT_DIR's `model.onnx` is the quantised graph (MatMul weights stored as int8, ac
 time with DynamicQuantizeLinear; convolutions stay fp32), next to the files an fp32 export writes, so `hf-ser predict OUT_DIR
 --backend onnx` runs it as it runs any export. `quantization_parity.json` compares it with the fp32 graph (exported
 into a temporary folder and discarded) on real audio: the share of files whose top label is the same, and the largest
-difference of any class probability. The audio is `--parity_data_dir` (every audio file under it, e.g. EmoDB's
-folder) or, for a run folder, the clips of its test split (`test_predictions.json`).
+difference of any class probability; for a dimensional model (config `problem_type: regression`), the largest and
+mean absolute difference of the values and the concordance (CCC) of int8's values with fp32's, per dimension. The audio
+is `--parity_data_dir` (every audio file under it, e.g. EmoDB's folder) or, for a run folder, the clips of its test
+split (`test_predictions.json`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
+import torch
 
 from hf_ser.inference.onnx_export import (
     DEFAULT_OPSET,
@@ -29,7 +32,8 @@ from hf_ser.inference.onnx_export import (
     PROTOBUF_LIMIT_BYTES,
     export_onnx,
 )
-from hf_ser.inference.predict import EmotionClassifier, find_audio_files
+from hf_ser.inference.predict import EmotionClassifier, Prediction, find_audio_files
+from hf_ser.models.modeling_wav2vec2_ser import concordance_correlation
 from hf_ser.run_folder import predictions_file, read_json
 
 logger = logging.getLogger(__name__)
@@ -62,23 +66,54 @@ def parity_audio(model_or_path: Union[str, os.PathLike], parity_data_dir: Option
 
 def quantization_parity(fp32_dir: Path, int8_dir: Path, files: list, threads: Optional[int] = None) -> dict:
     """How the int8 graph's predictions compare with the fp32 graph's on `files` (decoded and batched alike)."""
-    reports = {
-        name: EmotionClassifier(folder, backend="onnx", threads=threads).predict_files(files)
+    classifiers = {
+        name: EmotionClassifier(folder, backend="onnx", threads=threads)
         for name, folder in (("fp32", fp32_dir), ("int8", int8_dir))
     }
+    reports = {name: classifier.predict_files(files) for name, classifier in classifiers.items()}
     fp32, int8 = (reports[name].predictions for name in ("fp32", "int8"))
+    compared = {
+        "files": len(fp32),
+        "skipped": [{"file": file, "reason": reason} for file, reason in reports["fp32"].failures],
+    }
+    if classifiers["fp32"].dimensional:
+        return {**compared, **dimensional_parity(fp32, int8, classifiers["fp32"].labels)}
     labels = list(fp32[0].probabilities) if fp32 else []
     differences = np.array(
         [[abs(a.probabilities[label] - b.probabilities[label]) for label in labels] for a, b in zip(fp32, int8)]
     )
     same = sum(a.label == b.label for a, b in zip(fp32, int8))
     return {
-        "files": len(fp32),
-        "skipped": [{"file": file, "reason": reason} for file, reason in reports["fp32"].failures],
+        **compared,
         "identical_top_labels": int(same),
         "top_label_agreement": same / len(fp32) if fp32 else None,
         "max_abs_probability_difference": float(differences.max()) if fp32 else None,
         "mean_abs_probability_difference": float(differences.mean()) if fp32 else None,
+    }
+
+
+def dimensional_parity(fp32: list[Prediction], int8: list[Prediction], dimensions: list[str]) -> dict:
+    """A dimensional model's int8-vs-fp32 report: the largest and mean |value difference| over files and dimensions,
+    and per dimension those two and the CCC of int8's values with fp32's over the files (1: the same values; with
+    fewer than two files, or values constant across files, CCC says nothing and is 0)."""
+    if not fp32:
+        return {"dimensions": dimensions, "max_abs_value_difference": None, "mean_abs_value_difference": None}
+    reference, quantised = (np.array([[p.dimensions[d] for d in dimensions] for p in side]) for side in (fp32, int8))
+    differences = np.abs(quantised - reference)
+    ccc = concordance_correlation(torch.from_numpy(quantised), torch.from_numpy(reference)).tolist()
+    return {
+        "dimensions": dimensions,
+        "max_abs_value_difference": float(differences.max()),
+        "mean_abs_value_difference": float(differences.mean()),
+        "mean_ccc_with_fp32": float(np.mean(ccc)),
+        "per_dimension": {
+            name: {
+                "max_abs_value_difference": float(differences[:, column].max()),
+                "mean_abs_value_difference": float(differences[:, column].mean()),
+                "ccc_with_fp32": float(ccc[column]),
+            }
+            for column, name in enumerate(dimensions)
+        },
     }
 
 
@@ -122,13 +157,24 @@ def quantize_export(
     if "parity" in info:  # measured on the fp32 graph, against PyTorch, before quantisation
         info["fp32_parity"] = info.pop("parity")
     info_path.write_text(json.dumps(info, indent=2) + "\n")
-    logger.info(
-        "int8: %d of %d top labels as fp32, max |probability difference| %.3g",
-        report["identical_top_labels"],
-        report["files"],
-        report["max_abs_probability_difference"] or 0.0,
-    )
+    logger.info("int8: %s", parity_summary(report))
     return report
+
+
+def parity_summary(report: dict) -> str:
+    """One line of the parity report: top labels and probabilities, or for a dimensional model values and CCC."""
+    if "dimensions" in report:
+        if report["max_abs_value_difference"] is None:
+            return "no file to compare on"
+        return (
+            f"max |value difference| {report['max_abs_value_difference']:.2e} (mean "
+            f"{report['mean_abs_value_difference']:.2e}), CCC with fp32 {report['mean_ccc_with_fp32']:.4f} "
+            f"(mean of {', '.join(report['dimensions'])})"
+        )
+    return (
+        f"{report['identical_top_labels']} top labels as fp32, max |probability difference| "
+        f"{report['max_abs_probability_difference'] or 0.0:.2e}"
+    )
 
 
 def export_quantized(

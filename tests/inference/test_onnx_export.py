@@ -19,6 +19,7 @@ import onnx
 import pytest
 import torch
 from conftest import EMODB_DIR, TINY_LABELS, requires_emodb
+from dimensional_look_alikes import DIMENSIONS, save_tiny_dimensional_model, write_clip
 from transformers import WhisperFeatureExtractor
 
 from hf_ser import Wav2Vec2SER, Wav2Vec2SERConfig
@@ -143,7 +144,7 @@ def test_export_writes_a_valid_graph_with_dynamic_batch_and_time_axes(exported, 
     for dims in inputs.values():
         assert len(dims) == 2 and all(d.dim_param and not d.dim_value for d in dims)  # symbolic, not fixed sizes
     info = json.loads((onnx_dir / "onnx_export.json").read_text())
-    assert info["model_type"] == architecture and info["min_samples"] > 0
+    assert info["model_type"] == architecture and info["min_samples"] > 0 and info["task"] == "categorical"
     assert {entry.domain: entry.version for entry in graph.opset_import}[""] == info["opset"] == 18  # as recorded
     assert info["segment_averaging_outside_graph"] == (architecture == "ser-cnn")
     assert info["parity"]["max_abs_diff"] <= TOLERANCE
@@ -153,12 +154,23 @@ def test_export_writes_a_valid_graph_with_dynamic_batch_and_time_axes(exported, 
     )
 
 
-def assert_graph_matches(reference: LogitsOnly, onnx_model: OnnxSERModel, inputs, attention_mask) -> None:
+def assert_graph_matches(
+    reference: LogitsOnly, onnx_model: OnnxSERModel, inputs, attention_mask, outputs: int = len(TINY_LABELS)
+) -> None:
     with torch.no_grad():
         expected = reference(inputs, attention_mask).numpy()
     actual = onnx_model.run_graph(inputs.numpy(), attention_mask.numpy())
-    assert actual.shape == (inputs.shape[0], len(TINY_LABELS))
+    assert actual.shape == (inputs.shape[0], outputs)
     assert np.abs(actual - expected).max() <= TOLERANCE
+
+
+def random_waveform_batches(shapes, seed: int, padded_from: int):
+    """(input_values, attention_mask) of each (batch, samples) shape; the last row is padding from `padded_from`."""
+    generator = torch.Generator().manual_seed(seed)
+    for batch, samples in shapes:
+        attention_mask = torch.ones(batch, samples, dtype=torch.long)
+        attention_mask[-1, padded_from:] = 0
+        yield torch.randn(batch, samples, generator=generator) * 0.2, attention_mask
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
@@ -167,11 +179,7 @@ def test_per_input_logits_match_pytorch_at_other_batch_sizes_and_lengths(exporte
     model_dir, onnx_dir = exported[architecture]
     reference = LogitsOnly(EmotionClassifier(model_dir).model)
     onnx_model = OnnxSERModel(onnx_dir)
-    generator = torch.Generator().manual_seed(1)
-    for batch, samples in ((1, 20_000), (4, 45_000)):
-        input_values = torch.randn(batch, samples, generator=generator) * 0.2
-        attention_mask = torch.ones(batch, samples, dtype=torch.long)
-        attention_mask[-1, 30_000:] = 0
+    for input_values, attention_mask in random_waveform_batches(((1, 20_000), (4, 45_000)), seed=1, padded_from=30_000):
         assert_graph_matches(reference, onnx_model, input_values, attention_mask)
 
 
@@ -359,3 +367,56 @@ def test_an_opset_the_exporter_would_not_write_is_refused_before_exporting(opset
     ):
         export_onnx(tiny_model_dir, tmp_path / "onnx", opset=opset)
     assert not (tmp_path / "onnx").exists()
+
+
+@pytest.fixture(scope="module")
+def dimensional_exported(tmp_path_factory) -> dict:
+    """{architecture: (model folder, ONNX folder)} of random-weight dimensional models (arousal, valence, dominance);
+    Wav2Vec2SER through the CLI, SERCNN (segment averaging outside the graph) through the Python API."""
+    root = tmp_path_factory.mktemp("dimensional-onnx")
+    folders = {family: save_tiny_dimensional_model(family, root / family) for family in ARCHITECTURES}
+    assert cli_main(["export-onnx", str(folders["wav2vec2-ser"]), str(root / "wav2vec2-ser-onnx")]) == 0
+    export_onnx(folders["ser-cnn"], root / "ser-cnn-onnx")
+    return {family: (folder, root / f"{family}-onnx") for family, folder in folders.items()}
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_a_dimensional_export_gives_pytorchs_values_at_other_batch_sizes_and_lengths(
+    dimensional_exported, architecture
+):
+    model_dir, onnx_dir = dimensional_exported[architecture]
+    info = json.loads((onnx_dir / "onnx_export.json").read_text())
+    assert info["task"] == "dimensional" and info["outputs"] == ["logits"]
+    assert info["parity"]["max_abs_diff"] <= TOLERANCE
+    config = json.loads((onnx_dir / "config.json").read_text())
+    assert config["problem_type"] == "regression" and config["id2label"] == {str(i): d for i, d in DIMENSIONS.items()}
+    reference = LogitsOnly(EmotionClassifier(model_dir).model)
+    onnx_model = OnnxSERModel(onnx_dir)
+    for input_values, attention_mask in random_waveform_batches(((1, 20_000), (3, 37_000)), seed=2, padded_from=25_000):
+        # one value per dimension, no softmax in the graph
+        assert_graph_matches(reference, onnx_model, input_values, attention_mask, outputs=len(DIMENSIONS))
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_predict_with_the_onnx_backend_reports_a_dimensional_models_values_as_the_torch_backend(
+    dimensional_exported, architecture, tmp_path, capsys
+):
+    model_dir, onnx_dir = dimensional_exported[architecture]
+    for index in range(3):
+        write_clip(tmp_path / f"clip{index}.wav", 1.0 + 1.5 * index, 4.0 - index, seed=index, seconds=1.2 + index / 2)
+    outputs = {}
+    for backend, folder in (("torch", model_dir), ("onnx", onnx_dir)):
+        argv = ["predict", str(folder), str(tmp_path), "--backend", backend, "--format", "json", "--no-progress"]
+        assert cli_main([*argv, "--window", "1.0", "--hop", "0.5", "--batch-size", "2"]) == 0
+        outputs[backend] = json.loads(capsys.readouterr().out)
+    torch_output, onnx_output = outputs["torch"], outputs["onnx"]
+    assert onnx_output["dimensions"] == torch_output["dimensions"] == list(DIMENSIONS.values())
+    assert [p["file"] for p in onnx_output["predictions"]] == [p["file"] for p in torch_output["predictions"]]
+
+    def values(output) -> np.ndarray:
+        rows = [p for p in output["predictions"]] + [s for p in output["predictions"] for s in p["segments"]]
+        assert not any("label" in row or "probabilities" in row for row in rows)  # values, not class scores
+        return np.array([[row["dimensions"][name] for name in DIMENSIONS.values()] for row in rows])
+
+    assert values(onnx_output).shape == values(torch_output).shape and len(values(torch_output)) > 3
+    assert np.abs(values(onnx_output) - values(torch_output)).max() <= TOLERANCE

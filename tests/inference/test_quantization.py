@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import pytest
 import soundfile
+from dimensional_look_alikes import DIMENSIONS, save_tiny_dimensional_model, write_clip
 
 from hf_ser.cli import main as cli_main
 from hf_ser.data.demo_corpus import synthesize
@@ -103,3 +104,46 @@ def test_quantize_without_audio_to_compare_on_is_one_line_before_exporting(tiny_
     assert "test_predictions.json not found: --quantize compares int8 with fp32 on real audio" in error
     assert "--parity_data_dir" in error
     assert not (tmp_path / "out").exists()
+
+
+def test_the_parity_report_of_a_dimensional_model_compares_values_and_their_concordance(tmp_path, capsys):
+    """A dimensional model has no top label: the report holds |value differences| and CCC with fp32, per dimension,
+    and its numbers are those of predicting with both graphs."""
+    model_dir = save_tiny_dimensional_model("wav2vec2-ser", tmp_path / "model")
+    clips = tmp_path / "clips"
+    for index in range(6):
+        write_clip(
+            clips / f"clip{index}.wav", 1.0 + 0.8 * index, 5.0 - 0.7 * index, seed=index, seconds=0.8 + index / 5
+        )
+    out = tmp_path / "int8"
+    assert (
+        cli_main(["export-onnx", str(model_dir), str(out), "--quantize", "int8", "--parity_data_dir", str(clips)]) == 0
+    )
+    report = json.loads((out / PARITY_FILE).read_text())
+    names = list(DIMENSIONS.values())
+    assert report["files"] == 6 and report["dimensions"] == names
+    assert not {"identical_top_labels", "top_label_agreement", "max_abs_probability_difference"} & set(report)
+    assert 0 < report["mean_abs_value_difference"] <= report["max_abs_value_difference"]
+    assert list(report["per_dimension"]) == names
+    per_dimension = report["per_dimension"].values()
+    assert max(d["max_abs_value_difference"] for d in per_dimension) == report["max_abs_value_difference"]
+    assert all(-1 <= d["ccc_with_fp32"] <= 1 for d in per_dimension)
+    assert report["mean_ccc_with_fp32"] == pytest.approx(np.mean([d["ccc_with_fp32"] for d in per_dimension]))
+    line = capsys.readouterr().out
+    assert f"max |value difference| {report['max_abs_value_difference']:.2e}" in line and "top labels" not in line
+
+    # the same numbers from predicting with the int8 graph and with PyTorch (= the fp32 graph within 1e-4)
+    int8, torch_fp32 = (
+        np.array(
+            [
+                [p.dimensions[name] for name in names]
+                for p in EmotionClassifier(folder).predict_files([clips]).predictions
+            ]
+        )
+        for folder in (out, model_dir)
+    )
+    differences = np.abs(int8 - torch_fp32)
+    assert differences.max() == pytest.approx(report["max_abs_value_difference"], abs=1e-4)
+    assert differences[:, 0].mean() == pytest.approx(
+        report["per_dimension"]["arousal"]["mean_abs_value_difference"], abs=1e-4
+    )
