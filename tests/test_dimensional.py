@@ -189,6 +189,28 @@ def test_predict_reports_the_dimension_values_and_their_timeline(dimensional_run
     assert file_values == pytest.approx(np.mean([[float(v) for v in row[4:]] for row in segments], axis=0))
 
 
+def test_the_published_folder_and_its_space_carry_the_demo_app_which_serves_the_dimension_values(
+    dimensional_run, tmp_path
+):
+    from hf_ser.hub.demo import APP_FILE, REQUIREMENTS_FILE, load_app
+    from hf_ser.hub.publish import build_space_folder, build_upload_folder
+    from hf_ser.inference.predict import EmotionClassifier
+
+    run_dir, _ = dimensional_run
+    upload = build_upload_folder(run_dir, tmp_path / "upload", repo_id="me/iemocap-avd")
+    space = build_space_folder("me/iemocap-avd", tmp_path / "space")
+    for folder in (upload, space):
+        assert (folder / "app.py").read_bytes() == APP_FILE.read_bytes()
+        assert (folder / "requirements.txt").read_bytes() == REQUIREMENTS_FILE.read_bytes()
+    assert "the value of each dimension" in (space / "README.md").read_text()
+    backend = load_app().TransformersBackend(str(upload))  # what the Space runs, on the uploaded files
+    clip = soundfile.read(json.loads((run_dir / "test_predictions.json").read_text())[0]["path"], dtype="float32")[0]
+    assert backend.dimensional and backend.labels == DIMENSIONS
+    np.testing.assert_allclose(
+        backend.probabilities([clip]), EmotionClassifier(run_dir).probabilities([clip]), atol=1e-5
+    )
+
+
 def test_compare_shows_ccc_columns_next_to_a_categorical_run(dimensional_run, tiny_run, tmp_path):
     run_dir, _ = dimensional_run
     test = json.loads((run_dir / "test_results.json").read_text())

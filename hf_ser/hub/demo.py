@@ -4,8 +4,8 @@
 
 The page is the app a Space runs (`templates/app.py`, uploaded by `hf-ser push` with `templates/requirements.txt`);
 here it runs on hf-ser's own code: `hf_ser.data.audio.load_audio` decodes the upload, `EmotionClassifier` predicts the
-whole recording (the bars: what `hf-ser predict MODEL FILE` prints) and its windows, and
-`hf_ser.inference.predict.plot_timelines` draws the timeline. Gradio comes with the `demo` extra.
+whole recording (the bars: what `hf-ser predict MODEL FILE` prints; a dimensional model's values, as bars and a table)
+and its windows, and `hf_ser.inference.predict.plot_timelines` draws the timeline. Gradio comes with the `demo` extra.
 """
 
 from __future__ import annotations
@@ -43,13 +43,17 @@ class HfSerBackend:
     def __init__(self, classifier: EmotionClassifier, plot_dir: Path):
         self.classifier, self.plot_dir = classifier, Path(plot_dir)
         self.labels, self.sampling_rate = classifier.labels, classifier.sampling_rate
+        self.dimensional = classifier.dimensional  # `probabilities` are then the dimensions' values
         self.probabilities, self.timeline = classifier.probabilities, classifier.timeline
 
     def decode(self, path: str) -> np.ndarray:
         return load_audio(path, self.sampling_rate)  # AudioDecodeError (a ValueError) for what is not audio
 
-    def plot_timeline(self, name: str, duration: float, label: str, segments: list[Segment]) -> str:
-        prediction = Prediction(name, duration, label, {}, segments)
+    def plot_timeline(self, name: str, duration: float, outputs: dict[str, float], segments: list[Segment]) -> str:
+        if self.dimensional:  # plot_timelines draws a line per dimension, their values in the title
+            prediction = Prediction(name, duration, None, {}, segments, dimensions=outputs)
+        else:
+            prediction = Prediction(name, duration, max(outputs, key=outputs.get), outputs, segments)
         path = self.plot_dir / f"{uuid.uuid4().hex}.png"
         return str(plot_timelines(PredictionReport([prediction], []), self.labels, path))
 
@@ -57,8 +61,9 @@ class HfSerBackend:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-ser demo",
-        description="Serve a browser demo of a model: upload or record speech, see the emotion probabilities and, for "
-        "longer recordings, the emotion timeline. Needs the `demo` extra (gradio).",
+        description="Serve a browser demo of a model: upload or record speech, see the emotion probabilities (a "
+        "dimensional model: its values) and, for longer recordings, the emotion timeline. Needs the `demo` extra "
+        "(gradio).",
     )
     parser.add_argument("model", help="model folder, LoRA run folder or Hub id")
     parser.add_argument(
@@ -81,11 +86,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     if window <= 0 or hop <= 0:
         raise ValueError(f"--window {window} and --hop {hop} must be positive (seconds)")
     classifier = EmotionClassifier(args.model, device=args.device)
-    if classifier.dimensional:  # its values are no probabilities: the page's bars would show them as such
-        raise ValueError(
-            f"{args.model} is a dimensional model (it predicts {', '.join(classifier.labels)}): the demo page shows "
-            "class probabilities only; use hf-ser predict for its values"
-        )
     with tempfile.TemporaryDirectory(prefix="hf_ser_demo_") as plot_dir:
         title = f"Speech emotion recognition: {Path(args.model).name}"
         demo = app.build_demo(HfSerBackend(classifier, plot_dir), title, window, hop)

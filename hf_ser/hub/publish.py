@@ -244,7 +244,8 @@ def build_space_folder(model_repo_id: str, out_dir: str | Path) -> Path:
     card = SpaceCard(
         f"---\n{data.to_yaml()}\n---\n\n# Speech emotion recognition: {model_repo_id}\n\n"
         f"Upload or record speech to see the emotion probabilities of [{model_repo_id}]"
-        f"(https://huggingface.co/{model_repo_id}) and, for longer recordings, the emotion timeline. The app reads "
+        f"(https://huggingface.co/{model_repo_id}) (a dimensional model: the value of each dimension, such as "
+        "arousal, valence and dominance) and, for longer recordings, the emotion timeline. The app reads "
         f"the model named by the Space variable `{MODEL_VARIABLE}`. Made with hf-ser (`hf-ser push --space`).\n"
     )
     card.save(out_dir / "README.md")

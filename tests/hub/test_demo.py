@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,7 @@ SPACE_APP_SCRIPT = """
             "probabilities": [probabilities, dict(zip(backend.labels, backend.probabilities([resampled])[0].tolist()))],
             "segments": [[s["start"], s["end"], *s["probabilities"]] for s in backend.timeline(long, 2.0, 1.0)],
             "plot": os.path.isfile(plot),
+            "dimensional": backend.dimensional,
         }}
     try:
         backend.decode("notes.txt")
@@ -64,10 +66,26 @@ SPACE_APP_SCRIPT = """
 """
 
 
-def test_the_space_app_without_hf_ser_decodes_and_predicts_as_hf_ser_does(tiny_model_dir, cnn_model_dir, tmp_path):
+@pytest.fixture(scope="module")
+def dimensional_models(tmp_path_factory) -> dict[str, Path]:
+    """Saved tiny dimensional models (arousal, valence, dominance; random weights) of both architectures."""
+    from dimensional_look_alikes import save_tiny_dimensional_model
+
+    root = tmp_path_factory.mktemp("dimensional")
+    return {
+        family: save_tiny_dimensional_model(family, root / f"{family}-dimensional")
+        for family in ("wav2vec2-ser", "ser-cnn")
+    }
+
+
+def test_the_space_app_without_hf_ser_decodes_and_predicts_as_hf_ser_does(
+    tiny_model_dir, cnn_model_dir, dimensional_models, tmp_path
+):
     """What a Space runs (transformers, soundfile, soxr; no hf-ser): hf-ser's waveforms, probabilities and timeline
-    windows, for both architectures."""
+    windows, for both architectures; for a dimensional model of each, hf-ser's values (no softmax) and their
+    timeline."""
     models = {"wav2vec2-ser": str(tiny_model_dir), "ser-cnn": str(cnn_model_dir)}
+    models |= {f"{family} dimensional": str(folder) for family, folder in dimensional_models.items()}
     rng = np.random.default_rng(3)
     clip = np.concatenate([synthesize(emotion, 150.0, (700.0, 1400.0), rng) for emotion in ("angry", "sad", "happy")])
     soundfile.write(tmp_path / "speech.flac", np.stack([clip, 0.5 * clip], axis=1)[:52_800], 16000)  # 3.3 s stereo
@@ -77,15 +95,20 @@ def test_the_space_app_without_hf_ser_decodes_and_predicts_as_hf_ser_does(tiny_m
     waveforms = [load_audio(tmp_path / name) for name in ("speech.flac", "speech_44k.wav")]
     for architecture, folder in models.items():
         space, classifier = result[architecture], EmotionClassifier(folder)
+        assert space["dimensional"] == classifier.dimensional == architecture.endswith("dimensional")
         for decoded, waveform in zip(space["waveforms"], waveforms):
             np.testing.assert_allclose(decoded, waveform[::97], atol=1e-6)
-        for probabilities, waveform in zip(space["probabilities"], waveforms):
-            assert list(probabilities) == classifier.labels
-            np.testing.assert_allclose(list(probabilities.values()), classifier.probabilities([waveform])[0], atol=1e-5)
+        for outputs, waveform in zip(space["probabilities"], waveforms):
+            assert list(outputs) == classifier.labels
+            np.testing.assert_allclose(list(outputs.values()), classifier.probabilities([waveform])[0], atol=1e-5)
+            if classifier.dimensional:  # the raw values: a softmax would make them sum to 1
+                assert abs(sum(outputs.values()) - 1.0) > 1e-3
         segments = classifier.timeline(waveforms[0], 2.0, 1.0)
         assert len(segments) == 3  # 0-2, 1-3 and 1.3-3.3 s
-        expected = [[s.start, s.end, *(s.probabilities[label] for label in classifier.labels)] for s in segments]
-        np.testing.assert_allclose(space["segments"], expected, atol=1e-5)
+        values = [[(s.dimensions or s.probabilities)[label] for label in classifier.labels] for s in segments]
+        np.testing.assert_allclose(
+            space["segments"], [[s.start, s.end, *row] for s, row in zip(segments, values)], atol=1e-5
+        )
         assert space["plot"]  # 3.3 s is longer than one 2 s window: a timeline PNG
     assert "cannot decode audio" in result["notes.txt"]
 
@@ -98,25 +121,6 @@ def test_without_gradio_the_command_names_the_extra_that_installs_it(tiny_model_
     )
 
 
-def test_a_dimensional_model_is_refused_in_one_line_rather_than_shown_as_probabilities(tmp_path, capsys):
-    from dimensional_look_alikes import tiny_dimensional_model
-
-    from hf_ser.arguments import ModelArguments
-    from hf_ser.hub.demo import load_app
-    from hf_ser.training.model_building import build_feature_extractor
-
-    folder = tmp_path / "dimensional"
-    tiny_dimensional_model("ser-cnn").save_pretrained(folder)
-    build_feature_extractor(ModelArguments(model_type="ser-cnn"), 16000, None).save_pretrained(folder)
-    assert cli_main(["demo", str(folder)]) == 2
-    # the last stderr line (above it: transformers' weight-loading bar, not hf-ser's)
-    error = capsys.readouterr().err.splitlines()[-1]
-    assert error.startswith("hf-ser demo: error: ") and "is a dimensional model (it predicts arousal" in error
-    assert error.endswith("the demo page shows class probabilities only; use hf-ser predict for its values")
-    with pytest.raises(ValueError, match="is a dimensional model .*class probabilities only"):
-        load_app().TransformersBackend(str(folder))  # what a Space runs, without hf-ser's classifier
-
-
 # ---- the served page in a real browser ------------------------------------------------------------------------
 
 
@@ -126,12 +130,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def demo_server(tiny_run, tmp_path_factory):
-    """`hf-ser demo` of the tiny run on 127.0.0.1, started once, with this module's first test: its slow start
-    (gradio's import, the model load) overlaps the tests that do not need it. Yields (process, url, log file)."""
-    port, log = free_port(), tmp_path_factory.mktemp("demo") / "server.log"
-    command = [sys.executable, "-m", "hf_ser.cli", "demo", str(tiny_run), "--host", "127.0.0.1", "--port", str(port)]
+@contextmanager
+def serving(model: Path, log: Path):
+    """`hf-ser demo MODEL` on 127.0.0.1 in its own process (output in `log`), stopped on exit. Yields (process, url,
+    log file)."""
+    port = free_port()
+    command = [sys.executable, "-m", "hf_ser.cli", "demo", str(model), "--host", "127.0.0.1", "--port", str(port)]
     with open(log, "w") as out:
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     try:
@@ -144,8 +148,7 @@ def demo_server(tiny_run, tmp_path_factory):
             server.kill()
 
 
-@pytest.fixture(scope="module")
-def demo_url(demo_server):
+def answering(demo_server) -> str:
     """The page's address, once the server answers (at most SERVER_START_SECONDS after it was started)."""
     server, url, log = demo_server
     deadline = time.monotonic() + SERVER_START_SECONDS
@@ -161,6 +164,33 @@ def demo_url(demo_server):
         if time.monotonic() > deadline:
             pytest.fail(f"hf-ser demo did not answer on {url} within {SERVER_START_SECONDS} s:\n{log.read_text()}")
         time.sleep(0.5)
+
+
+# Both servers start with this module's first test: their slow start (gradio's import, the model load) overlaps the
+# tests that do not need them.
+@pytest.fixture(scope="module", autouse=True)
+def dimensional_demo_server(dimensional_models, tmp_path_factory):
+    """`hf-ser demo` of the tiny dimensional Wav2Vec2SER."""
+    log = tmp_path_factory.mktemp("dimensional_demo") / "server.log"
+    with serving(dimensional_models["wav2vec2-ser"], log) as server:
+        yield server
+
+
+@pytest.fixture(scope="module", autouse=True)
+def demo_server(tiny_run, tmp_path_factory):
+    """`hf-ser demo` of the tiny run (a classifier)."""
+    with serving(tiny_run, tmp_path_factory.mktemp("demo") / "server.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def demo_url(demo_server):
+    return answering(demo_server)
+
+
+@pytest.fixture(scope="module")
+def dimensional_demo_url(dimensional_demo_server):
+    return answering(dimensional_demo_server)
 
 
 @pytest.fixture(scope="module")
@@ -205,20 +235,54 @@ def wait_for_text(driver, css: str, timeout: float = PAGE_SECONDS) -> str:
     return WebDriverWait(driver, timeout).until(text)
 
 
+def long_emodb_file() -> Path:
+    """The first EmoDB file longer than 3 s: longer than one 2 s window, so the page shows a timeline."""
+    return next(path for path in sorted((EMODB_DIR / "wav").glob("*.wav")) if probe_audio(path).duration > 3.0)
+
+
+def assert_timeline_shown(driver) -> None:
+    (timeline,) = driver.find_elements(By.CSS_SELECTOR, "#timeline img")
+    assert driver.execute_script("return arguments[0].naturalWidth", timeline) > 500  # the PNG has loaded
+
+
+def save_screenshot(driver, path) -> None:
+    driver.save_screenshot(str(path))
+    assert Path(path).stat().st_size > 10_000
+
+
 @requires_emodb()
 def test_the_page_shows_the_top_label_that_hf_ser_predict_gives_for_an_emodb_file(
     demo_url, browser, tiny_run, capsys, tmp_path
 ):
 
-    audio = next(path for path in sorted((EMODB_DIR / "wav").glob("*.wav")) if probe_audio(path).duration > 3.0)
+    audio = long_emodb_file()
     expected = hf_ser_predict(capsys, tiny_run, audio)
     upload(browser, demo_url, audio)
     assert wait_for_text(browser, LABEL_CSS) == expected["label"]
-    (timeline,) = browser.find_elements(By.CSS_SELECTOR, "#timeline img")  # longer than one 2 s window
-    assert browser.execute_script("return arguments[0].naturalWidth", timeline) > 500  # the PNG has loaded
-    screenshot = Path(os.environ.get("HF_SER_DEMO_SCREENSHOT", tmp_path / "demo_page.png"))
-    browser.save_screenshot(str(screenshot))
-    assert screenshot.stat().st_size > 10_000
+    assert_timeline_shown(browser)  # longer than one 2 s window
+    save_screenshot(browser, os.environ.get("HF_SER_DEMO_SCREENSHOT", tmp_path / "demo_page.png"))
+
+
+@requires_emodb()
+def test_a_dimensional_models_page_shows_the_values_hf_ser_predict_gives_for_an_emodb_file(
+    dimensional_demo_url, browser, dimensional_models, capsys, tmp_path
+):
+    audio = long_emodb_file()
+    expected = hf_ser_predict(capsys, dimensional_models["wav2vec2-ser"], audio)["dimensions"]
+    upload(browser, dimensional_demo_url, audio)
+    wait_for_text(browser, VALUES_CSS)
+    names, values = (
+        [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, f"#dimensions {cell}")] for cell in ("th", "td")
+    )
+    assert names == ["arousal", "valence", "dominance"]
+    for name, shown in zip(names, values, strict=True):  # to the 3 decimals the page shows
+        assert float(shown) == pytest.approx(expected[name], abs=5e-4 + 1e-9), name
+    assert "Dimensions: arousal, valence, dominance (the model's values" in browser.page_source
+    assert browser.find_elements(By.CSS_SELECTOR, "#dimension_bars canvas, #dimension_bars svg")  # the bars
+    assert "%" not in browser.find_element(By.TAG_NAME, "body").text  # values, not percentages
+    assert not browser.find_elements(By.CSS_SELECTOR, LABEL_CSS)
+    assert_timeline_shown(browser)
+    save_screenshot(browser, os.environ.get("HF_SER_DEMO_DIMENSIONAL_SCREENSHOT", tmp_path / "dimensional.png"))
 
 
 def test_a_microphone_recording_gets_the_label_hf_ser_predict_gives_for_the_recorded_file(
@@ -246,19 +310,22 @@ def test_a_microphone_recording_gets_the_label_hf_ser_predict_gives_for_the_reco
 
 
 @pytest.mark.parametrize(
-    "name, message",
+    "page, name, message",
     [
-        ("notes.txt", "Invalid file type: notes.txt"),  # refused by the page itself (not an audio type)
-        ("notes.wav", "notes.wav is not audio this demo can read: cannot decode audio"),  # by the app's decoding
+        ("demo_url", "notes.txt", "Invalid file type: notes.txt"),  # refused by the page itself (not an audio type)
+        ("demo_url", "notes.wav", "notes.wav is not audio this demo can read: cannot decode audio"),  # by the app
+        ("dimensional_demo_url", "notes.wav", "notes.wav is not audio this demo can read: cannot decode audio"),
     ],
 )
-def test_a_non_audio_upload_gets_a_clear_message_on_the_page(demo_url, browser, tmp_path, name, message):
+def test_a_non_audio_upload_gets_a_clear_message_on_the_page(request, browser, tmp_path, page, name, message):
     notes = tmp_path / name
     notes.write_text("These are meeting notes, not speech.\n")
-    upload(browser, demo_url, notes)
+    upload(browser, request.getfixturevalue(page), notes)
     assert message in wait_for_text(browser, MESSAGE_CSS)
-    assert "Traceback" not in browser.page_source and not browser.find_elements(By.CSS_SELECTOR, LABEL_CSS)
+    assert "Traceback" not in browser.page_source
+    assert not browser.find_elements(By.CSS_SELECTOR, f"{LABEL_CSS}, {VALUES_CSS}")
 
 
 LABEL_CSS = "[data-testid=label-output-value]"  # gr.Label's top class
 MESSAGE_CSS = "[data-testid=toast-body]"  # gradio's messages (gr.Error, gr.Warning, the page's own)
+VALUES_CSS = "#dimensions td"  # a dimensional model's values (the table's header row names the dimensions)

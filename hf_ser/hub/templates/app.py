@@ -1,5 +1,6 @@
 """A browser demo of an hf-ser speech emotion recognition model (Gradio): upload or record speech, see the class
-probabilities and, for audio longer than one window, the emotion timeline.
+probabilities (a dimensional model: the value of each dimension) and, for audio longer than one window, the emotion
+timeline.
 
 One file, two ways to run it:
 - `hf-ser demo MODEL` builds this page with hf-ser's own decoding, prediction and timeline plot (`build_demo`);
@@ -30,47 +31,82 @@ class UnreadableAudio(ValueError):
 
 
 def analyse(backend, path: str, window: float, hop: float) -> tuple[dict[str, float], str | None]:
-    """Class probabilities of the whole recording and, when it is longer than `window`, a timeline PNG.
+    """Class probabilities of the whole recording (a dimensional model: its values) and, when it is longer than
+    `window`, a timeline PNG.
 
     `backend` decodes (`decode(path)`: 1-D waveform at `backend.sampling_rate`, ValueError if unreadable), predicts
-    (`probabilities(waveforms)`, `timeline(waveform, window, hop)`) and draws (`plot_timeline`)."""
+    (`probabilities(waveforms)`, `timeline(waveform, window, hop)`; `backend.dimensional`: values, not probabilities)
+    and draws (`plot_timeline`)."""
     waveform = backend.decode(path)
-    probabilities = dict(zip(backend.labels, map(float, backend.probabilities([waveform])[0])))
+    outputs = dict(zip(backend.labels, map(float, backend.probabilities([waveform])[0])))
     if len(waveform) <= window * backend.sampling_rate:
-        return probabilities, None
-    label, duration = max(probabilities, key=probabilities.get), len(waveform) / backend.sampling_rate
-    return probabilities, backend.plot_timeline(
-        Path(path).name, duration, label, backend.timeline(waveform, window, hop)
-    )
+        return outputs, None
+    duration = len(waveform) / backend.sampling_rate
+    return outputs, backend.plot_timeline(Path(path).name, duration, outputs, backend.timeline(waveform, window, hop))
+
+
+def values_table(values: dict[str, float]) -> str:
+    """A dimensional model's values as a one-row Markdown table, to the precision `hf-ser predict` prints them."""
+    names, cells = " | ".join(values), " | ".join(f"{value:.3f}" for value in values.values())
+    return f"| {names} |\n|{'---:|' * len(values)}\n| {cells} |\n"
 
 
 def build_demo(backend, title: str, window: float = WINDOW_SECONDS, hop: float = HOP_SECONDS) -> gr.Blocks:
-    """The page: an audio input (upload or microphone), the class probabilities as bars, the timeline image."""
+    """The page: an audio input (upload or microphone), the class probabilities as bars (a dimensional model: the
+    value of each dimension as bars and as a table), the timeline image."""
     import gradio as gr  # here, so that the backend below can be used (and tested) without gradio
+
+    dimensional = backend.dimensional
 
     def predict(path):
         if path is None:  # the input was cleared
-            return None, gr.update(value=None, visible=False)
+            cleared = (None, "") if dimensional else (None,)
+            return *cleared, gr.update(value=None, visible=False)
         try:
-            probabilities, timeline = analyse(backend, path, window, hop)
+            outputs, timeline = analyse(backend, path, window, hop)
         except ValueError as error:  # shown on the page as a message, not a traceback
             name = Path(path).name  # the server's temporary path would tell the visitor nothing
             reason = str(error).removeprefix(f"{path}: ").replace(path, name)
             raise gr.Error(f"{name} is not audio this demo can read: {reason}") from error
-        return probabilities, gr.update(value=timeline, visible=timeline is not None)
+        if dimensional:
+            import pandas as pd  # gradio's own dependency, the table its bar plot reads
 
+            bars = pd.DataFrame({"dimension": list(outputs), "value": list(outputs.values())})
+            shown = (bars, values_table(outputs))
+        else:
+            shown = (outputs,)
+        return *shown, gr.update(value=timeline, visible=timeline is not None)
+
+    names = ", ".join(backend.labels)
+    if dimensional:
+        what = f"Dimensions: {names} (the model's values, on the scale it was trained on)"
+    else:
+        what = f"Emotions: {names}"
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
         gr.Markdown(
-            f"# {title}\nUpload or record speech. Emotions: {', '.join(backend.labels)}. Recordings longer than "
+            f"# {title}\nUpload or record speech. {what}. Recordings longer than "
             f"{window:g} s also get a timeline ({window:g} s windows every {hop:g} s)."
         )
         with gr.Row():
             audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
-            label = gr.Label(num_top_classes=len(backend.labels), label="Emotion")
+            if dimensional:
+                with gr.Column():
+                    bars = gr.BarPlot(
+                        x="dimension",
+                        y="value",
+                        sort=backend.labels,
+                        label="Dimensions",
+                        height=220,
+                        elem_id="dimension_bars",
+                    )
+                    values = gr.Markdown(elem_id="dimensions")
+                shown = [bars, values]
+            else:
+                shown = [gr.Label(num_top_classes=len(backend.labels), label="Emotion")]
         timeline = gr.Image(
             type="filepath", label="Emotion timeline", show_label=False, visible=False, elem_id="timeline"
         )
-        audio.change(predict, inputs=audio, outputs=[label, timeline])
+        audio.change(predict, inputs=audio, outputs=[*shown, timeline])
     return demo
 
 
@@ -88,11 +124,8 @@ class TransformersBackend:
         self.extractor = AutoFeatureExtractor.from_pretrained(model)
         self.sampling_rate = int(self.extractor.sampling_rate)
         self.labels = [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
-        if getattr(self.model.config, "problem_type", None) == "regression":  # dimensions, not class probabilities
-            raise ValueError(
-                f"{model} is a dimensional model (it predicts {', '.join(self.labels)}): this page shows class "
-                "probabilities only"
-            )
+        # a dimensional model (hf-ser's `task: dimensional`): its outputs are the dimensions' values, no logits
+        self.dimensional = getattr(self.model.config, "problem_type", None) == "regression"
 
     def decode(self, path: str) -> np.ndarray:
         import soundfile
@@ -116,7 +149,8 @@ class TransformersBackend:
                 waveform, sampling_rate=self.sampling_rate, return_attention_mask=True, return_tensors="pt"
             )
             with self.torch.inference_mode():
-                rows.append(self.model(**inputs).logits[0].double().softmax(-1).numpy())
+                outputs = self.model(**inputs).logits[0].double()
+            rows.append((outputs if self.dimensional else outputs.softmax(-1)).numpy())
         return np.stack(rows)
 
     def timeline(self, waveform: np.ndarray, window: float, hop: float) -> list[dict]:
@@ -131,18 +165,26 @@ class TransformersBackend:
             for start, row in zip(starts, rows)
         ]
 
-    def plot_timeline(self, name: str, duration: float, label: str, segments: list[dict]) -> str:
+    def plot_timeline(self, name: str, duration: float, outputs: dict[str, float], segments: list[dict]) -> str:
+        """The timeline PNG: class probabilities stacked, or a dimensional model's values, one line per dimension."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        # each window's probabilities at its centre, the first and last held out to the ends of the audio
+        # each window's outputs at its centre, the first and last held out to the ends of the audio
         times = [0.0, *((s["start"] + s["end"]) / 2 for s in segments), duration]
-        stacks = np.array([s["probabilities"] for s in [segments[0], *segments, segments[-1]]]).T
+        curves = np.array([s["probabilities"] for s in [segments[0], *segments, segments[-1]]]).T
         figure, axis = plt.subplots(figsize=(10, 2.8))
-        axis.stackplot(times, stacks, labels=self.labels, alpha=0.85)
-        axis.set(xlim=(0, duration), ylim=(0, 1), xlabel="time (s)", ylabel="probability", title=f"{name}: {label}")
+        if self.dimensional:
+            for curve, label in zip(curves, self.labels):
+                axis.plot(times, curve, label=label)
+            title = ", ".join(f"{label} {value:.2f}" for label, value in outputs.items())
+            axis.set(xlim=(0, duration), xlabel="time (s)", ylabel="value", title=f"{name}: {title}")
+        else:
+            axis.stackplot(times, curves, labels=self.labels, alpha=0.85)
+            title = max(outputs, key=outputs.get)
+            axis.set(xlim=(0, duration), ylim=(0, 1), xlabel="time (s)", ylabel="probability", title=f"{name}: {title}")
         axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
         figure.tight_layout()
         path = os.path.join(tempfile.mkdtemp(prefix="timeline_"), "timeline.png")
