@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 from collections import Counter
+from typing import Optional
 
 import numpy as np
 from datasets import Dataset, DatasetDict
@@ -30,13 +32,22 @@ class AudioTransform:
     from a global RNG: the Trainer fetches the next batch before it restores the RNG state of a checkpoint, so global
     draws would differ after a resume. Keyed draws make an interrupted and resumed run see the same crops as an
     uninterrupted one, independent of dataloader workers. `set_epoch` (called by `EpochCallback`) moves to the next
-    epoch's draws; repeated reads of one item within an epoch still differ.
+    epoch's draws; repeated reads of one item within an epoch still differ. The file is keyed by its path below
+    `clip_root` (the split's common folder, `clip_root_of`), so the same corpus gives the same draws wherever it lies
+    (another home folder, another machine).
     """
 
     def __init__(
-        self, feature_extractor, args: DataArguments, train: bool, seed: int = 0, whisper_clip_length: bool = False
+        self,
+        feature_extractor,
+        args: DataArguments,
+        train: bool,
+        seed: int = 0,
+        whisper_clip_length: bool = False,
+        clip_root: Optional[str] = None,
     ):
         self.feature_extractor, self.train, self.seed = feature_extractor, train, seed
+        self.clip_root = clip_root
         self.whisper_clip_length = whisper_clip_length  # the model's `whisper_clip_length`: Mel frames at clip length
         self.augmenter = build_augmenter(args.augmentations) if train else None
         self.sampling_rate = args.sampling_rate
@@ -48,7 +59,8 @@ class AudioTransform:
         self.epoch, self.draws = epoch, Counter()
 
     def _generator(self, path: str) -> np.random.Generator:
-        file_key = int.from_bytes(hashlib.blake2b(path.encode(), digest_size=8).digest(), "little")
+        name = os.path.relpath(path, self.clip_root) if self.clip_root else path
+        file_key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
         self.draws[path] += 1
         return np.random.default_rng([self.seed, self.epoch, file_key, self.draws[path]])
 
@@ -91,6 +103,15 @@ class EpochCallback(TrainerCallback):
             transform.set_epoch(int(state.epoch + 1e-6))
 
 
+def clip_root_of(split: Dataset) -> Optional[str]:
+    """The folder every clip of `split` lies under (None when the paths share none, e.g. relative and absolute)."""
+    paths = [path for path in split.data.column("path").to_pylist() if path]
+    try:
+        return os.path.dirname(paths[0]) if len(paths) == 1 else os.path.commonpath(paths)
+    except (IndexError, ValueError):
+        return None
+
+
 def attach_transforms(
     splits: DatasetDict,
     feature_extractor,
@@ -104,7 +125,8 @@ def attach_transforms(
     (`hf_ser.models.modeling_wav2vec2_ser.encodes_whisper_at_clip_length`), so Mel frames are computed only that far."""
     for name, split in splits.items():
         train = training and name == "train"
-        split.set_transform(AudioTransform(feature_extractor, args, train, seed, whisper_clip_length))
+        root = clip_root_of(split) if train else None  # only training draws are keyed
+        split.set_transform(AudioTransform(feature_extractor, args, train, seed, whisper_clip_length, root))
     return splits
 
 
@@ -115,4 +137,5 @@ def clean_training_view(
     BatchNorm recomputes statistics on (`hf_ser.training.callbacks.PreciseBatchNormCallback`). A new view; `train` keeps its
     own transform."""
     clean_args = dataclasses.replace(args, augmentations=[])
-    return train.with_transform(AudioTransform(feature_extractor, clean_args, True, seed, whisper_clip_length))
+    transform = AudioTransform(feature_extractor, clean_args, True, seed, whisper_clip_length, clip_root_of(train))
+    return train.with_transform(transform)

@@ -13,7 +13,7 @@ from hf_ser.data.augment import build_augmenter
 from hf_ser.data.collator import SERDataCollator
 from hf_ser.data.dataset import build_corpus
 from hf_ser.data.splits import SPEAKER_DEPENDENT, SPEAKER_INDEPENDENT
-from hf_ser.data.transforms import attach_transforms
+from hf_ser.data.transforms import attach_transforms, clean_training_view
 
 
 def test_audiofolder_split_by_speaker(tiny_corpus, tmp_path):
@@ -117,6 +117,28 @@ def test_training_crop_is_random_and_evaluation_uses_the_whole_clip(tiny_corpus)
     crops = [splits["train"][0]["input_values"] for _ in range(5)]
     assert all(len(c) == 8000 for c in crops) and len({c[:50].tobytes() for c in crops}) > 1
     assert len(splits["test"][0]["input_values"]) == round(splits["test"].with_format(None)[0]["duration"] * 16000)
+
+
+def test_training_draws_are_the_same_wherever_the_corpus_lies(tiny_corpus, tmp_path):
+    """Crops and augmentation are keyed by a clip's path inside the corpus, not by where the corpus was put: the
+    main job on another machine (another home folder) trains on the same draws and prints the same numbers."""
+    elsewhere = shutil.copytree(tiny_corpus, tmp_path / "another" / "home" / "corpus")
+    noise = [{"name": "AddGaussianNoise", "p": 0.5, "min_amplitude": 0.01, "max_amplitude": 0.05}]
+    draws = []
+    for corpus in (tiny_corpus, elsewhere):
+        args = corpus_args(
+            corpus, validation_speakers=["03"], test_speakers=["04"], max_duration_seconds=0.5, augmentations=noise
+        )
+        splits, _, _ = build_corpus(args)
+        extractor = Wav2Vec2FeatureExtractor(do_normalize=False)
+        attach_transforms(splits, extractor, args)
+        clean = clean_training_view(splits["train"], extractor, args)
+        train = [splits["train"][i]["input_values"] for i in range(len(splits["train"]))]
+        draws.append((train, [clean[i]["input_values"] for i in range(len(clean))]))
+    for first, second in zip(*draws):
+        assert len(first) == len(second) == 24
+        for a, b in zip(first, second):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_collator_pads_dynamically_with_a_mask():
