@@ -6,8 +6,9 @@ RTF = processing seconds / audio seconds (below 1 is faster than real time), bat
   * SERCNN with its default ("Base" CNN) config: about 172k parameters;
   * Wav2Vec2SER around a wav2vec2-base-sized encoder (`transformers.Wav2Vec2Config()` defaults: 12 layers, hidden 768)
     with the seed's head (512, 256), random weights: speed does not depend on the weights' values.
-Backends: torch (fp32), onnx (the fp32 export), onnx-int8 (that export quantised by `hf_ser.inference.quantization`,
-as `hf-ser export-onnx --quantize int8` does). Timed: `EmotionClassifier.logits` on one waveform (feature extractor +
+Backends: torch (fp32), onnx (the fp32 export), onnx-int8 (as `hf-ser export-onnx --quantize int8` makes it: the
+export with a wav2vec2 feature encoder's strided convolutions as MatMuls, quantised by `hf_ser.inference.quantization`;
+the int8-vs-fp32 parity is against that export). Timed: `EmotionClassifier.logits` on one waveform (feature extractor +
 padding + forward), the work `predict` does per batch after decoding. Each cell is the median of `--repeats` runs after
 one warm-up run; the ratio column divides by torch's median on the same model and length, measured in the same run
 (the backends alternate within each cell's model). The quantisation's parity report (top labels of int8 vs fp32,
@@ -110,9 +111,11 @@ def main(argv=None) -> int:
             info = export_onnx(model_dir, onnx_dir)
             export_seconds = time.perf_counter() - start
             parameters = sum(p.numel() for p in model.parameters())
-            int8_dir = Path(workdir) / f"m{index}-int8"
+            int8_dir, int8_source = Path(workdir) / f"m{index}-int8", Path(workdir) / f"m{index}-int8-source"
+            # what `export-onnx --quantize int8` quantises: the export with the feature encoder's convolutions as MatMuls
+            export_onnx(model_dir, int8_source, verify=False, convolutions_as_matmuls=True)
             audio = f"{len(parity_files)} files of {args.parity_dir}"
-            report = quantize_export(onnx_dir, int8_dir, parity_files, audio, threads=args.threads)
+            report = quantize_export(int8_source, int8_dir, parity_files, audio, threads=args.threads)
             notes.append(
                 f"{name}: {parameters / 1e6:.2f} M parameters; ONNX export {export_seconds:.0f} s, "
                 f"parity max |logits diff| {info['parity']['max_abs_diff']:.1e}; int8 "

@@ -1,16 +1,24 @@
-"""Which operators int8 dynamic quantisation should cover: a wav2vec2-base-sized Wav2Vec2SER on 6 s of audio, batch 1,
-torch fp32 against ONNX fp32, ONNX int8 with onnxruntime's default operator set (Conv -> ConvInteger included) and
-ONNX int8 with MatMul only (hf-ser's choice, `hf_ser.inference.quantization.QUANTIZED_OPERATORS`).
+"""What int8 dynamic quantisation should cover: a wav2vec2-base-sized Wav2Vec2SER on 6 s of audio, batch 1, torch fp32
+against ONNX fp32 and these int8 graphs (onnxruntime `quantize_dynamic`, QInt8 weights):
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/int8_operators.py --threads 2 --repeats 3
+  int8-default-operators   onnxruntime's default operator set (Conv -> ConvInteger included), the plain export
+  int8-matmul              MatMul only, the plain export (the feature encoder's convolutions stay fp32 Conv)
+  int8-matmul-encoder      MatMul only, the export with the feature encoder's strided convolutions as MatMuls
+                           (`export_onnx(convolutions_as_matmuls=True)`): what `hf-ser export-onnx --quantize int8` does
+  int8-matmul-encoder-fused  the same after onnxruntime's transformer optimizer (`optimize_model`, model_type bert:
+                           Gelu / BiasGelu / SkipLayerNormalization fusions) on the fp32 graph, before quantising
+  int8-matmul-encoder-per-channel  int8-matmul-encoder with per-channel weight scales
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/int8_operators.py --threads 2 --repeats 3 [--variants NAME ...]
 
 The backends take turns in every repeat (one warm-up call each first); prints the median seconds per
-`EmotionClassifier.logits` call and the load average before and after.
+`EmotionClassifier.logits` call, the speed against torch fp32 in the same run, and the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import statistics
 import tempfile
@@ -25,13 +33,33 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from hf_ser.inference.onnx_export import ONNX_FILE, export_onnx
 from hf_ser.inference.predict import EmotionClassifier
 
-VARIANTS = {"int8-default-operators": None, "int8-matmul": ["MatMul"]}
+# name: (fp32 graph it quantises, operators, per-channel)
+VARIANTS = {
+    "int8-default-operators": ("fp32", None, False),
+    "int8-matmul": ("fp32", ["MatMul"], False),
+    "int8-matmul-encoder": ("fp32-encoder", ["MatMul"], False),
+    "int8-matmul-encoder-fused": ("fp32-encoder-fused", ["MatMul"], False),
+    "int8-matmul-encoder-per-channel": ("fp32-encoder", ["MatMul"], True),
+}
+
+
+def fused(source: Path, target: Path, hidden_size: int, heads: int) -> None:
+    """onnxruntime's transformer optimizer on `source`'s graph, written to `target` with `source`'s other files."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    for name in ("symbolic_shape_infer", "onnxruntime.tools.symbolic_shape_infer"):  # a warning per strided Slice
+        logging.getLogger(name).setLevel(logging.ERROR)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(ONNX_FILE))
+    optimized = optimize_model(str(source / ONNX_FILE), model_type="bert", num_heads=heads, hidden_size=hidden_size)
+    print({"fused": {op: count for op, count in optimized.get_fused_operator_statistics().items() if count}})
+    optimized.save_model_to_file(str(target / ONNX_FILE))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
     load_start = load_average()
     torch.set_num_threads(args.threads)
@@ -40,18 +68,25 @@ def main() -> None:
     model.eval().save_pretrained(work / "torch")
     extractor.save_pretrained(work / "torch")
     export_onnx(work / "torch", work / "fp32", verify=False)
-    for name, operators in VARIANTS.items():
-        shutil.copytree(work / "fp32", work / name, ignore=shutil.ignore_patterns(ONNX_FILE))
+    sources = {VARIANTS[name][0] for name in args.variants}
+    if sources & {"fp32-encoder", "fp32-encoder-fused"}:
+        export_onnx(work / "torch", work / "fp32-encoder", verify=False, convolutions_as_matmuls=True)
+    if "fp32-encoder-fused" in sources:
+        backbone = model.config.backbone_config
+        fused(work / "fp32-encoder", work / "fp32-encoder-fused", backbone.hidden_size, backbone.num_attention_heads)
+    for name in args.variants:
+        source, operators, per_channel = VARIANTS[name]
+        shutil.copytree(work / source, work / name, ignore=shutil.ignore_patterns(ONNX_FILE))
         quantize_dynamic(
-            work / "fp32" / ONNX_FILE,
+            work / source / ONNX_FILE,
             work / name / ONNX_FILE,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=operators,
+            per_channel=per_channel,
         )
-    backends = {
-        name: EmotionClassifier(work / name, backend="onnx", threads=args.threads) for name in ["fp32", *VARIANTS]
-    }
-    backends["torch"] = EmotionClassifier(work / "torch")
+    backends = {"torch": EmotionClassifier(work / "torch")}
+    for name in ["fp32", *args.variants]:
+        backends[name] = EmotionClassifier(work / name, backend="onnx", threads=args.threads)
     waveform = speech_like(6.0)
     for classifier in backends.values():
         classifier.logits([waveform])
@@ -62,7 +97,8 @@ def main() -> None:
             classifier.logits([waveform])
             seconds[name].append(time.perf_counter() - start)
     medians = {name: round(statistics.median(values), 3) for name, values in seconds.items()}
-    print({"median_seconds": medians, "load_start": load_start, "load_end": load_average()})
+    speed = {name: round(medians["torch"] / median, 2) for name, median in medians.items()}
+    print({"median_seconds": medians, "speed_vs_torch": speed, "load_start": load_start, "load_end": load_average()})
     shutil.rmtree(work, ignore_errors=True)
 
 

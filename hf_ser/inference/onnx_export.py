@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Optional, Union
 
@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, PreTrainedModel
 
+from hf_ser.inference.conv_matmul import feature_encoder_as_matmuls
 from hf_ser.inference.loading import load_model
 from hf_ser.models.modeling_ser_cnn import split_into_segments
 from hf_ser.models.modeling_wav2vec2_ser import (
@@ -172,11 +173,15 @@ def export_onnx(
     feature_extractor=None,
     opset: int = DEFAULT_OPSET,
     verify: bool = True,
+    convolutions_as_matmuls: bool = False,
 ) -> dict:
     """Export a model (folder, Hub id or in-memory `PreTrainedModel` + `feature_extractor`) to `output_dir`.
 
     Returns the export info also written to `onnx_export.json`; with `verify`, it holds the largest absolute difference
     between onnxruntime's and PyTorch's logits on random inputs at two batch sizes (and, for waveforms, two lengths).
+    With `convolutions_as_matmuls` (what `--quantize int8` exports), a wav2vec2-family feature encoder's strided
+    convolutions after the first are written as exact MatMuls (`hf_ser.inference.conv_matmul`), so that int8
+    quantisation covers them; the parity check compares with the unchanged PyTorch model.
     """
     check_opset(opset)
     model, feature_extractor = _load(model_or_path, feature_extractor)
@@ -199,7 +204,8 @@ def export_onnx(
             features_axes = dynamic_axes = {0: torch.export.Dim.DYNAMIC}
         example = (torch.randn(2, mel_bins, frames), torch.ones(2, frames, dtype=torch.long))
         dynamic = {"inputs": features_axes, "attention_mask": dynamic_axes}
-    with torch.no_grad():
+    rewrite = feature_encoder_as_matmuls(model) if convolutions_as_matmuls else nullcontext(False)
+    with torch.no_grad(), rewrite as rewritten:
         exported = torch.export.export(wrapper, example, dynamic_shapes=dynamic, strict=False)
     min_samples = _shortest_input(exported) if whisper_shape is None else None
 
@@ -243,6 +249,7 @@ def export_onnx(
         model_type=model.config.model_type,
         # dimensional: `logits` are the values of the dimensions (config id2label), not class scores
         task="dimensional" if getattr(model.config, "problem_type", None) == "regression" else "categorical",
+        feature_encoder_as_matmuls=rewritten,
         segment_averaging_outside_graph=model.config.model_type == "ser-cnn"
         and bool(getattr(model.config, "aggregate_segments", False)),
         torch_version=torch.__version__,

@@ -3,9 +3,11 @@
     hf-ser export-onnx MODEL OUT_DIR --quantize int8 [--parity_data_dir AUDIO_DIR]
 
 OUT_DIR's `model.onnx` is the quantised graph (MatMul weights stored as int8, activations quantised per batch at run
-time with DynamicQuantizeLinear; convolutions stay fp32), next to the files an fp32 export writes, so `hf-ser predict OUT_DIR
---backend onnx` runs it as it runs any export. `quantization_parity.json` compares it with the fp32 graph (exported
-into a temporary folder and discarded) on real audio: the share of files whose top label is the same, and the largest
+time with DynamicQuantizeLinear; Conv nodes stay fp32), next to the files an fp32 export writes, so `hf-ser predict
+OUT_DIR --backend onnx` runs it as it runs any export. The fp32 graph it quantises is exported with a wav2vec2-family
+feature encoder's strided convolutions after the first as exact MatMuls (`hf_ser.inference.conv_matmul`), so int8
+covers them too. `quantization_parity.json` compares the int8 graph with that fp32 graph (exported into a temporary
+folder, checked against PyTorch, and discarded) on real audio: the share of files whose top label is the same, and the largest
 difference of any class probability; for a dimensional model (config `problem_type: regression`), the largest and
 mean absolute difference of the values and the concordance (CCC) of int8's values with fp32's, per dimension. The audio
 is `--parity_data_dir` (every audio file under it, e.g. EmoDB's folder) or, for a run folder, the clips of its test
@@ -40,9 +42,10 @@ logger = logging.getLogger(__name__)
 
 PARITY_FILE = "quantization_parity.json"
 QUANTIZATIONS = ("int8",)
-# Only MatMul weights become int8 (MatMulInteger); convolutions stay fp32. With onnxruntime's default set, which also
+# Only MatMul weights become int8 (MatMulInteger); Conv nodes stay fp32. With onnxruntime's default set, which also
 # turns Conv into ConvInteger, a wav2vec2-base-sized model ran slower than its fp32 graph on an AVX2 CPU; MatMul only,
-# 1.3x faster than fp32 (benchmarks/int8_operators.py, docs/benchmarks.md section 8).
+# 1.3x faster than fp32, and with the feature encoder's convolutions exported as MatMuls another 1.15-1.2x
+# (benchmarks/int8_operators.py, docs/benchmarks.md section 8).
 QUANTIZED_OPERATORS = ["MatMul"]
 
 
@@ -144,7 +147,8 @@ def quantize_export(
     )
     report = {
         "quantization": "int8 dynamic (onnxruntime.quantization.quantize_dynamic, weight_type QInt8, "
-        f"op_types_to_quantize {QUANTIZED_OPERATORS})",
+        f"op_types_to_quantize {QUANTIZED_OPERATORS})"
+        + (", feature encoder convolutions as MatMuls" if _encoder_as_matmuls(fp32_dir) else ""),
         "audio": audio,
         "fp32_bytes": fp32_bytes,
         "int8_bytes": sum(item.stat().st_size for item in output_dir.glob(f"{ONNX_FILE}*")),
@@ -159,6 +163,10 @@ def quantize_export(
     info_path.write_text(json.dumps(info, indent=2) + "\n")
     logger.info("int8: %s", parity_summary(report))
     return report
+
+
+def _encoder_as_matmuls(export_dir: Path) -> bool:
+    return bool(json.loads((export_dir / EXPORT_INFO_FILE).read_text()).get("feature_encoder_as_matmuls"))
 
 
 def parity_summary(report: dict) -> str:
@@ -192,5 +200,6 @@ def export_quantized(
         raise ValueError(f"--quantize {quantize}: hf-ser quantises to one of {QUANTIZATIONS}")
     files, audio = parity_audio(model_or_path, parity_data_dir)  # refused before the minutes of export
     with tempfile.TemporaryDirectory(prefix="hf-ser-fp32-") as fp32_dir:
-        export_onnx(model_or_path, fp32_dir, opset=opset, verify=verify)
+        # the feature encoder's convolutions as MatMuls, so that they are quantised too (hf_ser.inference.conv_matmul)
+        export_onnx(model_or_path, fp32_dir, opset=opset, verify=verify, convolutions_as_matmuls=True)
         return quantize_export(fp32_dir, output_dir, files, audio, threads)

@@ -145,6 +145,7 @@ def test_export_writes_a_valid_graph_with_dynamic_batch_and_time_axes(exported, 
         assert len(dims) == 2 and all(d.dim_param and not d.dim_value for d in dims)  # symbolic, not fixed sizes
     info = json.loads((onnx_dir / "onnx_export.json").read_text())
     assert info["model_type"] == architecture and info["min_samples"] > 0 and info["task"] == "categorical"
+    assert info["feature_encoder_as_matmuls"] is False  # convolutions as MatMuls only for int8 (test_quantization)
     assert {entry.domain: entry.version for entry in graph.opset_import}[""] == info["opset"] == 18  # as recorded
     assert info["segment_averaging_outside_graph"] == (architecture == "ser-cnn")
     assert info["parity"]["max_abs_diff"] <= TOLERANCE

@@ -63,6 +63,19 @@ def test_quantize_int8_writes_a_dynamically_quantized_graph(quantized):
     assert info["fp32_parity"]["max_abs_diff"] <= 1e-4  # fp32 graph vs PyTorch, before quantisation
 
 
+def test_int8_covers_the_feature_encoders_convolutions_after_the_first(quantized):
+    """Exported as MatMuls (hf_ser/inference/conv_matmul.py), the tiny encoder's 2nd and 3rd convolutions (kernel 4,
+    16 -> 16 channels) have int8 weights of (4 x 16, 16); the waveform's convolution and the positional one stay fp32."""
+    graph = onnx.load(quantized / "model.onnx")
+    operators = Counter(node.op_type for node in graph.graph.node)
+    assert operators["Conv"] == 2 and operators["ConvInteger"] == 0
+    int8_shapes = [list(i.dims) for i in graph.graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert int8_shapes.count([64, 16]) == 2
+    assert json.loads((quantized / "onnx_export.json").read_text())["feature_encoder_as_matmuls"] is True
+    report = json.loads((quantized / PARITY_FILE).read_text())
+    assert report["quantization"].endswith("feature encoder convolutions as MatMuls")
+
+
 def test_the_parity_report_compares_int8_with_fp32_on_the_runs_test_split(quantized, run_with_test_split):
     report = json.loads((quantized / PARITY_FILE).read_text())
     assert report["audio"].startswith(f"test split of {run_with_test_split}")
