@@ -362,6 +362,15 @@ class SERTrainingArguments(TrainingArguments):
             "costs re-faulting those pages in the next step."
         },
     )
+    cpu_mmap_threshold_mib: float = field(
+        default=16.0,
+        metadata={
+            "help": "Linux/glibc: freed buffers of at least this many MiB (the large activations of a batch) go back "
+            "to the OS at once: glibc's mmap threshold is fixed here instead of rising with what was freed (to 32 "
+            "MiB), so buffers of other batch shapes do not pile up in its heap; smaller ones stay with the allocator "
+            "(and cpu_trim_freed_memory). 0: glibc's own threshold. cpu_release_freed_memory replaces it (128 KiB)."
+        },
+    )
     precise_bn_batches: Optional[int] = field(
         default=None,
         metadata={
@@ -382,6 +391,10 @@ class SERTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if self.length_grouping not in ("epoch", "megabatch"):
             raise ValueError(f"length_grouping={self.length_grouping!r}: use `epoch` or `megabatch`")
+        if not 0 <= self.cpu_mmap_threshold_mib <= 32:
+            raise ValueError(
+                f"cpu_mmap_threshold_mib={self.cpu_mmap_threshold_mib}: glibc takes up to 32 MiB; 0 keeps its own"
+            )
         if self.bootstrap_samples < 0:
             raise ValueError(f"bootstrap_samples={self.bootstrap_samples}: use 0 (off) or a number of resamples")
         if cpu_processes_launched() and (self.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"):

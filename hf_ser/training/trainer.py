@@ -7,8 +7,9 @@
   length-group them too, and per-clip predictions are written in dataset order).
 - `encoder_learning_rate`: the encoder's parameters in their own optimizer groups, the head and pooling on
   `learning_rate`, with the Trainer's own weight-decay rules (no decay on biases and norms).
-- `cpu_trim_freed_memory` (default): after each step, freed memory goes back to the OS (`TrimFreedMemoryCallback`);
-  `cpu_release_freed_memory`: at once, buffer by buffer (hf_ser/training/cpu_memory.py).
+- `cpu_mmap_threshold_mib` (default 16): freed buffers of that size or more go back to the OS at once;
+  `cpu_trim_freed_memory` (default): after each step, the smaller freed ones too (`TrimFreedMemoryCallback`);
+  `cpu_release_freed_memory`: every buffer of 128 KiB or more at once (hf_ser/training/cpu_memory.py).
 - No "Writing model shards" progress bar for each checkpoint and the final save (transformers draws one even for a
   one-file model); the Trainer's own training bar stays.
 - `label_targets: soft`: training batches carry `label_distribution` (annotator votes), and the loss is the soft
@@ -78,8 +79,12 @@ class SERTrainer(Trainer):
             self.args.dataloader_pin_memory = False
         if getattr(self.args, "cpu_release_freed_memory", False):
             release_freed_memory()
-        elif getattr(self.args, "cpu_trim_freed_memory", False):
-            self.add_callback(TrimFreedMemoryCallback())
+        else:
+            threshold_mib = getattr(self.args, "cpu_mmap_threshold_mib", 0)
+            if threshold_mib:
+                release_freed_memory(round(threshold_mib * 2**20))
+            if getattr(self.args, "cpu_trim_freed_memory", False):
+                self.add_callback(TrimFreedMemoryCallback())
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if LABEL_DISTRIBUTION not in inputs:

@@ -69,10 +69,16 @@ def test_the_lever_is_a_training_argument_and_refuses_thresholds_glibc_cannot_ta
 
 
 @pytest.mark.parametrize(
-    "trim, release, trim_callbacks, releases", [(True, False, 1, 0), (False, False, 0, 0), (True, True, 0, 1)]
+    "trim, release, threshold_mib, trim_callbacks, thresholds",
+    [
+        (True, False, 16.0, 1, [16 * 2**20]),  # the defaults
+        (False, False, 16.0, 0, [16 * 2**20]),
+        (True, False, 0.0, 1, []),  # glibc's own threshold
+        (True, True, 16.0, 0, [None]),  # the release lever replaces both
+    ],
 )
-def test_the_trainer_trims_after_each_step_by_default_and_applies_the_lever_when_asked(
-    trim, release, trim_callbacks, releases, tmp_path, monkeypatch
+def test_the_trainer_fixes_the_mmap_threshold_and_trims_after_each_step_by_default(
+    trim, release, threshold_mib, trim_callbacks, thresholds, tmp_path, monkeypatch
 ):
     import torch
 
@@ -80,11 +86,14 @@ def test_the_trainer_trims_after_each_step_by_default_and_applies_the_lever_when
     from hf_ser.training.callbacks import TrimFreedMemoryCallback
 
     calls = []  # the lever itself would change the test process's allocator
-    monkeypatch.setattr(hf_ser.training.trainer, "release_freed_memory", lambda: calls.append(True))
+    monkeypatch.setattr(
+        hf_ser.training.trainer, "release_freed_memory", lambda *threshold: calls.extend(threshold or [None])
+    )
     args = SERTrainingArguments(
         output_dir=str(tmp_path),
         cpu_trim_freed_memory=trim,
         cpu_release_freed_memory=release,
+        cpu_mmap_threshold_mib=threshold_mib,
         use_cpu=True,
         eval_strategy="no",
         save_strategy="no",
@@ -93,4 +102,10 @@ def test_the_trainer_trims_after_each_step_by_default_and_applies_the_lever_when
     )
     trainer = hf_ser.training.trainer.SERTrainer(model=torch.nn.Linear(2, 2), args=args)
     trims = [c for c in trainer.callback_handler.callbacks if isinstance(c, TrimFreedMemoryCallback)]
-    assert (len(trims), len(calls)) == (trim_callbacks, releases)
+    assert (len(trims), calls) == (trim_callbacks, thresholds)
+
+
+def test_the_threshold_is_refused_beyond_what_glibc_takes(tmp_path):
+    assert SERTrainingArguments(output_dir=str(tmp_path)).cpu_mmap_threshold_mib == 16.0
+    with pytest.raises(ValueError, match="cpu_mmap_threshold_mib=64.0: glibc takes up to 32 MiB; 0 keeps its own"):
+        SERTrainingArguments(output_dir=str(tmp_path), cpu_mmap_threshold_mib=64.0)
