@@ -17,7 +17,8 @@ same `split_into_segments` that the PyTorch model uses, so both backends give th
 
 OUT_DIR gets `model.onnx`, the model's `config.json` (labels, architecture), the feature extractor's
 `preprocessor_config.json` and `onnx_export.json` (input names, dynamic axes, shortest supported input or fixed
-frame count, measured parity).
+frame count, `task`: `categorical`, or `dimensional` when `logits` are the values of the dimensions of a
+`problem_type: regression` model, `feature_encoder_as_matmuls`, measured parity).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ PARITY_FILE = "quantization_parity.json"
 QUANTIZATIONS = ("int8",)
 # Only MatMul weights become int8 (MatMulInteger); Conv nodes stay fp32. With onnxruntime's default set, which also
 # turns Conv into ConvInteger, a wav2vec2-base-sized model ran slower than its fp32 graph on an AVX2 CPU; MatMul only,
-# 1.3x faster than fp32, and with the feature encoder's convolutions exported as MatMuls another 1.15-1.2x
+# 1.3x faster than fp32, and with the feature encoder's convolutions exported as MatMuls another 1.1-1.2x
 # (benchmarks/int8_operators.py, docs/benchmarks.md section 8).
 QUANTIZED_OPERATORS = ["MatMul"]
 
