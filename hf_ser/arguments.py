@@ -423,6 +423,11 @@ class SERTrainingArguments(TrainingArguments):
                 )
             self.ddp_find_unused_parameters = True
         super().__post_init__()
+        if self.early_stopping_patience and self.eval_strategy == "no":  # the callback would stop with an assertion
+            raise ValueError(
+                f"early_stopping_patience={self.early_stopping_patience} counts evaluations, and eval_strategy is "
+                "`no`: set eval_strategy (epoch or steps), or early_stopping_patience: 0"
+            )
         if self.metric_for_best_model and self.metric_for_best_model.startswith("test"):
             raise ValueError("metric_for_best_model must be a validation metric: the test split never selects models")
 

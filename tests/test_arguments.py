@@ -112,6 +112,10 @@ def test_resumed_runs_restore_early_stopping_state_by_default():
         (["--peft", '{"r": 8}', "--freeze_encoder_steps", "10"], "freeze_encoder_steps does not combine with `peft`"),
         (["--backbone", "facebook/wav2vec2-base", "--backbone_config", '{"model_type": "wav2vec2"}'], "not both"),
         (["--per_device_train_batch_size", "1"], "per_device_train_batch_size=1 with a BatchNorm model"),
+        (
+            ["--early_stopping_patience", "3", "--eval_strategy", "no", "--load_best_model_at_end", "false"],
+            "early_stopping_patience=3 counts evaluations, and eval_strategy is `no`",
+        ),
     ],
 )
 def test_impossible_combinations_are_refused_when_parsing(options, message, tmp_path):
