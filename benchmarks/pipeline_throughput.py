@@ -6,9 +6,9 @@ same Trainer settings (batch 16, no augmentation, no evaluation or checkpoints d
   `map`, `duration` column), `attach_transforms` (decode + random 6 s crop on the fly), `SERDataCollator` (pad each
   batch up to a multiple of `pad_to_multiple_of_seconds`, 0.5 s), `SERTrainer` (`train_sampling_strategy:
   group_by_length` with `length_grouping: epoch`: the whole epoch sorted into length buckets).
-- `hf-ser-no-threshold` / `hf-ser-no-trim` / `hf-ser-no-buckets`: `hf-ser` with one default undone:
-  `cpu_mmap_threshold_mib: 0` (glibc's own mmap threshold) / `cpu_trim_freed_memory: false` /
-  `pad_to_multiple_of_seconds: 0`.
+- `hf-ser-no-threshold` / `hf-ser-no-buckets`: `hf-ser` with one default undone: `cpu_mmap_threshold_mib: 0`
+  (glibc's own mmap threshold) / `pad_to_multiple_of_seconds: 0`.
+- `hf-ser-trim`: `hf-ser` with `cpu_trim_freed_memory: true` (malloc_trim after every step: less RSS, more CPU).
 - `hf-ser-megabatch`: hf-ser before these defaults: the Trainer's `LengthGroupedSampler` (`length_grouping:
   megabatch`), padding to each batch's longest clip (`pad_to_multiple_of_seconds: 0`), no trimming, glibc's own
   mmap threshold.
@@ -57,7 +57,7 @@ from common import (
 VARIANTS = (
     "hf-ser",
     "hf-ser-no-threshold",
-    "hf-ser-no-trim",
+    "hf-ser-trim",
     "hf-ser-no-buckets",
     "hf-ser-megabatch",
     "hf-ser-release",
@@ -193,8 +193,8 @@ def run_variant(variant: str, epochs: float, max_train_samples: int | None, thre
     ]
     if max_train_samples:
         argv += ["--max_train_samples", str(max_train_samples)]
-    if variant == "hf-ser-no-trim":
-        argv += ["--cpu_trim_freed_memory", "false"]
+    if variant == "hf-ser-trim":
+        argv += ["--cpu_trim_freed_memory", "true"]
     elif variant == "hf-ser-no-threshold":
         argv += ["--cpu_mmap_threshold_mib", "0"]
     elif variant == "hf-ser-no-buckets":

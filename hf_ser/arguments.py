@@ -355,7 +355,7 @@ class SERTrainingArguments(TrainingArguments):
         },
     )
     cpu_trim_freed_memory: bool = field(
-        default=True,
+        default=False,
         metadata={
             "help": "Linux/glibc: after every optimizer step and evaluation, hand the C allocator's free pages back "
             "to the OS (malloc_trim), so host RSS does not grow with freed activation buffers (docs/benchmarks.md); "
@@ -368,7 +368,8 @@ class SERTrainingArguments(TrainingArguments):
             "help": "Linux/glibc: freed buffers of at least this many MiB (the large activations of a batch) go back "
             "to the OS at once: glibc's mmap threshold is fixed here instead of rising with what was freed (to 32 "
             "MiB), so buffers of other batch shapes do not pile up in its heap; smaller ones stay with the allocator "
-            "(and cpu_trim_freed_memory). 0: glibc's own threshold. cpu_release_freed_memory replaces it (128 KiB)."
+            "(cpu_trim_freed_memory returns those too, each step). 0: glibc's own threshold. "
+            "cpu_release_freed_memory replaces it (128 KiB)."
         },
     )
     precise_bn_batches: Optional[int] = field(

@@ -8,9 +8,11 @@ threshold (`mallopt(M_MMAP_THRESHOLD, ...)`, which also switches the rise off) m
 RSS follows the live memory. The cost is a page fault per page of every new buffer: CPU time. docs/benchmarks.md has
 the measured trade-off. GPU memory is unaffected; on other C libraries this does nothing and says so.
 
-The cheaper default (`cpu_trim_freed_memory`, hf_ser.training.callbacks.TrimFreedMemoryCallback): after each
-optimizer step, `malloc_trim(0)` hands the free pages of every heap back to the OS, so what one step freed cannot pile
-up across steps of other batch shapes; pages are faulted in again once per step, not at every allocation.
+The default, `cpu_mmap_threshold_mib` (16 MiB), fixes the threshold high: only a batch's large activation buffers are
+mapped, so their page faults are few, and the heap no longer keeps them. `cpu_trim_freed_memory` (opt-in,
+hf_ser.training.callbacks.TrimFreedMemoryCallback): after each optimizer step, `malloc_trim(0)` hands the free pages
+of every heap back to the OS, so what one step freed cannot pile up across steps of other batch shapes; pages are
+faulted in again once per step, not at every allocation.
 """
 
 from __future__ import annotations

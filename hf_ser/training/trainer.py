@@ -8,7 +8,7 @@
 - `encoder_learning_rate`: the encoder's parameters in their own optimizer groups, the head and pooling on
   `learning_rate`, with the Trainer's own weight-decay rules (no decay on biases and norms).
 - `cpu_mmap_threshold_mib` (default 16): freed buffers of that size or more go back to the OS at once;
-  `cpu_trim_freed_memory` (default): after each step, the smaller freed ones too (`TrimFreedMemoryCallback`);
+  `cpu_trim_freed_memory` (opt-in): after each step, the smaller freed ones too (`TrimFreedMemoryCallback`);
   `cpu_release_freed_memory`: every buffer of 128 KiB or more at once (hf_ser/training/cpu_memory.py).
 - No "Writing model shards" progress bar for each checkpoint and the final save (transformers draws one even for a
   one-file model); the Trainer's own training bar stays.

@@ -63,7 +63,7 @@ def test_the_trim_callback_trims_after_every_step_and_evaluation(monkeypatch):
 
 def test_the_lever_is_a_training_argument_and_refuses_thresholds_glibc_cannot_take(tmp_path):
     assert SERTrainingArguments(output_dir=str(tmp_path)).cpu_release_freed_memory is False
-    assert SERTrainingArguments(output_dir=str(tmp_path)).cpu_trim_freed_memory is True
+    assert SERTrainingArguments(output_dir=str(tmp_path)).cpu_trim_freed_memory is False
     with pytest.raises(ValueError, match="1 byte to 32 MiB"):
         release_freed_memory(64 * 2**20)
 
@@ -71,13 +71,13 @@ def test_the_lever_is_a_training_argument_and_refuses_thresholds_glibc_cannot_ta
 @pytest.mark.parametrize(
     "trim, release, threshold_mib, trim_callbacks, thresholds",
     [
-        (True, False, 16.0, 1, [16 * 2**20]),  # the defaults
-        (False, False, 16.0, 0, [16 * 2**20]),
+        (False, False, 16.0, 0, [16 * 2**20]),  # the defaults
+        (True, False, 16.0, 1, [16 * 2**20]),
         (True, False, 0.0, 1, []),  # glibc's own threshold
         (True, True, 16.0, 0, [None]),  # the release lever replaces both
     ],
 )
-def test_the_trainer_fixes_the_mmap_threshold_and_trims_after_each_step_by_default(
+def test_the_trainer_fixes_the_mmap_threshold_by_default_and_trims_after_each_step_when_asked(
     trim, release, threshold_mib, trim_callbacks, thresholds, tmp_path, monkeypatch
 ):
     import torch
