@@ -49,6 +49,11 @@ def _glibc() -> Optional[ctypes.CDLL]:
     return libc
 
 
+def glibc_malloc() -> bool:
+    """Whether this process allocates with glibc's malloc (the levers of this module work only there)."""
+    return _glibc() is not None
+
+
 def freed_bytes_held() -> Optional[int]:
     """Bytes the allocator holds in free chunks, all arenas together (None where glibc's `mallinfo2` is missing)."""
     libc = _glibc()
@@ -65,21 +70,25 @@ def trim_freed_memory() -> bool:
     return bool(libc.malloc_trim(ctypes.c_size_t(0))) if libc is not None else False
 
 
-def release_freed_memory(threshold_bytes: int = DEFAULT_THRESHOLD_BYTES) -> bool:
+def release_freed_memory(
+    threshold_bytes: int = DEFAULT_THRESHOLD_BYTES, setting: str = "cpu_release_freed_memory"
+) -> bool:
     """Make glibc map every block of at least `threshold_bytes` on allocation and unmap it on free, for the rest of
-    the process. Returns whether the setting took effect (False off glibc, with a warning)."""
+    the process. Returns whether the setting took effect (False off glibc, with a warning naming `setting`, the
+    recipe key that asked for it)."""
     if not 0 < threshold_bytes <= 32 * 2**20:
         raise ValueError(f"threshold_bytes={threshold_bytes}: glibc accepts 1 byte to 32 MiB")
     libc = _glibc()
     mallopt = getattr(libc, "mallopt", None)
     if mallopt is None:
         logger.warning(
-            "cpu_release_freed_memory: not glibc (%s), so freed memory stays with the allocator",
+            "%s: not glibc (%s), so freed memory stays with the allocator",
+            setting,
             ctypes.util.find_library("c"),
         )
         return False
     if mallopt(M_MMAP_THRESHOLD, ctypes.c_int(threshold_bytes)) != 1:
-        logger.warning("cpu_release_freed_memory: glibc refused mallopt(M_MMAP_THRESHOLD, %d)", threshold_bytes)
+        logger.warning("%s: glibc refused mallopt(M_MMAP_THRESHOLD, %d)", setting, threshold_bytes)
         return False
     logger.info(
         "Freed blocks of %d bytes or more go back to the OS at once (glibc mmap threshold fixed)", threshold_bytes

@@ -37,7 +37,7 @@ from hf_ser.data.batch_augment import BatchAugmenter
 from hf_ser.data.sampler import EpochLengthGroupedSampler
 from hf_ser.data.votes import LABEL_DISTRIBUTION
 from hf_ser.training.callbacks import TrimFreedMemoryCallback
-from hf_ser.training.cpu_memory import release_freed_memory
+from hf_ser.training.cpu_memory import glibc_malloc, release_freed_memory
 from hf_ser.training.distributed import skip_deepspeed_cpu_inference_op
 from hf_ser.training.soft_labels import soft_cross_entropy
 
@@ -81,8 +81,8 @@ class SERTrainer(Trainer):
             release_freed_memory()
         else:
             threshold_mib = getattr(self.args, "cpu_mmap_threshold_mib", 0)
-            if threshold_mib:
-                release_freed_memory(round(threshold_mib * 2**20))
+            if threshold_mib and glibc_malloc():  # a default: no warning on other C libraries
+                release_freed_memory(round(threshold_mib * 2**20), "cpu_mmap_threshold_mib")
             if getattr(self.args, "cpu_trim_freed_memory", False):
                 self.add_callback(TrimFreedMemoryCallback())
 

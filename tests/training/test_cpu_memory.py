@@ -87,7 +87,7 @@ def test_the_trainer_fixes_the_mmap_threshold_by_default_and_trims_after_each_st
 
     calls = []  # the lever itself would change the test process's allocator
     monkeypatch.setattr(
-        hf_ser.training.trainer, "release_freed_memory", lambda *threshold: calls.extend(threshold or [None])
+        hf_ser.training.trainer, "release_freed_memory", lambda *args: calls.append(args[0] if args else None)
     )
     args = SERTrainingArguments(
         output_dir=str(tmp_path),
@@ -109,3 +109,19 @@ def test_the_threshold_is_refused_beyond_what_glibc_takes(tmp_path):
     assert SERTrainingArguments(output_dir=str(tmp_path)).cpu_mmap_threshold_mib == 16.0
     with pytest.raises(ValueError, match="cpu_mmap_threshold_mib=64.0: glibc takes up to 32 MiB; 0 keeps its own"):
         SERTrainingArguments(output_dir=str(tmp_path), cpu_mmap_threshold_mib=64.0)
+
+
+def test_off_glibc_the_default_threshold_is_skipped_without_a_warning(tmp_path, monkeypatch, caplog):
+    import torch
+
+    import hf_ser.training.trainer
+
+    calls = []
+    monkeypatch.setattr(hf_ser.training.trainer, "glibc_malloc", lambda: False)
+    monkeypatch.setattr(hf_ser.training.trainer, "release_freed_memory", lambda *args: calls.append(args))
+    args = SERTrainingArguments(
+        output_dir=str(tmp_path), use_cpu=True, eval_strategy="no", load_best_model_at_end=False, report_to="none"
+    )
+    with caplog.at_level("WARNING"):
+        hf_ser.training.trainer.SERTrainer(model=torch.nn.Linear(2, 2), args=args)
+    assert calls == [] and not [r for r in caplog.records if "mmap" in r.getMessage() or "glibc" in r.getMessage()]
