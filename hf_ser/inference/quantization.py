@@ -145,28 +145,24 @@ def quantize_export(
         op_types_to_quantize=QUANTIZED_OPERATORS,
         use_external_data_format=fp32_bytes > PROTOBUF_LIMIT_BYTES,
     )
+    info_path = output_dir / EXPORT_INFO_FILE  # the fp32 export's, copied above
+    info = json.loads(info_path.read_text())
     report = {
         "quantization": "int8 dynamic (onnxruntime.quantization.quantize_dynamic, weight_type QInt8, "
         f"op_types_to_quantize {QUANTIZED_OPERATORS})"
-        + (", feature encoder convolutions as MatMuls" if _encoder_as_matmuls(fp32_dir) else ""),
+        + (", feature encoder convolutions as MatMuls" if info.get("feature_encoder_as_matmuls") else ""),
         "audio": audio,
         "fp32_bytes": fp32_bytes,
         "int8_bytes": sum(item.stat().st_size for item in output_dir.glob(f"{ONNX_FILE}*")),
         **quantization_parity(fp32_dir, output_dir, files, threads),
     }
     (output_dir / PARITY_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    info_path = output_dir / EXPORT_INFO_FILE
-    info = json.loads(info_path.read_text())
     info["quantization"] = {"type": "int8", "parity_file": PARITY_FILE}
     if "parity" in info:  # measured on the fp32 graph, against PyTorch, before quantisation
         info["fp32_parity"] = info.pop("parity")
     info_path.write_text(json.dumps(info, indent=2) + "\n")
     logger.info("int8: %s", parity_summary(report))
     return report
-
-
-def _encoder_as_matmuls(export_dir: Path) -> bool:
-    return bool(json.loads((export_dir / EXPORT_INFO_FILE).read_text()).get("feature_encoder_as_matmuls"))
 
 
 def parity_summary(report: dict) -> str:
