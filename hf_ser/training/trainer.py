@@ -1,8 +1,8 @@
 """`SERTrainer`: the `Trainer` with what hf-ser's data and recipes need.
 
-- Length-grouped batches (`train_sampling_strategy: group_by_length`, hf-ser's default) from the `duration` column
-  that `build_corpus` computes in `map`: the audio transform hides every column but its outputs, so the sampler reads
-  the plain table. `length_grouping: epoch` (default) sorts the whole epoch (`hf_ser.data.sampler`), `megabatch` uses
+- Length-grouped batches (`train_sampling_strategy: group_by_length`; the default stays `random`) from the
+  `duration` column that `build_corpus` computes in `map`: the audio transform hides every column but its outputs, so
+  the sampler reads the plain table. `length_grouping: epoch` (default) sorts the whole epoch (`hf_ser.data.sampler`), `megabatch` uses
   the Trainer's `LengthGroupedSampler`. Evaluation and prediction keep the dataset's order (the Trainer would
   length-group them too, and per-clip predictions are written in dataset order).
 - `encoder_learning_rate`: the encoder's parameters in their own optimizer groups, the head and pooling on
