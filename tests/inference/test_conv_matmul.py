@@ -4,6 +4,7 @@
 import pytest
 import torch
 from conftest import TINY_WAV2VEC2
+from published_layouts import CHECKPOINTS_DIR, LAYOUTS, published_config
 from torch import nn
 from transformers import AutoModel, HubertConfig, Wav2Vec2Config, WavLMConfig
 
@@ -66,3 +67,24 @@ def test_the_rewrite_lasts_only_within_the_block_and_leaves_other_models_alone()
     cnn = SERCNN(SERCNNConfig(block_channels=[8], pool_blocks=[0], attention_heads=2, attention_hidden=8))
     with feature_encoder_as_matmuls(cnn) as rewritten:
         assert not rewritten
+
+
+# one layout per published config.json with a convolutional feature encoder
+PUBLISHED_CONV_ENCODERS = list(
+    {layout.source: layout for layout in LAYOUTS if layout.family in ("group", "layer") and layout.source}.values()
+)
+
+
+@pytest.mark.skipif(not CHECKPOINTS_DIR.is_dir(), reason=f"published configs not found at {CHECKPOINTS_DIR}")
+@pytest.mark.parametrize("layout", PUBLISHED_CONV_ENCODERS, ids=[layout.name for layout in PUBLISHED_CONV_ENCODERS])
+def test_the_rewrite_is_exact_on_the_published_feature_encoders(layout):
+    """What int8 export rewrites in users' checkpoints: the 7-layer, 512-channel feature encoders of the published
+    wav2vec2-base, WavLM, HuBERT-large and audEERING configs (group and layer norm, conv bias or not)."""
+    torch.manual_seed(2)
+    encoder = AutoModel.from_config(published_config(layout)).feature_extractor.eval()
+    rewritten = MatMulFeatureEncoder(encoder)
+    waveforms = torch.randn(2, 16_037)
+    with torch.no_grad():
+        expected, actual = encoder(waveforms), rewritten(waveforms)
+    assert actual.shape == expected.shape == (2, 512, 49)
+    assert (actual - expected).abs().max() <= 1e-5 * max(1.0, expected.abs().max())
