@@ -232,7 +232,7 @@ class DataArguments:
         default=None,
         metadata={
             "help": "Transforms of whole collated training batches on the training device (plain torch, never on "
-            "evaluation): a list of {name: AddGaussianSNR | Gain | TimeMask, p, ...kwargs} (docs/recipes.md)."
+            "evaluation): a list of {name: AddGaussianSNR | Gain | TimeMask | Mixup, p, ...kwargs} (docs/recipes.md)."
         },
     )
     on_bad_audio: str = field(

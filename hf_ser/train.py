@@ -119,6 +119,7 @@ def train(
     feature_extractor = build_feature_extractor(model_args, data_args.sampling_rate, backbone_config_of(model_args))
     if batch_augmenter is not None:
         check_batch_input(feature_extractor.model_input_names[0])
+        batch_augmenter.num_labels = len(label_names)  # Mixup turns class ids into mixed label distributions
     with weights_built_whole(training_args):  # ZeRO-3 partitions it later, when the Trainer prepares it
         model = build_model(
             model_args,

@@ -4,7 +4,8 @@ same way for the same key, and a bad recipe entry is a one-line error naming it.
 import pytest
 import torch
 
-from hf_ser.data.batch_augment import AddGaussianSNR, Gain, TimeMask, build_batch_augmenter, check_batch_input
+from hf_ser.data.batch_augment import AddGaussianSNR, Gain, Mixup, TimeMask, build_batch_augmenter, check_batch_input
+from hf_ser.data.votes import LABEL_DISTRIBUTION
 
 LENGTHS = [16000, 12000, 4000]
 
@@ -91,6 +92,7 @@ def test_unset_keys_take_audiomentations_defaults():
     augmenter = build_batch_augmenter([{"name": "AddGaussianSNR"}, {"name": "Gain"}, {"name": "TimeMask"}])
     assert augmenter.transforms == [AddGaussianSNR(), Gain(), TimeMask()]
     assert (AddGaussianSNR().min_snr_db, Gain().max_gain_db, TimeMask().max_band_part) == (5.0, 12.0, 0.2)
+    assert build_batch_augmenter([{"name": "Mixup"}]).transforms == [Mixup(p=0.5, alpha=0.4)]
     assert build_batch_augmenter([]) is None and build_batch_augmenter(None) is None
 
 
@@ -113,6 +115,8 @@ def test_unset_keys_take_audiomentations_defaults():
             r"^batch_augmentations\[0\] \(Gain\): min_gain_db=3.0 and",
         ),
         (["Gain"], r"^batch_augmentations\[0\] must be a mapping with a `name`"),
+        ([{"name": "Mixup", "alpha": 0}], r"^batch_augmentations\[0\] \(Mixup\): alpha=0.0 must be positive"),
+        ([{"name": "Mixup", "beta": 1}], r"^batch_augmentations\[0\] \(Mixup\): unknown key 'beta'"),
     ],
 )
 def test_a_bad_entry_is_a_one_line_error_naming_it(specs, message):
@@ -125,3 +129,63 @@ def test_models_without_waveform_input_are_refused():
     check_batch_input("input_values")
     with pytest.raises(ValueError, match="this model's input is input_features"):
         check_batch_input("input_features")
+
+
+def mixed(specs: list, batch: dict, key: int = 0, num_labels=3) -> dict:
+    augmenter = build_batch_augmenter(specs, seed=5, num_labels=num_labels)
+    return augmenter(batch, augmenter.generator(torch.device("cpu"), 0, key, 0))
+
+
+def test_mixup_mixes_each_chosen_item_with_a_partner_and_mixes_the_targets_alike():
+    batch = padded_batch()
+    batch["input_values"][1] *= 3  # tell the three clips apart by scale and length
+    batch["input_values"][2] *= 7
+    out = mixed([{"name": "Mixup", "p": 1.0, "alpha": 0.4}], batch, key=2)
+    targets = out[LABEL_DISTRIBUTION]
+    assert targets.shape == (3, 3) and torch.allclose(targets.sum(dim=1), torch.ones(3))
+    assert out["labels"] is batch["labels"]  # the hard labels stay for metrics; the loss uses the distributions
+    for row in range(3):
+        lam = targets[row, row].item() if targets[row].max() < 1 else 1.0
+        assert lam >= 0.5  # the item stays the larger part of its mixture
+        partner = next((col for col in range(3) if col != row and targets[row, col] > 0), row)
+        expected = lam * batch["input_values"][row] + (1 - lam) * batch["input_values"][partner]
+        torch.testing.assert_close(out["input_values"][row], expected)
+        union = torch.maximum(batch["attention_mask"][row], batch["attention_mask"][partner])
+        assert torch.equal(out["attention_mask"][row], union)
+    assert (targets.max(dim=1).values < 1).any()  # p=1 with three distinct clips: someone was mixed
+
+
+def test_mixup_at_p_0_changes_nothing_but_hands_the_loss_one_hot_targets():
+    batch = padded_batch()
+    out = mixed([{"name": "Mixup", "p": 0.0}], batch)
+    torch.testing.assert_close(out["input_values"], batch["input_values"])
+    assert torch.equal(out[LABEL_DISTRIBUTION], torch.eye(3))
+
+
+def test_mixup_mixes_existing_label_distributions_and_dimensional_values():
+    batch = padded_batch()
+    batch[LABEL_DISTRIBUTION] = torch.tensor([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    out = mixed([{"name": "Mixup", "p": 1.0, "alpha": 1.0}], batch, num_labels=None)
+    assert torch.allclose(out[LABEL_DISTRIBUTION].sum(dim=1), torch.ones(3))
+    dimensional = padded_batch()
+    dimensional["labels"] = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    out = mixed([{"name": "Mixup", "p": 1.0, "alpha": 1.0}], dimensional, num_labels=None)
+    assert LABEL_DISTRIBUTION not in out and out["labels"].shape == (3, 2)
+    # each row is a convex mix of two rows: its second value minus its first stays 1
+    torch.testing.assert_close(out["labels"][:, 1] - out["labels"][:, 0], torch.ones(3))
+
+
+def test_mixup_draws_are_keyed_and_run_after_the_other_transforms():
+    specs = [{"name": "Mixup", "p": 1.0}, {"name": "Gain", "p": 1.0, "min_gain_db": 6.0, "max_gain_db": 6.0}]
+    batch = padded_batch()
+    first, again = mixed(specs, batch, key=4), mixed(specs, padded_batch(), key=4)
+    torch.testing.assert_close(first["input_values"], again["input_values"])
+    gain = 10 ** (6 / 20)
+    targets = first[LABEL_DISTRIBUTION]
+    assert (targets.max(dim=1).values < 1).any()  # not the identity permutation: someone has a partner
+    for row in range(3):
+        lam = targets[row, row].item()
+        partner = next((col for col in range(3) if col != row and targets[row, col] > 0), row)
+        # gained first, then mixed: the partner's samples beyond the item's own length are gained too
+        expected = gain * (lam * batch["input_values"][row] + (1 - lam) * batch["input_values"][partner])
+        torch.testing.assert_close(first["input_values"][row], expected)

@@ -107,6 +107,7 @@ def test_a_recipe_trains_with_batch_transforms(tiny_train_argv, tmp_path):
         {"name": "AddGaussianSNR", "p": 0.5, "min_snr_db": 10.0, "max_snr_db": 30.0},
         {"name": "Gain", "p": 0.5, "min_gain_db": -6.0, "max_gain_db": 6.0},
         {"name": "TimeMask", "p": 0.5, "max_band_part": 0.1},
+        {"name": "Mixup", "p": 0.5, "alpha": 0.4},  # the loss then takes mixed label distributions
     ]
     argv = tiny_train_argv + ["--num_train_epochs", "1", "--precise_bn_batches", "0", "--bootstrap_samples", "0"]
     argv += ["--batch_augmentations", json.dumps(specs)]
