@@ -145,7 +145,7 @@ def test_base_recipe_parses_to_its_tuned_settings_with_the_seeds_optimiser():
     assert (config["feature_type"], config["use_deltas"], config["pool_blocks"]) == ("logmel", True, [0, 1, 2])
     assert (config["time_masks"], config["time_mask_frames"], config["frequency_masks"]) == (2, 20, 2)
     assert config["frequency_mask_bins"] == 6
-    assert data_args.max_duration_seconds == 2.0 and data_args.augmentations == []  # speed perturbation lost
+    assert data_args.max_duration_seconds == 2.0 and data_args.augmentations == []  # speed perturbation: a variant
     assert data_args.validation_fraction == 0.25  # two validation speakers per EmoDB fold
     assert (training_args.learning_rate, training_args.weight_decay) == (1e-3, 1e-5)  # the seed's optimiser
     assert training_args.per_device_train_batch_size == 32 and training_args.num_train_epochs == 100
