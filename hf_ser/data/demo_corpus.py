@@ -135,6 +135,19 @@ def _check_is_demo_corpus(root: Path) -> None:
         )
 
 
+def _move_aside(root: Path) -> None:
+    """Delete the folder `root` safely against another writer doing the same: it is first renamed into a fresh
+    folder beside it (atomic: of two writers one moves it, the other finds it gone), then deleted from there. Deleting
+    it in place let two writers' `rmtree` race over the same files."""
+    trash = Path(tempfile.mkdtemp(prefix=f".{root.name}.stale.", dir=root.parent))
+    try:
+        os.rename(root, trash / root.name)
+    except FileNotFoundError:
+        pass  # the other writer moved it first
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
 def generate_demo_corpus(root: str | Path, speakers: int = 16, per_emotion: int = 6, seed: int = 0) -> Path:
     """Write the corpus under `root` (skipped when it is already complete and of this generator version); returns
     `root`.
@@ -173,8 +186,12 @@ def generate_demo_corpus(root: str | Path, speakers: int = 16, per_emotion: int 
                     soundfile.write(staging / emotion / f"spk{speaker:02d}_{emotion}_{index:02d}.wav", waveform, 16_000)
         (staging / MARKER_FILE).write_text(json.dumps({**marker, "voices": voices}, indent=1))
         if root.is_dir() and not complete():  # an older version's corpus, or one left half-written in place
-            _check_is_demo_corpus(root)
-            shutil.rmtree(root)
+            try:
+                _check_is_demo_corpus(root)
+            except FileNotFoundError:
+                pass  # another writer moved it away meanwhile
+            else:
+                _move_aside(root)
         try:
             os.rename(staging, root)
         except OSError:  # another process renamed its copy first

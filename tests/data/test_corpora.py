@@ -683,3 +683,17 @@ def test_msp_podcast_soft_targets_come_from_labels_detailed_and_the_hard_default
     }
     assert corpus.report.label_votes["votes_outside_labels"] == {"contempt": 1, "frustrated": 1, "other": 1}
     assert (corpus.report.label_votes["items_with_votes"], corpus.report.label_votes["one_hot_without_votes"]) == (3, 1)
+
+
+def test_a_stale_corpus_is_moved_aside_once_and_the_second_writer_finds_it_gone(tmp_path):
+    """The race the test above can only hit by chance: two writers both found the stale folder and both deleted it
+    in place, and the slower `rmtree` failed on files the other had removed."""
+    from hf_ser.data.demo_corpus import _move_aside
+
+    root = tmp_path / "demo"
+    (root / "angry").mkdir(parents=True)
+    (root / "angry" / "spk01_angry_00.wav").write_bytes(b"")
+    _move_aside(root)
+    assert not root.exists()
+    _move_aside(root)  # the second writer: no error, nothing left behind
+    assert list(tmp_path.iterdir()) == []
