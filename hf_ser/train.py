@@ -60,6 +60,7 @@ from hf_ser.training.checkpoints import (  # noqa: E402
     check_selection_uses_validation,
     checkpoint_to_resume,
     refuse_finished_run,
+    refuse_selection_without_validation,
 )
 from hf_ser.training.distributed import prepare_model_for_processes, weights_built_whole  # noqa: E402
 from hf_ser.training.lora import prepare_lora  # noqa: E402
@@ -109,6 +110,7 @@ def train(
         splits, label_names, report = split_checked_corpus(
             corpus or check_corpus(data_args), data_args, seed=training_args.seed
         )
+    refuse_selection_without_validation(training_args, splits)
     if training_args.process_index == 0:
         report.save(training_args.output_dir)
         print(report.split_summary(), flush=True)  # printed whatever the log level: what this run trains and scores on
@@ -174,7 +176,7 @@ def train(
         model=model,
         args=training_args,
         train_dataset=splits["train"],
-        eval_dataset=splits["validation"],  # model selection and early stopping see validation speakers only
+        eval_dataset=splits.get("validation"),  # model selection and early stopping see validation speakers only
         data_collator=SERDataCollator(feature_extractor, data_args.pad_to_multiple_of_samples),
         processing_class=feature_extractor,
         compute_metrics=dimensional_compute_metrics(label_names) if data_args.dimensional else compute_metrics,

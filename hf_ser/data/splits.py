@@ -81,6 +81,8 @@ def split_corpus(dataset: Dataset, args: DataArguments, seed: int) -> tuple[Data
     check_disjoint_speakers({name: set(value) for name, value in chosen.items()})
     splits = DatasetDict()
     for name, members in chosen.items():
+        if name == "validation" and args.validation_speakers == []:
+            continue  # none asked for: a fixed-length run with nothing to select on (`hf-ser cv --refit`)
         members = set(members)
         splits[name] = dataset.filter(lambda speaker, members=members: speaker in members, input_columns="speaker")
         if len(splits[name]) == 0:
@@ -123,6 +125,8 @@ def describe_split(args: DataArguments, seed: int, protocol: str) -> str:
             f"no speaker in two splits; validation and test speakers drawn automatically (seed {seed}, fractions "
             f"{args.validation_fraction:g} / {args.test_fraction:g}), chosen to put every class in every split"
         )
+    if args.validation_speakers == []:
+        return "no speaker in both training and test; speakers as listed, no validation split"
     return "no speaker in two splits; speakers as listed (recipe or command line)"
 
 

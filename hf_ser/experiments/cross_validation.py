@@ -10,6 +10,11 @@ training. Fold results land in `<output_dir>/fold-XX/`; the summary in `<output_
 interrupted run resumes where it stopped (and a fold interrupted mid-training resumes from its last checkpoint).
 The same plan (`cv_plan.json`) serves folds run as separate jobs: `--plan_only` writes it, `--fold I` trains one fold
 of it (refusing a plan made with another recipe, corpus or options), `--summarize` summarises the finished folds.
+
+`--refit` adds a second run per fold, `<output_dir>/fold-XX-refit/`: trained on the fold's training and validation
+speakers together, for the number of epochs its validation run chose (the best checkpoint's epoch, rounded up), with no
+validation split; its last weights are tested. The summary then reports the refit models (what `hf-ser compare`
+reads) and, beside them, the validation runs' own test scores. A plan without it gains it when `--refit` is passed.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import random
 import re
 import time
@@ -51,6 +57,7 @@ LOSESSO = "leave-one-session-out"
 FOLD_RULES = (LOSO, LOSESSO, "K (an integer: K speaker-disjoint folds balanced by item count)")
 SPLIT_KEYS = ("train_speakers", "validation_speakers", "test_speakers")
 PLAN_FILE = "cv_plan.json"
+REFIT_SUFFIX = "-refit"
 SUMMARY_FILE = CV_SUMMARY_FILE
 FOLD_TIME_FILE = "cv_fold.json"
 METRICS = ("wa", "ua", "macro_f1")
@@ -80,6 +87,10 @@ class Fold:
     @property
     def name(self) -> str:
         return f"fold-{self.index:02d}"
+
+    @property
+    def refit_name(self) -> str:
+        return f"{self.name}{REFIT_SUFFIX}"
 
 
 def fold_test_speakers(speaker_items: dict[str, int], folds: str, seed: int = 42) -> list[list[str]]:
@@ -219,9 +230,10 @@ class CrossValidation:
         return Path(self.training_args.output_dir)
 
 
-def plan_cross_validation(argv: list[str], folds: Optional[str] = None) -> CrossValidation:
+def plan_cross_validation(argv: list[str], folds: Optional[str] = None, refit: bool = False) -> CrossValidation:
     """The folds of `argv` (what `hf-ser train` takes; its `output_dir` is the CV folder). `folds=None` takes the rule
-    of the plan already in that folder, or leave-one-speaker-out."""
+    of the plan already in that folder, or leave-one-speaker-out; `refit` (or a plan in that folder that has it) adds
+    each fold's refit on its training + validation speakers."""
     argv = list(argv)
     overridden = [key for key in SPLIT_KEYS if f"--{key}" in argv]
     if overridden:
@@ -229,8 +241,8 @@ def plan_cross_validation(argv: list[str], folds: Optional[str] = None) -> Cross
     model_args, data_args, training_args = parse_args(argv)
     refuse_dimensional(data_args, "cv")
     cv_dir = Path(training_args.output_dir)
+    stored = _read_fold_file(cv_dir / PLAN_FILE) if (cv_dir / PLAN_FILE).is_file() else {}
     if folds is None:
-        stored = _read_fold_file(cv_dir / PLAN_FILE) if (cv_dir / PLAN_FILE).is_file() else {}
         folds = stored.get("folds_rule", LOSO)
     speaker_items = corpus_speaker_items(data_args)
     fold_list = make_folds(speaker_items, folds, training_args.seed, data_args.validation_fraction)
@@ -241,6 +253,7 @@ def plan_cross_validation(argv: list[str], folds: Optional[str] = None) -> Cross
         "recipe": _recipe_fingerprint(argv),
         "corpus": {"dataset": data_args.dataset, "data_dir": data_args.data_dir, "speaker_items": speaker_items},
         "folds": [asdict(fold) for fold in fold_list],
+        "refit": bool(refit or stored.get("refit")),
     }
     return CrossValidation(model_args, data_args, training_args, fold_list, plan)
 
@@ -277,28 +290,89 @@ def train_fold(cv: CrossValidation, fold: Fold, corpus: Optional[CheckedCorpus] 
     return True
 
 
-def run_cross_validation(argv: list[str], folds: Optional[str] = LOSO) -> dict:
+def refit_epochs(fold_dir: Path) -> int:
+    """The length of a fold's refit: the epoch of its validation run's best checkpoint, rounded up."""
+    best_epoch = _fold_result(fold_dir)["best_epoch"]
+    if best_epoch is None:
+        raise ValueError(
+            f"{fold_dir / TRAINER_STATE_FILE} records no best checkpoint, so the refit has no epoch count: the "
+            "validation run must select one (eval_strategy and load_best_model_at_end as the recipes set them)"
+        )
+    return max(1, math.ceil(best_epoch))
+
+
+def refit_fold(cv: CrossValidation, fold: Fold, corpus: Optional[CheckedCorpus] = None) -> bool:
+    """Train `<cv_dir>/fold-XX-refit` on the fold's training + validation speakers for `refit_epochs` of its finished
+    validation run, with no validation split, and test its last weights; True when it trained."""
+    refit_dir = cv.cv_dir / fold.refit_name
+    if is_finished_run(refit_dir):
+        logger.info("%s: done already (%s), not trained again", fold.refit_name, refit_dir / TEST_RESULTS_FILE)
+        return False
+    epochs = refit_epochs(cv.cv_dir / fold.name)
+    speakers = sorted(fold.train_speakers + fold.validation_speakers)
+    logger.info(
+        "%s: %d epochs on %d speakers (training + validation), test %s",
+        fold.refit_name,
+        epochs,
+        len(speakers),
+        fold.test_speakers,
+    )
+    started = time.perf_counter()
+    data_args = dataclasses.replace(fold_data_args(cv.data_args, fold), train_speakers=speakers, validation_speakers=[])
+    training_args = dataclasses.replace(
+        cv.training_args,
+        output_dir=str(refit_dir),
+        num_train_epochs=epochs,
+        max_steps=-1,
+        eval_strategy="no",
+        load_best_model_at_end=False,
+        early_stopping_patience=0,
+    )
+    train(cv.model_args, data_args, training_args, corpus=corpus)
+    if training_args.process_index == 0:
+        (refit_dir / FOLD_TIME_FILE).write_text(json.dumps({"wall_seconds": time.perf_counter() - started}))
+    return True
+
+
+def _fold_is_done(cv: CrossValidation, fold: Fold) -> bool:
+    runs = [fold.name, fold.refit_name] if cv.plan["refit"] else [fold.name]
+    return all(is_finished_run(cv.cv_dir / name) for name in runs)
+
+
+def _summarise(cv: CrossValidation, fold_list: list[Fold]) -> dict:
+    return summarise(
+        cv.cv_dir,
+        fold_list,
+        cv.plan["folds_rule"],
+        cv.training_args.metric_for_best_model,
+        cv.plan["argv"],
+        refit=cv.plan["refit"],
+    )
+
+
+def run_cross_validation(argv: list[str], folds: Optional[str] = LOSO, refit: bool = False) -> dict:
     """`argv` is what `hf-ser train` takes (`RECIPE.yaml --key value ...`); its `output_dir` becomes the CV folder.
-    Trains every fold not yet done, one after another, then writes and returns the summary."""
-    cv = plan_cross_validation(argv, folds)
+    Trains every fold not yet done (and with `refit`, its refit), one after another, then writes and returns the
+    summary."""
+    cv = plan_cross_validation(argv, folds, refit)
     _check_plan(cv.cv_dir, cv.plan)
     started = time.perf_counter()
     corpus = None  # decoded once, on the first fold that trains, and split again for every other fold
     for fold in cv.folds:
-        if corpus is None and not is_finished_run(cv.cv_dir / fold.name):
+        if corpus is None and not _fold_is_done(cv, fold):
             with cv.training_args.main_process_first(desc="corpus"):
                 corpus = check_corpus(cv.data_args)
         train_fold(cv, fold, corpus)
-    summary = summarise(
-        cv.cv_dir, cv.folds, cv.plan["folds_rule"], cv.training_args.metric_for_best_model, cv.plan["argv"]
-    )
+        if cv.plan["refit"]:
+            refit_fold(cv, fold, corpus)
+    summary = _summarise(cv, cv.folds)
     summary["wall_seconds_this_invocation"] = time.perf_counter() - started
     write_summary(cv.cv_dir, summary)
     return summary
 
 
 def _planned(argv: list[str], folds: Optional[str]) -> CrossValidation:
-    """The plan of `argv`, which must be the one `--plan_only` wrote into its CV folder."""
+    """The plan of `argv`, which must be the one `--plan_only` wrote into its CV folder (with its refit or not)."""
     cv = plan_cross_validation(argv, folds)
     if not (cv.cv_dir / PLAN_FILE).is_file():
         raise FileNotFoundError(
@@ -309,23 +383,25 @@ def _planned(argv: list[str], folds: Optional[str]) -> CrossValidation:
 
 
 def run_fold(argv: list[str], index: int, folds: Optional[str] = None) -> bool:
-    """Fold `index` of the plan in `argv`'s CV folder, as its own job (a SLURM array task, an `accelerate launch`)."""
+    """Fold `index` of the plan in `argv`'s CV folder, as its own job (a SLURM array task, an `accelerate launch`),
+    then its refit when the plan has one; True when either trained."""
     cv = _planned(argv, folds)
     if not 0 <= index < len(cv.folds):
         raise ValueError(f"--fold {index}: {cv.cv_dir / PLAN_FILE} has {len(cv.folds)} folds, 0 to {len(cv.folds) - 1}")
-    return train_fold(cv, cv.folds[index])
+    trained = train_fold(cv, cv.folds[index])
+    if cv.plan["refit"]:
+        trained = refit_fold(cv, cv.folds[index]) or trained
+    return trained
 
 
 def summarise_planned(argv: list[str], folds: Optional[str] = None) -> dict:
     """`cv_summary.json` / `.md` from the folds of the plan that finished; the others are named as missing."""
     cv = _planned(argv, folds)
-    finished = [fold for fold in cv.folds if is_finished_run(cv.cv_dir / fold.name)]
+    finished = [fold for fold in cv.folds if _fold_is_done(cv, fold)]
     missing = [fold.name for fold in cv.folds if fold not in finished]
     if not finished:
         raise FileNotFoundError(f"{cv.cv_dir}: no fold has finished yet (missing {', '.join(missing)})")
-    summary = summarise(
-        cv.cv_dir, finished, cv.plan["folds_rule"], cv.training_args.metric_for_best_model, cv.plan["argv"]
-    )
+    summary = _summarise(cv, finished)
     if missing:
         summary["missing_folds"] = missing
         summary["protocol"]["planned_folds"] = len(cv.folds)
@@ -357,25 +433,37 @@ def _fold_result(fold_dir: Path) -> dict:
     }
 
 
-def summarise(cv_dir: Path, fold_list: list[Fold], folds: str, selection_metric: str, argv: list[str]) -> dict:
-    """Per-fold and mean ± std test scores, the confusion matrix summed over folds (every item is tested once)."""
+def _validation_run(row: dict) -> dict:
+    """A refit fold's validation run, as its summary row keeps it beside the refit's scores."""
+    return {key: row[key] for key in (*METRICS, "epochs_run", "max_epochs", "best_epoch", "best_validation_metric")}
+
+
+def summarise(
+    cv_dir: Path, fold_list: list[Fold], folds: str, selection_metric: str, argv: list[str], refit: bool = False
+) -> dict:
+    """Per-fold and mean ± std test scores, the confusion matrix summed over folds (every item is tested once). With
+    `refit`, the scores are the refit models' and each row keeps its validation run's as `validation_run`."""
     rows, total, labels = [], None, None
     for fold in fold_list:
-        fold_dir = cv_dir / fold.name
+        fold_dir = cv_dir / (fold.refit_name if refit else fold.name)
         matrix_file = _read_fold_file(fold_dir / CONFUSION_MATRIX_FILE)
         if labels is not None and matrix_file["labels"] != labels:
             raise ValueError(f"{fold_dir}: labels {matrix_file['labels']} differ from the other folds' {labels}")
         labels = matrix_file["labels"]
         matrix = np.asarray(matrix_file["test"], dtype=int)
         total = matrix if total is None else total + matrix
-        rows.append(
-            {
-                "fold": fold.name,
-                "test_speakers": fold.test_speakers,
-                "validation_speakers": fold.validation_speakers,
-                **_fold_result(fold_dir),
-            }
-        )
+        row = {
+            "fold": fold.name,
+            "test_speakers": fold.test_speakers,
+            "validation_speakers": fold.validation_speakers,
+            **_fold_result(fold_dir),
+        }
+        if refit:
+            validation_run = _fold_result(cv_dir / fold.name)
+            row["validation_run"] = _validation_run(validation_run)
+            walls = (row["wall_seconds"], validation_run["wall_seconds"])
+            row["wall_seconds"] = None if None in walls else sum(walls)  # both runs of the fold
+        rows.append(row)
     mean, std = {}, {}
     for metric in METRICS:
         mean[metric], std[metric] = mean_std([row[metric] for row in rows])  # folds >= 2: std defined
@@ -383,6 +471,21 @@ def summarise(cv_dir: Path, fold_list: list[Fold], folds: str, selection_metric:
     references = np.repeat(np.repeat(np.arange(len(labels)), len(labels)), total.ravel())
     pooled = ser_scores(predictions, references, num_labels=len(labels))
     walls = [row["wall_seconds"] for row in rows]
+    selection = (
+        f"best checkpoint on validation {selection_metric}; test speakers are scored once, after training"
+        if not refit
+        else f"each fold's validation run chose an epoch count (its best checkpoint on validation {selection_metric}); "
+        "the scored model was then trained on the fold's training + validation speakers for that many epochs "
+        "(rounded up), with no validation split, and its last weights scored once on the test speakers"
+    )
+    extra = {}
+    if refit:
+        extra["validation_runs"] = {
+            "what": "the validation runs' own test scores (their best checkpoint, trained without the validation "
+            "speakers), for comparison",
+            "mean": {metric: mean_std([row["validation_run"][metric] for row in rows])[0] for metric in METRICS},
+            "std": {metric: mean_std([row["validation_run"][metric] for row in rows])[1] for metric in METRICS},
+        }
     return {
         "protocol": {
             "evaluation": "speaker-independent cross-validation: no test speaker is in its fold's training or "
@@ -391,8 +494,7 @@ def summarise(cv_dir: Path, fold_list: list[Fold], folds: str, selection_metric:
             "n_folds": len(fold_list),
             "validation_speakers": "chosen from each fold's training speakers (max(1, round(validation_fraction x "
             "non-test speakers))), rotating over speakers by a seeded cycle; never a test speaker",
-            "model_selection": f"best checkpoint on validation {selection_metric}; test speakers are scored once, "
-            "after training",
+            "model_selection": selection,
             "std": STD_RULE,
         },
         "command": ["hf-ser", "cv", *argv, "--folds", folds],
@@ -403,6 +505,7 @@ def summarise(cv_dir: Path, fold_list: list[Fold], folds: str, selection_metric:
         "pooled": {metric: pooled[metric] for metric in METRICS},
         "confusion_matrix": total.tolist(),
         "wall_seconds": sum(walls) if None not in walls else None,
+        **extra,
     }
 
 
@@ -429,20 +532,43 @@ def write_summary(cv_dir: Path, summary: dict) -> None:
             else []
         ),
         f"**UA {percent(mean['ua'], std['ua'])}, WA {percent(mean['wa'], std['wa'])}, "
-        f"macro-F1 {percent(mean['macro_f1'], std['macro_f1'])}** (mean ± {protocol['std']}).",
+        f"macro-F1 {percent(mean['macro_f1'], std['macro_f1'])}** (mean ± {protocol['std']}"
+        + ("; refit models" if "validation_runs" in summary else "")
+        + ").",
         "",
-        "| fold | test speakers | validation speakers | WA % | UA % | macro-F1 % | epochs run / max | best epoch | wall s |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
+    if "validation_runs" in summary:
+        runs = summary["validation_runs"]
+        lines += [
+            f"Their validation runs (trained without the validation speakers, best checkpoint) scored UA "
+            f"{percent(runs['mean']['ua'], runs['std']['ua'])}, WA {percent(runs['mean']['wa'], runs['std']['wa'])}, "
+            f"macro-F1 {percent(runs['mean']['macro_f1'], runs['std']['macro_f1'])} on the same test speakers.",
+            "",
+            "| fold | test speakers | validation speakers | WA % | UA % | macro-F1 % | refit epochs "
+            "| validation run: UA % | best epoch / run / max | wall s (both runs) |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+    else:
+        lines += [
+            "| fold | test speakers | validation speakers | WA % | UA % | macro-F1 % | epochs run / max | best epoch "
+            "| wall s |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
     for row in summary["folds"]:
         wall_text = f"{row['wall_seconds']:.0f}" if row["wall_seconds"] is not None else "?"
-        best_epoch = "?" if row["best_epoch"] is None else f"{row['best_epoch']:g}"
-        lines.append(
+        scores = (
             f"| {row['fold']} | {' '.join(row['test_speakers'])} | {' '.join(row['validation_speakers'])} "
             f"| {100 * row['wa']:.2f} | {100 * row['ua']:.2f} | {100 * row['macro_f1']:.2f} "
-            f"| {row['epochs_run']:g} / {row['max_epochs']} | {best_epoch} "
-            f"| {wall_text} |"
         )
+        if "validation_run" in row:
+            run = row["validation_run"]
+            lines.append(
+                f"{scores}| {row['epochs_run']:g} | {100 * run['ua']:.2f} "
+                f"| {run['best_epoch']:g} / {run['epochs_run']:g} / {run['max_epochs']} | {wall_text} |"
+            )
+            continue
+        best_epoch = "?" if row["best_epoch"] is None else f"{row['best_epoch']:g}"
+        lines.append(f"{scores}| {row['epochs_run']:g} / {row['max_epochs']} | {best_epoch} | {wall_text} |")
     pooled = summary["pooled"]
     lines += [
         "",
@@ -474,7 +600,7 @@ def write_summary(cv_dir: Path, summary: dict) -> None:
 def main(argv: Optional[list[str]] = None) -> dict:
     parser = argparse.ArgumentParser(
         prog="hf-ser cv",
-        usage="hf-ser cv RECIPE.yaml [--folds FOLDS] [--plan_only | --fold I | --summarize] [--key value ...]",
+        usage="hf-ser cv RECIPE.yaml [--folds FOLDS] [--refit] [--plan_only | --fold I | --summarize] [--key value ...]",
         allow_abbrev=False,
         description="Speaker-independent cross-validation of a recipe: all folds one after another, or each fold as "
         "its own job (--plan_only, then --fold I per job, then --summarize). Every other option is a recipe override "
@@ -491,11 +617,20 @@ def main(argv: Optional[list[str]] = None) -> dict:
     job.add_argument(
         "--summarize", action="store_true", help="summarise the finished folds of the plan and name the missing ones"
     )
+    parser.add_argument(
+        "--refit",
+        action="store_true",
+        help="also train each fold on its training + validation speakers for the epochs its validation run chose, "
+        "and report those models (a property of the plan: pass it to --plan_only or to a whole run; an existing plan "
+        "gains it, and its finished validation runs are kept)",
+    )
     # Everything else (the recipe path first, then overrides) passes through unchanged, in order.
     args, train_argv = parser.parse_known_args(argv)
+    if args.refit and (args.fold is not None or args.summarize):
+        parser.error("--refit belongs to the plan: pass it with --plan_only (the fold jobs then follow the plan)")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     if args.plan_only:
-        cv = plan_cross_validation(train_argv, args.folds)
+        cv = plan_cross_validation(train_argv, args.folds, args.refit)
         _check_plan(cv.cv_dir, cv.plan)
         print(
             f"{len(cv.folds)} folds planned in {cv.cv_dir / PLAN_FILE}: train each with --fold 0 to {len(cv.folds) - 1}"
@@ -505,7 +640,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
         trained = run_fold(train_argv, args.fold, args.folds)
         print(f"fold {args.fold}: {'trained' if trained else 'finished already'}")
         return {"fold": args.fold, "trained": trained}
-    summary = (summarise_planned if args.summarize else run_cross_validation)(train_argv, args.folds)
+    if args.summarize:
+        summary = summarise_planned(train_argv, args.folds)
+    else:
+        summary = run_cross_validation(train_argv, args.folds, args.refit)
     print(
         f"UA {percent(summary['mean']['ua'], summary['std']['ua'])}, "
         f"WA {percent(summary['mean']['wa'], summary['std']['wa'])} over {len(summary['folds'])} folds"

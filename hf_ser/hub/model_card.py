@@ -314,7 +314,13 @@ def _data_lines(run: dict, corpus: dict, labels: list[str]) -> list[str]:
     selection = (training.get("metric_for_best_model") or "ua").removeprefix("eval_")
     selection = {"ua": "UA", "wa": "WA", "macro_f1": "macro-F1", "ccc": "mean CCC"}.get(selection, selection)
     selection = selection.replace("ccc_", "CCC of ")
-    if report.get("protocol") == "speaker-independent":
+    if report.get("protocol") == "speaker-independent" and "validation" not in report.get("splits", {}):
+        lines.append(
+            "Protocol: **speaker-independent**. No speaker is in both training and test. There was no validation "
+            f"split: these are the weights at the end of a fixed {training.get('num_train_epochs', 0):g}-epoch run "
+            "(no checkpoint was chosen); the test speakers were scored once, after training."
+        )
+    elif report.get("protocol") == "speaker-independent":
         lines.append(
             "Protocol: **speaker-independent**. No speaker is in more than one of training, validation and "
             f"test. The checkpoint was chosen on the validation speakers (validation {selection}); the test "

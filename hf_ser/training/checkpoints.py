@@ -132,10 +132,41 @@ class ValidationOnlyCallback(TrainerCallback):
             )
 
 
+def refuse_selection_without_validation(training_args, splits) -> None:
+    """A run without a validation split (`validation_speakers: []`, as `hf-ser cv --refit` trains) has nothing to
+    evaluate during training, select a checkpoint on or stop early by: refuse arguments that ask for one."""
+    if "validation" in splits:
+        return
+    asked = [
+        f"{key}: {value}"
+        for key, value, asks in (
+            (
+                "eval_strategy",
+                getattr(training_args.eval_strategy, "value", training_args.eval_strategy),
+                training_args.eval_strategy != "no",
+            ),
+            ("load_best_model_at_end", True, training_args.load_best_model_at_end),
+            (
+                "early_stopping_patience",
+                training_args.early_stopping_patience,
+                bool(training_args.early_stopping_patience),
+            ),
+        )
+        if asks
+    ]
+    if asked:
+        raise ValueError(
+            f"validation_speakers is empty, so there is no validation split, but {', '.join(asked)} needs one: set "
+            "eval_strategy: no, load_best_model_at_end: false and early_stopping_patience: 0 for a fixed-length run"
+        )
+
+
 def check_selection_uses_validation(trainer, splits) -> None:
     """Before training: the Trainer's eval set must be the validation split, never the test split."""
     eval_dataset = trainer.eval_dataset
-    if isinstance(eval_dataset, dict) or eval_dataset is not splits["validation"]:
+    if "validation" not in splits and eval_dataset is None:
+        return  # a fixed-length run (refuse_selection_without_validation checked its arguments)
+    if isinstance(eval_dataset, dict) or eval_dataset is not splits.get("validation"):
         raise ValueError(
             "the Trainer's eval_dataset must be splits['validation']: checkpoint selection "
             f"(metric_for_best_model={trainer.args.metric_for_best_model!r}) and early stopping read it"

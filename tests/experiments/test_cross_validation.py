@@ -1,12 +1,15 @@
 import json
+import math
 
 import pytest
 from conftest import TINY_WAV2VEC2
 
+from hf_ser.arguments import parse_args
 from hf_ser.cli import main as cli_main
 from hf_ser.experiments import cross_validation
 from hf_ser.experiments.compare import compare, load_result
 from hf_ser.experiments.cross_validation import LOSESSO, LOSO, make_folds, run_cross_validation, speaker_session
+from hf_ser.train import train
 
 # EmoDB's ten speakers with their real item counts
 EMODB_ITEMS = {"03": 49, "08": 58, "09": 43, "10": 38, "11": 55, "12": 35, "13": 61, "14": 69, "15": 56, "16": 71}
@@ -204,6 +207,72 @@ def test_two_fold_cv_end_to_end_summarises_and_resumes(two_fold_cv, tmp_path, mo
     # other folds in the same folder are refused instead of mixed
     with pytest.raises(ValueError, match="other folds"):
         run_cross_validation(argv, LOSO)
+
+
+@pytest.mark.slow
+def test_refit_trains_each_fold_again_on_training_and_validation_speakers_for_the_chosen_epochs(
+    tiny_corpus, tmp_path, monkeypatch, capsys
+):
+    cv_dir = tmp_path / "cv"
+    argv = _cv_argv(tiny_corpus, cv_dir, dict(TINY_WAV2VEC2))
+    argv[argv.index("--num_train_epochs") + 1] = "2"
+    assert cli_main(["cv", *argv, "--folds", "2"]) == 0  # validation runs only
+    plain = json.loads((cv_dir / "cv_summary.json").read_text())
+    assert not list(cv_dir.glob("fold-*-refit"))
+
+    # the same plan gains the refit: the finished validation runs are kept, only the refits train
+    mtimes = {p: p.stat().st_mtime_ns for p in cv_dir.glob("fold-0?/test_results.json")}
+    assert cli_main(["cv", *argv, "--folds", "2", "--refit"]) == 0
+    assert mtimes == {p: p.stat().st_mtime_ns for p in cv_dir.glob("fold-0?/test_results.json")}
+    assert json.loads((cv_dir / "cv_plan.json").read_text())["refit"] is True
+    summary = json.loads((cv_dir / "cv_summary.json").read_text())
+    for row, plain_row in zip(summary["folds"], plain["folds"]):
+        refit_dir = cv_dir / f"{row['fold']}-refit"
+        data = json.loads((refit_dir / "data_report.json").read_text())
+        assert set(data["splits"]) == {"train", "test"}  # no validation split
+        assert data["splits"]["train"]["speakers"] == sorted(
+            json.loads((cv_dir / row["fold"] / "data_report.json").read_text())["splits"]["train"]["speakers"]
+            + row["validation_speakers"]
+        )
+        assert data["splits"]["test"]["speakers"] == row["test_speakers"]
+        state = json.loads((refit_dir / "trainer_state.json").read_text())
+        assert state["num_train_epochs"] == math.ceil(plain_row["best_epoch"]) == row["epochs_run"]
+        assert state["best_global_step"] is None and not [e for e in state["log_history"] if "eval_loss" in e]
+        results = json.loads((refit_dir / "test_results.json").read_text())
+        assert (row["ua"], row["wa"]) == (results["test_ua"], results["test_wa"])
+        assert row["validation_run"]["ua"] == plain_row["ua"]  # the validation run's own test score, kept beside
+        refit_wall = json.loads((refit_dir / "cv_fold.json").read_text())["wall_seconds"]
+        assert row["wall_seconds"] == pytest.approx(plain_row["wall_seconds"] + refit_wall)  # both runs of the fold
+        card = (refit_dir / "README.md").read_text()
+        assert "There was no validation split" in card and "chosen on the validation speakers" not in card
+    assert sum(map(sum, summary["confusion_matrix"])) == 48  # every clip tested once, by the refit models
+    assert summary["validation_runs"]["mean"]["ua"] == plain["mean"]["ua"]
+    assert "training + validation speakers" in summary["protocol"]["model_selection"]
+    markdown = (cv_dir / "cv_summary.md").read_text()
+    assert "refit models" in markdown and "Their validation runs" in markdown and "| fold-01 |" in markdown
+    assert compare([cv_dir], tmp_path / "comparison")[0]["ua"] == summary["mean"]["ua"]
+
+    # rerun: nothing trains; the refit is the plan's now, so fold jobs follow it without the flag
+    calls = []
+    monkeypatch.setattr(cross_validation, "train", lambda *args, **kwargs: calls.append(args[2].output_dir))
+    assert cli_main(["cv", *argv, "--fold", "1"]) == 0 and calls == []
+    (cv_dir / "fold-01-refit" / "test_results.json").unlink()
+    cli_main(["cv", *argv, "--fold", "1"])
+    assert calls == [str(cv_dir / "fold-01-refit")]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cross_validation.main([*argv, "--fold", "1", "--refit"])
+    assert "--refit belongs to the plan" in capsys.readouterr().err
+
+
+def test_a_run_without_validation_speakers_refuses_checkpoint_selection(tiny_corpus, tmp_path, tiny_backbone_config):
+    argv = _cv_argv(tiny_corpus, tmp_path / "run", tiny_backbone_config)
+    argv += ["--train_speakers", "01", "02", "--validation_speakers", "none", "--test_speakers", "03", "04"]
+    model_args, data_args, training_args = parse_args(argv)
+    data_args.validation_speakers = []  # what `hf-ser cv --refit` trains
+    with pytest.raises(ValueError, match="no validation split.*eval_strategy: epoch.*load_best_model_at_end"):
+        train(model_args, data_args, training_args)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
 def test_resuming_with_other_options_is_refused(tmp_path):
