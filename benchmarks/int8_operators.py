@@ -8,6 +8,12 @@ against ONNX fp32 and these int8 graphs (onnxruntime `quantize_dynamic`, QInt8 w
   int8-matmul-encoder-fused  the same after onnxruntime's transformer optimizer (`optimize_model`, model_type bert:
                            Gelu / BiasGelu / SkipLayerNormalization fusions) on the fp32 graph, before quantising
   int8-matmul-encoder-per-channel  int8-matmul-encoder with per-channel weight scales
+  int8-static-encoder      static (calibrated) quantisation of the same graph's MatMuls (`quantize_static`, QDQ
+                           format, MinMax ranges from 12 EmoDB files, activations uint8, weights int8, constant-weight
+                           MatMuls only): no DynamicQuantizeLinear at run time
+  int8-static-encoder-qoperator  the same in QOperator format (QLinearMatMul nodes instead of Q/DQ pairs)
+  int8-static-encoder-conv  int8-static-encoder with the remaining Conv nodes (first layer, positional convolution)
+                           quantised as well
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/int8_operators.py --threads 2 --repeats 3 [--variants NAME ...]
 
@@ -25,22 +31,61 @@ import tempfile
 import time
 from pathlib import Path
 
+import soundfile as sf
 import torch
 from common import load_average
 from inference_speed import build_models, speech_like
-from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
 
+from hf_ser.data.collator import clip_features
 from hf_ser.inference.onnx_export import ONNX_FILE, export_onnx
 from hf_ser.inference.predict import EmotionClassifier
 
-# name: (fp32 graph it quantises, operators, per-channel)
+# name: (fp32 graph it quantises, operators, per-channel, static format or None for dynamic)
 VARIANTS = {
-    "int8-default-operators": ("fp32", None, False),
-    "int8-matmul": ("fp32", ["MatMul"], False),
-    "int8-matmul-encoder": ("fp32-encoder", ["MatMul"], False),
-    "int8-matmul-encoder-fused": ("fp32-encoder-fused", ["MatMul"], False),
-    "int8-matmul-encoder-per-channel": ("fp32-encoder", ["MatMul"], True),
+    "int8-default-operators": ("fp32", None, False, None),
+    "int8-matmul": ("fp32", ["MatMul"], False, None),
+    "int8-matmul-encoder": ("fp32-encoder", ["MatMul"], False, None),
+    "int8-matmul-encoder-fused": ("fp32-encoder-fused", ["MatMul"], False, None),
+    "int8-matmul-encoder-per-channel": ("fp32-encoder", ["MatMul"], True, None),
+    "int8-static-encoder": ("fp32-encoder", ["MatMul"], False, "QDQ"),
+    "int8-static-encoder-qoperator": ("fp32-encoder", ["MatMul"], False, "QOperator"),
+    "int8-static-encoder-conv": ("fp32-encoder", ["MatMul", "Conv"], False, "QDQ"),
 }
+EMODB_WAV = Path(__file__).resolve().parents[2] / "shared" / "data" / "emodb" / "wav"
+CALIBRATION_FILES = 12
+
+
+class CalibrationBatches(CalibrationDataReader):
+    """Model inputs of every 40th EmoDB file (speech-like audio without EmoDB), prepared as `EmotionClassifier` does."""
+
+    def __init__(self, classifier: EmotionClassifier):
+        files = sorted(EMODB_WAV.glob("*.wav"))[::40][:CALIBRATION_FILES]
+        waveforms = [sf.read(f, dtype="float32")[0] for f in files] or [speech_like(6.0, seed) for seed in range(4)]
+        input_name = classifier.feature_extractor.model_input_names[0]
+        batches = []
+        for waveform in waveforms:
+            features = clip_features(
+                classifier.feature_extractor, [waveform], classifier.sampling_rate, None, classifier.clip_length
+            )
+            batch = classifier.collator([dict(zip(features, values)) for values in zip(*features.values())])
+            batches.append(
+                {
+                    input_name: batch[input_name].numpy(),
+                    "attention_mask": batch["attention_mask"].numpy().astype("int64"),
+                }
+            )
+        self.batches = iter(batches)
+
+    def get_next(self):
+        return next(self.batches, None)
 
 
 def fused(source: Path, target: Path, hidden_size: int, heads: int) -> None:
@@ -75,8 +120,21 @@ def main() -> None:
         backbone = model.config.backbone_config
         fused(work / "fp32-encoder", work / "fp32-encoder-fused", backbone.hidden_size, backbone.num_attention_heads)
     for name in args.variants:
-        source, operators, per_channel = VARIANTS[name]
+        source, operators, per_channel, static_format = VARIANTS[name]
         shutil.copytree(work / source, work / name, ignore=shutil.ignore_patterns(ONNX_FILE))
+        if static_format:
+            quantize_static(
+                work / source / ONNX_FILE,
+                work / name / ONNX_FILE,
+                CalibrationBatches(EmotionClassifier(work / source, backend="onnx", threads=args.threads)),
+                quant_format=getattr(QuantFormat, static_format),
+                op_types_to_quantize=operators,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"MatMulConstBOnly": True},
+            )
+            continue
         quantize_dynamic(
             work / source / ONNX_FILE,
             work / name / ONNX_FILE,
