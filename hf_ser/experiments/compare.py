@@ -111,11 +111,12 @@ def load_result(path: str | Path) -> dict:
     if (path / SUMMARY_FILE).is_file():
         summary = read_json(path / SUMMARY_FILE)
         folds = summary["folds"]
-        details = _run_details(path / folds[0]["fold"])  # every fold shares the recipe; only speakers differ
+        scored = [path / row.get("run", row["fold"]) for row in folds]  # `hf-ser cv --refit`: fold-XX-refit
+        details = _run_details(scored[0])  # every fold shares the recipe; only speakers differ
         runs = [row["epochs_run"] for row in folds if row.get("epochs_run") is not None]
         details["epochs_run"] = float(np.mean(runs)) if runs else None
         protocol = summary["protocol"]
-        dataset, location = _corpus(path / folds[0]["fold"], _optional_json(path / folds[0]["fold"] / DATA_REPORT_FILE))
+        dataset, location = _corpus(scored[0], _optional_json(scored[0] / DATA_REPORT_FILE))
         evaluation = f"{describe_folds(protocol['folds'])} CV ({protocol['n_folds']} folds)"
         if summary.get("missing_folds"):  # a `hf-ser cv --summarize` before every fold job finished
             evaluation = (
@@ -135,7 +136,7 @@ def load_result(path: str | Path) -> dict:
             **{metric: summary["mean"][metric] for metric in METRICS},
             **{f"{metric}_std": summary["std"][metric] for metric in METRICS},
             **{f"{metric}_ci": None for metric in METRICS},
-            "predictions": [str(path / row["fold"] / TEST_PREDICTIONS_FILE) for row in folds],
+            "predictions": [str(run_dir / TEST_PREDICTIONS_FILE) for run_dir in scored],
             "labels": summary["labels"],
             "confusion_matrix": summary["confusion_matrix"],
             **details,

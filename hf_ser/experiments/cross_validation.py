@@ -454,6 +454,7 @@ def summarise(
         total = matrix if total is None else total + matrix
         row = {
             "fold": fold.name,
+            "run": fold_dir.name,  # the folder of the scored model
             "test_speakers": fold.test_speakers,
             "validation_speakers": fold.validation_speakers,
             **_fold_result(fold_dir),

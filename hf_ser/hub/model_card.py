@@ -597,7 +597,8 @@ def build_model_card(run_dir: str | Path, repo_id: Optional[str] = None, license
         cv=cv
         and {
             "statement": f"{cv['protocol']['evaluation']}; folds: {cv['protocol']['folds']} "
-            f"({cv['protocol']['n_folds']} folds).",
+            f"({cv['protocol']['n_folds']} folds)."
+            + (f" Model per fold: {cv['protocol']['model_selection']}." if "validation_runs" in cv else ""),
             "std_rule": cv["protocol"].get("std", "standard deviation over folds"),
             **{key: percent(cv["mean"][key], cv["std"][key], unit="") for key, *_ in METRICS},
             "rows": [

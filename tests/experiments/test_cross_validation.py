@@ -9,6 +9,7 @@ from hf_ser.cli import main as cli_main
 from hf_ser.experiments import cross_validation
 from hf_ser.experiments.compare import compare, load_result
 from hf_ser.experiments.cross_validation import LOSESSO, LOSO, make_folds, run_cross_validation, speaker_session
+from hf_ser.hub.model_card import save_model_card
 from hf_ser.train import train
 
 # EmoDB's ten speakers with their real item counts
@@ -251,6 +252,14 @@ def test_refit_trains_each_fold_again_on_training_and_validation_speakers_for_th
     markdown = (cv_dir / "cv_summary.md").read_text()
     assert "refit models" in markdown and "Their validation runs" in markdown and "| fold-01 |" in markdown
     assert compare([cv_dir], tmp_path / "comparison")[0]["ua"] == summary["mean"]["ua"]
+    assert load_result(cv_dir)["predictions"] == [  # paired tests read the refit models' predictions
+        str(cv_dir / f"fold-0{i}-refit" / "test_predictions.json") for i in (0, 1)
+    ]
+    save_model_card(cv_dir / "fold-00-refit")  # the card written again (as `hf-ser push` does) states the CV's refit
+    assert (
+        "Model per fold: each fold's validation run chose an epoch count"
+        in (cv_dir / "fold-00-refit" / "README.md").read_text()
+    )
 
     # rerun: nothing trains; the refit is the plan's now, so fold jobs follow it without the flag
     calls = []
