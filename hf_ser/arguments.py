@@ -595,6 +595,10 @@ def parse_args(
         for key in _clearable_list_keys(type(args)):
             if getattr(args, key) == [CLEAR]:
                 setattr(args, key, None)
+    # `validation_speakers: []` means no validation split (a fixed-length run, as `hf-ser cv --refit` trains), which
+    # argv cannot spell: keep it from the recipe or the defaults (`hf-ser evaluate` passes a refit run's keys).
+    if {**defaults, **recipe}.get("validation_speakers") == []:
+        parsed[1].validation_speakers = []
     for args in parsed:
         args.value_sources = {key: source for key, source in sources.items() if key in args.__dataclass_fields__}
     check_combinations(*parsed)

@@ -123,6 +123,8 @@ def evaluate_model(
     splits, label_names, report = build_corpus(data_args, seed=training_args.seed)
     if split == "all":
         splits = DatasetDict(all=concatenate_datasets(list(splits.values())))
+    if split not in splits:  # a run trained without validation speakers (`hf-ser cv --refit`) has no validation split
+        raise ValueError(f"--split {split}: these data keys give no {split} split (splits: {', '.join(splits)})")
     scored_ids = [model_labels.index(label) for label in scored] if excluded else None
     if scored_ids is not None:  # labels as the model's ids, so the loss is the model's own
         splits = DatasetDict({name: _as_model_ids(data, scored_ids, model_labels) for name, data in splits.items()})
@@ -190,7 +192,8 @@ def run_data_defaults(model: str) -> tuple[dict, dict]:
             if field_.name not in given or given[field_.name] is None:
                 continue
             default = field_.default_factory() if callable(field_.default_factory) else field_.default
-            if given[field_.name] not in (default, {}, []):
+            no_validation = field_.name == "validation_speakers" and given[field_.name] == []  # a `cv --refit` run
+            if given[field_.name] not in (default, {}, []) or no_validation:
                 values[field_.name] = given[field_.name]
     sources = dict.fromkeys(values, str(run_dir / RUN_CONFIG_FILE))
     report = read_json(run_dir / DATA_REPORT_FILE, missing_ok=True) or {}

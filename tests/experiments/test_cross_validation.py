@@ -255,6 +255,13 @@ def test_refit_trains_each_fold_again_on_training_and_validation_speakers_for_th
     assert load_result(cv_dir)["predictions"] == [  # paired tests read the refit models' predictions
         str(cv_dir / f"fold-0{i}-refit" / "test_predictions.json") for i in (0, 1)
     ]
+    # `hf-ser evaluate` rebuilds a refit run's split from its run_config.json (no validation speakers) and scores alike
+    assert cli_main(["evaluate", str(cv_dir / "fold-00-refit"), "--output_dir", str(tmp_path / "evaluated")]) == 0
+    evaluated = json.loads((tmp_path / "evaluated" / "test_results.json").read_text())
+    assert evaluated["test_ua"] == summary["folds"][0]["ua"]
+    split_argv = ["--split", "validation", "--output_dir", str(tmp_path / "evaluated-validation")]
+    assert cli_main(["evaluate", str(cv_dir / "fold-00-refit"), *split_argv]) != 0
+    assert "no validation split" in capsys.readouterr().err
     save_model_card(cv_dir / "fold-00-refit")  # the card written again (as `hf-ser push` does) states the CV's refit
     assert (
         "Model per fold: each fold's validation run chose an epoch count"
@@ -272,6 +279,13 @@ def test_refit_trains_each_fold_again_on_training_and_validation_speakers_for_th
     with pytest.raises(SystemExit):
         cross_validation.main([*argv, "--fold", "1", "--refit"])
     assert "--refit belongs to the plan" in capsys.readouterr().err
+
+
+def test_an_empty_validation_list_in_a_recipe_is_kept_and_the_command_line_overrides_it(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("dataset: emodb\nvalidation_speakers: []\ntest_speakers: ['03']\n")
+    assert parse_args([str(recipe)])[1].validation_speakers == []
+    assert parse_args([str(recipe), "--validation_speakers", "09"])[1].validation_speakers == ["09"]
 
 
 def test_a_run_without_validation_speakers_refuses_checkpoint_selection(tiny_corpus, tmp_path, tiny_backbone_config):
