@@ -255,6 +255,11 @@ def plan_cross_validation(argv: list[str], folds: Optional[str] = None, refit: b
         "folds": [asdict(fold) for fold in fold_list],
         "refit": bool(refit or stored.get("refit")),
     }
+    if plan["refit"] and not (training_args.load_best_model_at_end and training_args.eval_strategy != "no"):
+        raise ValueError(
+            "--refit takes each fold's epoch count from the best checkpoint of its validation run, and these options "
+            "choose none: keep eval_strategy (epoch or steps) and load_best_model_at_end: true"
+        )
     return CrossValidation(model_args, data_args, training_args, fold_list, plan)
 
 
@@ -290,9 +295,23 @@ def train_fold(cv: CrossValidation, fold: Fold, corpus: Optional[CheckedCorpus] 
     return True
 
 
+def best_epoch_of(state: dict) -> Optional[float]:
+    """The epoch of the best checkpoint in a `trainer_state.json`, or None when none was chosen."""
+    return next(
+        (
+            entry.get("epoch")
+            for entry in state.get("log_history", [])
+            if entry.get("step") == state.get("best_global_step")
+        ),
+        None,
+    )
+
+
 def refit_epochs(fold_dir: Path) -> int:
-    """The length of a fold's refit: the epoch of its validation run's best checkpoint, rounded up."""
-    best_epoch = _fold_result(fold_dir)["best_epoch"]
+    """The length of a fold's refit: the epoch of its validation run's best checkpoint, rounded up. Read from its
+    trainer state alone, which rank 0 writes before the final predictions (every rank has it when `train` returns)."""
+    state_path = fold_dir / TRAINER_STATE_FILE
+    best_epoch = best_epoch_of(_read_fold_file(state_path)) if state_path.is_file() else None
     if best_epoch is None:
         raise ValueError(
             f"{fold_dir / TRAINER_STATE_FILE} records no best checkpoint, so the refit has no epoch count: the "
@@ -305,10 +324,18 @@ def refit_fold(cv: CrossValidation, fold: Fold, corpus: Optional[CheckedCorpus] 
     """Train `<cv_dir>/fold-XX-refit` on the fold's training + validation speakers for `refit_epochs` of its finished
     validation run, with no validation split, and test its last weights; True when it trained."""
     refit_dir = cv.cv_dir / fold.refit_name
+    epochs = refit_epochs(cv.cv_dir / fold.name)
     if is_finished_run(refit_dir):
+        made_for = (_read_fold_file(refit_dir / FOLD_TIME_FILE) if (refit_dir / FOLD_TIME_FILE).is_file() else {}).get(
+            "epochs", epochs
+        )
+        if made_for != epochs:  # its validation run was trained again since and chose another epoch
+            raise ValueError(
+                f"{refit_dir} was trained for {made_for} epochs, but {cv.cv_dir / fold.name} now chooses {epochs}: "
+                f"delete {refit_dir} to refit that fold again"
+            )
         logger.info("%s: done already (%s), not trained again", fold.refit_name, refit_dir / TEST_RESULTS_FILE)
         return False
-    epochs = refit_epochs(cv.cv_dir / fold.name)
     speakers = sorted(fold.train_speakers + fold.validation_speakers)
     logger.info(
         "%s: %d epochs on %d speakers (training + validation), test %s",
@@ -330,7 +357,8 @@ def refit_fold(cv: CrossValidation, fold: Fold, corpus: Optional[CheckedCorpus] 
     )
     train(cv.model_args, data_args, training_args, corpus=corpus)
     if training_args.process_index == 0:
-        (refit_dir / FOLD_TIME_FILE).write_text(json.dumps({"wall_seconds": time.perf_counter() - started}))
+        timing = {"wall_seconds": time.perf_counter() - started, "epochs": epochs}
+        (refit_dir / FOLD_TIME_FILE).write_text(json.dumps(timing))
     return True
 
 
@@ -413,14 +441,7 @@ def summarise_planned(argv: list[str], folds: Optional[str] = None) -> dict:
 def _fold_result(fold_dir: Path) -> dict:
     results = _read_fold_file(fold_dir / TEST_RESULTS_FILE)
     state = _read_fold_file(fold_dir / TRAINER_STATE_FILE) if (fold_dir / TRAINER_STATE_FILE).is_file() else {}
-    best_epoch = next(
-        (
-            entry.get("epoch")
-            for entry in state.get("log_history", [])
-            if entry.get("step") == state.get("best_global_step")
-        ),
-        None,
-    )
+    best_epoch = best_epoch_of(state)
     timing = _read_fold_file(fold_dir / FOLD_TIME_FILE) if (fold_dir / FOLD_TIME_FILE).is_file() else {}
     return {
         **{metric: results[f"test_{metric}"] for metric in METRICS},
@@ -498,7 +519,7 @@ def summarise(
             "model_selection": selection,
             "std": STD_RULE,
         },
-        "command": ["hf-ser", "cv", *argv, "--folds", folds],
+        "command": ["hf-ser", "cv", *argv, "--folds", folds, *(["--refit"] if refit else [])],
         "labels": labels,
         "folds": rows,
         "mean": mean,

@@ -117,7 +117,11 @@ def read_run(run_dir: str | Path) -> dict:
             "from it (hf-ser train writes it)"
         )
     cv_path = find_cv_summary(run_dir)
-    run["cv_summary"] = read_json(cv_path, missing_ok=True) if cv_path else None
+    summary = read_json(cv_path, missing_ok=True) if cv_path else None
+    scored = {row.get("run", row.get("fold")) for row in (summary or {}).get("folds", [])}
+    if summary and cv_path.parent != run_dir and run_dir.name not in scored:
+        summary = None  # e.g. the validation run of a refit CV: the summary's scores are other models'
+    run["cv_summary"] = summary
     run["cv_dir"] = cv_path.parent if cv_path else None
     run["run_dir"] = run_dir
     return run
@@ -315,10 +319,12 @@ def _data_lines(run: dict, corpus: dict, labels: list[str]) -> list[str]:
     selection = {"ua": "UA", "wa": "WA", "macro_f1": "macro-F1", "ccc": "mean CCC"}.get(selection, selection)
     selection = selection.replace("ccc_", "CCC of ")
     if report.get("protocol") == "speaker-independent" and "validation" not in report.get("splits", {}):
+        epochs = (run["trainer_state"] or {}).get("epoch", training.get("num_train_epochs"))
+        length = f"after {epochs:g} epochs" if epochs is not None else "at the end"
         lines.append(
             "Protocol: **speaker-independent**. No speaker is in both training and test. There was no validation "
-            f"split: these are the weights at the end of a fixed {training.get('num_train_epochs', 0):g}-epoch run "
-            "(no checkpoint was chosen); the test speakers were scored once, after training."
+            f"split: these are the weights {length} of a run of fixed length (no checkpoint was chosen); the test "
+            "speakers were scored once, after training."
         )
     elif report.get("protocol") == "speaker-independent":
         lines.append(

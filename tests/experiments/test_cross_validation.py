@@ -249,6 +249,7 @@ def test_refit_trains_each_fold_again_on_training_and_validation_speakers_for_th
     assert sum(map(sum, summary["confusion_matrix"])) == 48  # every clip tested once, by the refit models
     assert summary["validation_runs"]["mean"]["ua"] == plain["mean"]["ua"]
     assert "training + validation speakers" in summary["protocol"]["model_selection"]
+    assert summary["command"][-1] == "--refit"
     markdown = (cv_dir / "cv_summary.md").read_text()
     assert "refit models" in markdown and "Their validation runs" in markdown and "| fold-01 |" in markdown
     assert compare([cv_dir], tmp_path / "comparison")[0]["ua"] == summary["mean"]["ua"]
@@ -267,6 +268,17 @@ def test_refit_trains_each_fold_again_on_training_and_validation_speakers_for_th
         "Model per fold: each fold's validation run chose an epoch count"
         in (cv_dir / "fold-00-refit" / "README.md").read_text()
     )
+    save_model_card(cv_dir / "fold-00")  # a validation run is not one of the models the refit summary scores
+    assert "Model per fold" not in (cv_dir / "fold-00" / "README.md").read_text()
+
+    # a refit made for another epoch count (its validation run trained again since) is refused, not reused
+    timing_file = cv_dir / "fold-00-refit" / "cv_fold.json"
+    timing = json.loads(timing_file.read_text())
+    assert timing["epochs"] == summary["folds"][0]["epochs_run"]
+    timing_file.write_text(json.dumps({**timing, "epochs": timing["epochs"] + 5}))
+    with pytest.raises(ValueError, match="delete .*fold-00-refit to refit that fold again"):
+        run_cross_validation(argv, "2")
+    timing_file.write_text(json.dumps(timing))
 
     # rerun: nothing trains; the refit is the plan's now, so fold jobs follow it without the flag
     calls = []
@@ -279,6 +291,27 @@ def test_refit_trains_each_fold_again_on_training_and_validation_speakers_for_th
     with pytest.raises(SystemExit):
         cross_validation.main([*argv, "--fold", "1", "--refit"])
     assert "--refit belongs to the plan" in capsys.readouterr().err
+
+
+def test_refit_length_is_the_best_checkpoints_epoch_rounded_up_from_the_trainer_state_alone(tmp_path):
+    fold_dir = tmp_path / "fold-00"
+    fold_dir.mkdir()
+    history = [{"loss": 1.0, "epoch": 1.0, "step": 4}, {"eval_ua": 0.5, "epoch": 1.3, "step": 5}]
+    state = {"best_global_step": 5, "log_history": history}
+    (fold_dir / "trainer_state.json").write_text(json.dumps(state))
+    assert cross_validation.refit_epochs(fold_dir) == 2  # no test_results.json needed (rank 0 writes it later)
+    (fold_dir / "trainer_state.json").write_text(json.dumps({**state, "best_global_step": None}))
+    with pytest.raises(ValueError, match="no best checkpoint"):
+        cross_validation.refit_epochs(fold_dir)
+
+
+def test_a_refit_plan_whose_validation_runs_choose_no_checkpoint_is_refused(
+    tiny_corpus, tmp_path, tiny_backbone_config
+):
+    argv = _cv_argv(tiny_corpus, tmp_path / "cv", tiny_backbone_config) + ["--load_best_model_at_end", "false"]
+    with pytest.raises(ValueError, match="--refit takes each fold's epoch count"):
+        run_cross_validation(argv, "2", refit=True)
+    assert not (tmp_path / "cv" / "fold-00").exists()
 
 
 def test_an_empty_validation_list_in_a_recipe_is_kept_and_the_command_line_overrides_it(tmp_path):
