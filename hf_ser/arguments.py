@@ -434,6 +434,9 @@ class SERTrainingArguments(TrainingArguments):
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, SERTrainingArguments)
+# List keys whose empty value differs from unset: `validation_speakers: []` is a run with no validation split (a
+# fixed-length run, as `hf-ser cv --refit` trains); unset, the validation speakers are drawn.
+MEANINGFUL_EMPTY_LISTS = ("validation_speakers",)
 
 # `--validation_speakers none` (or `validation_speakers: none` in a recipe) clears a list key whose default is unset.
 CLEAR = "none"
@@ -595,10 +598,12 @@ def parse_args(
         for key in _clearable_list_keys(type(args)):
             if getattr(args, key) == [CLEAR]:
                 setattr(args, key, None)
-    # `validation_speakers: []` means no validation split (a fixed-length run, as `hf-ser cv --refit` trains), which
-    # argv cannot spell: keep it from the recipe or the defaults (`hf-ser evaluate` passes a refit run's keys).
-    if {**defaults, **recipe}.get("validation_speakers") == []:
-        parsed[1].validation_speakers = []
+    # argv cannot spell an empty list: keep the ones that mean something from the recipe or the defaults
+    # (`hf-ser evaluate` passes a refit run's keys).
+    given = {**defaults, **recipe}
+    for key in MEANINGFUL_EMPTY_LISTS:
+        if given.get(key) == []:
+            setattr(next(args for args in parsed if key in args.__dataclass_fields__), key, [])
     for args in parsed:
         args.value_sources = {key: source for key, source in sources.items() if key in args.__dataclass_fields__}
     check_combinations(*parsed)

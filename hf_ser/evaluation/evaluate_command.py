@@ -29,7 +29,13 @@ from typing import Optional
 
 from datasets import ClassLabel, DatasetDict, concatenate_datasets
 
-from hf_ser.arguments import DataArguments, SERTrainingArguments, parse_args, refuse_dimensional
+from hf_ser.arguments import (
+    MEANINGFUL_EMPTY_LISTS,
+    DataArguments,
+    SERTrainingArguments,
+    parse_args,
+    refuse_dimensional,
+)
 from hf_ser.data.collator import SERDataCollator
 from hf_ser.data.dataset import CorpusReport, build_corpus, select_labels
 from hf_ser.data.sources import corpus_records
@@ -192,8 +198,8 @@ def run_data_defaults(model: str) -> tuple[dict, dict]:
             if field_.name not in given or given[field_.name] is None:
                 continue
             default = field_.default_factory() if callable(field_.default_factory) else field_.default
-            no_validation = field_.name == "validation_speakers" and given[field_.name] == []  # a `cv --refit` run
-            if given[field_.name] not in (default, {}, []) or no_validation:
+            meaningful_empty = field_.name in MEANINGFUL_EMPTY_LISTS and given[field_.name] == []  # `cv --refit`
+            if given[field_.name] not in (default, {}, []) or meaningful_empty:
                 values[field_.name] = given[field_.name]
     sources = dict.fromkeys(values, str(run_dir / RUN_CONFIG_FILE))
     report = read_json(run_dir / DATA_REPORT_FILE, missing_ok=True) or {}

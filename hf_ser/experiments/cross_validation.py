@@ -177,9 +177,9 @@ def corpus_speaker_items(data_args: DataArguments) -> dict[str, int]:
     return dict(Counter(record["speaker"] for record in records))
 
 
-def _read_fold_file(path: Path) -> dict:
-    """A JSON file of the CV folder; an unreadable one says how to recover."""
-    return read_json(path, hint="; delete the fold folder to train that fold again")
+def _read_fold_file(path: Path, missing_ok: bool = False) -> Optional[dict]:
+    """A JSON file of the CV folder (None when missing and `missing_ok`); an unreadable one says how to recover."""
+    return read_json(path, missing_ok=missing_ok, hint="; delete the fold folder to train that fold again")
 
 
 def _check_plan(cv_dir: Path, plan: dict, write: bool = True) -> None:
@@ -241,7 +241,7 @@ def plan_cross_validation(argv: list[str], folds: Optional[str] = None, refit: b
     model_args, data_args, training_args = parse_args(argv)
     refuse_dimensional(data_args, "cv")
     cv_dir = Path(training_args.output_dir)
-    stored = _read_fold_file(cv_dir / PLAN_FILE) if (cv_dir / PLAN_FILE).is_file() else {}
+    stored = _read_fold_file(cv_dir / PLAN_FILE, missing_ok=True) or {}
     if folds is None:
         folds = stored.get("folds_rule", LOSO)
     speaker_items = corpus_speaker_items(data_args)
@@ -310,8 +310,7 @@ def best_epoch_of(state: dict) -> Optional[float]:
 def refit_epochs(fold_dir: Path) -> int:
     """The length of a fold's refit: the epoch of its validation run's best checkpoint, rounded up. Read from its
     trainer state alone, which rank 0 writes before the final predictions (every rank has it when `train` returns)."""
-    state_path = fold_dir / TRAINER_STATE_FILE
-    best_epoch = best_epoch_of(_read_fold_file(state_path)) if state_path.is_file() else None
+    best_epoch = best_epoch_of(_read_fold_file(fold_dir / TRAINER_STATE_FILE, missing_ok=True) or {})
     if best_epoch is None:
         raise ValueError(
             f"{fold_dir / TRAINER_STATE_FILE} records no best checkpoint, so the refit has no epoch count: the "
@@ -326,9 +325,7 @@ def refit_fold(cv: CrossValidation, fold: Fold, corpus: Optional[CheckedCorpus] 
     refit_dir = cv.cv_dir / fold.refit_name
     epochs = refit_epochs(cv.cv_dir / fold.name)
     if is_finished_run(refit_dir):
-        made_for = (_read_fold_file(refit_dir / FOLD_TIME_FILE) if (refit_dir / FOLD_TIME_FILE).is_file() else {}).get(
-            "epochs", epochs
-        )
+        made_for = (_read_fold_file(refit_dir / FOLD_TIME_FILE, missing_ok=True) or {}).get("epochs", epochs)
         if made_for != epochs:  # its validation run was trained again since and chose another epoch
             raise ValueError(
                 f"{refit_dir} was trained for {made_for} epochs, but {cv.cv_dir / fold.name} now chooses {epochs}: "
@@ -440,9 +437,9 @@ def summarise_planned(argv: list[str], folds: Optional[str] = None) -> dict:
 
 def _fold_result(fold_dir: Path) -> dict:
     results = _read_fold_file(fold_dir / TEST_RESULTS_FILE)
-    state = _read_fold_file(fold_dir / TRAINER_STATE_FILE) if (fold_dir / TRAINER_STATE_FILE).is_file() else {}
+    state = _read_fold_file(fold_dir / TRAINER_STATE_FILE, missing_ok=True) or {}
     best_epoch = best_epoch_of(state)
-    timing = _read_fold_file(fold_dir / FOLD_TIME_FILE) if (fold_dir / FOLD_TIME_FILE).is_file() else {}
+    timing = _read_fold_file(fold_dir / FOLD_TIME_FILE, missing_ok=True) or {}
     return {
         **{metric: results[f"test_{metric}"] for metric in METRICS},
         "test_samples": results.get("test_samples"),
@@ -502,11 +499,12 @@ def summarise(
     )
     extra = {}
     if refit:
+        runs = {metric: mean_std([row["validation_run"][metric] for row in rows]) for metric in METRICS}
         extra["validation_runs"] = {
             "what": "the validation runs' own test scores (their best checkpoint, trained without the validation "
             "speakers), for comparison",
-            "mean": {metric: mean_std([row["validation_run"][metric] for row in rows])[0] for metric in METRICS},
-            "std": {metric: mean_std([row["validation_run"][metric] for row in rows])[1] for metric in METRICS},
+            "mean": {metric: mean for metric, (mean, _) in runs.items()},
+            "std": {metric: std for metric, (_, std) in runs.items()},
         }
     return {
         "protocol": {
